@@ -1,0 +1,168 @@
+# epcomm top-level Makefile.
+#
+#   make deps                 install the Debian packages the build and tests need (root)
+#   make -j                   build/lib/libepcomm.so (+ .a), build/bin/* tools and perf binaries, tests
+#   make test                 CPU test suite (GPU suites build and report themselves skipped without a GPU)
+#   make install PREFIX=/usr  headers, libraries, pkg-config, CMake package, tools
+#   make pkg.debian.build     libepcomm<major> and libepcomm-dev .deb files under build/pkg/deb
+#
+# Sources are found by folder, so a new file needs no Makefile edit:
+#   src/**, transports/**       -> the library (.cc with g++, .cu with nvcc)
+#   tools/<name>/*.cc           -> build/bin/<name>
+#   tests/unit/*.cc             -> build/test/ep_unit_tests (GoogleTest, CPU only)
+#   tests/unit/*.c              -> build/test/ep_c_abi_test (C99 TU against the shared library)
+#   tests/gpu/*.{cc,cu}         -> build/test/ep_gpu_tests (GoogleTest, multi-rank GPU suites)
+#   tests/perf/<name>/*.{cc,cu} -> build/bin/<name> (ep-tests perf binaries), with tests/common/*
+#   tests/common/*.{cc,cu}      -> shared by GPU tests and perf binaries (launcher, references)
+
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(CUDA_HOME)/bin/nvcc
+CXX ?= g++
+CC ?= gcc
+BUILDDIR ?= build
+NVCC_GENCODE ?= -gencode=arch=compute_90,code=sm_90
+DEBUG ?= 0
+
+EP_MAJOR := $(shell sed -n 's/^\#define EP_MAJOR \([0-9]*\)/\1/p' include/epcomm.h)
+EP_MINOR := $(shell sed -n 's/^\#define EP_MINOR \([0-9]*\)/\1/p' include/epcomm.h)
+EP_PATCH := $(shell sed -n 's/^\#define EP_PATCH \([0-9]*\)/\1/p' include/epcomm.h)
+EP_VERSION := $(EP_MAJOR).$(EP_MINOR).$(EP_PATCH)
+
+OPT := $(if $(filter 1,$(DEBUG)),-O0 -g,-O2 -g)
+INCLUDES := -Iinclude -Isrc -I. -I$(CUDA_HOME)/include
+CXXFLAGS += -std=c++17 $(OPT) -fPIC -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter $(INCLUDES) -pthread
+NVCCFLAGS += -std=c++17 $(if $(filter 1,$(DEBUG)),-O0 -g -G,-O3 -lineinfo) $(NVCC_GENCODE) \
+  -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wno-unused-parameter \
+  --expt-relaxed-constexpr -Xptxas -warn-spills $(INCLUDES)
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+SYS_LIBS := -lhwloc -ldl -lpthread -lrt
+
+LIB_CC := $(shell find src transports -name '*.cc' 2>/dev/null | sort)
+LIB_CU := $(shell find src transports -name '*.cu' 2>/dev/null | sort)
+LIB_OBJ := $(LIB_CC:%.cc=$(BUILDDIR)/obj/%.o) $(LIB_CU:%.cu=$(BUILDDIR)/obj/%.cu.o)
+
+SONAME := libepcomm.so.$(EP_MAJOR)
+LIBSO := $(BUILDDIR)/lib/libepcomm.so.$(EP_VERSION)
+LIBA := $(BUILDDIR)/lib/libepcomm.a
+
+TOOLS := $(notdir $(shell find tools -mindepth 1 -maxdepth 1 -type d 2>/dev/null | sort))
+TOOL_BINS := $(TOOLS:%=$(BUILDDIR)/bin/%)
+
+COMMON_SRC := $(shell find tests/common -name '*.cc' -o -name '*.cu' 2>/dev/null | sort)
+COMMON_OBJ := $(patsubst %,$(BUILDDIR)/obj/%.o,$(COMMON_SRC))
+
+UNIT_SRC := $(shell find tests/unit -name '*.cc' 2>/dev/null | sort)
+UNIT_OBJ := $(UNIT_SRC:%.cc=$(BUILDDIR)/obj/%.o)
+CABI_SRC := $(shell find tests/unit -name '*.c' 2>/dev/null | sort)
+GPU_SRC := $(shell find tests/gpu -name '*.cc' -o -name '*.cu' 2>/dev/null | sort)
+GPU_OBJ := $(patsubst %,$(BUILDDIR)/obj/%.o,$(GPU_SRC))
+
+PERF_DIRS := $(notdir $(shell find tests/perf -mindepth 1 -maxdepth 1 -type d 2>/dev/null | sort))
+PERF_BINS := $(PERF_DIRS:%=$(BUILDDIR)/bin/%)
+
+GTEST_LIBS := -lgtest -lpthread
+# Internal users (tools, tests) link the static archive: they may use internal
+# symbols, which the shared library keeps hidden.
+STATIC_LINK := -Wl,--whole-archive $(LIBA) -Wl,--no-whole-archive $(CUDA_LIBS) $(SYS_LIBS)
+
+.PHONY: all lib tools tests perf test test-gpu clean install deps pkg.debian.build pkg.debian.clean
+all: lib tools tests perf $(BUILDDIR)/lib/pkgconfig/epcomm.pc
+
+lib: $(BUILDDIR)/lib/libepcomm.so $(LIBA)
+tools: $(TOOL_BINS)
+tests: $(BUILDDIR)/test/ep_unit_tests $(BUILDDIR)/test/ep_c_abi_test $(BUILDDIR)/test/ep_gpu_tests
+perf: $(PERF_BINS)
+
+# ---------------------------------------------------------------- library
+$(BUILDDIR)/obj/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILDDIR)/obj/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+$(LIBSO): $(LIB_OBJ) src/libepcomm.map
+	@mkdir -p $(dir $@)
+	$(CXX) -shared -o $@ $(LIB_OBJ) -Wl,-soname,$(SONAME) -Wl,--version-script=src/libepcomm.map \
+	  -Wl,--no-undefined $(CUDA_LIBS) $(SYS_LIBS)
+
+$(BUILDDIR)/lib/libepcomm.so: $(LIBSO)
+	cd $(BUILDDIR)/lib && ln -sf libepcomm.so.$(EP_VERSION) $(SONAME) && ln -sf $(SONAME) libepcomm.so
+
+$(LIBA): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $(LIB_OBJ)
+
+$(BUILDDIR)/lib/pkgconfig/epcomm.pc: pkg/epcomm.pc.in include/epcomm.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(EP_VERSION)|g' -e 's|@CUDA_HOME@|$(CUDA_HOME)|g' $< > $@
+
+# ---------------------------------------------------------------- tools
+.SECONDEXPANSION:
+$(BUILDDIR)/bin/%: $$(patsubst %.cc,$(BUILDDIR)/obj/%.o,$$(wildcard tools/%/*.cc)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CXX) -o $@ $(filter %.o,$^) $(STATIC_LINK)
+
+# ---------------------------------------------------------------- tests
+$(BUILDDIR)/obj/tests/%.cc.o: tests/%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
+$(BUILDDIR)/obj/tests/%.cu.o: tests/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILDDIR)/test/ep_unit_tests: $(UNIT_OBJ) $(COMMON_OBJ) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CXX) -o $@ $(UNIT_OBJ) $(COMMON_OBJ) $(STATIC_LINK) $(GTEST_LIBS)
+
+# The C ABI test links the shared library, as a user would.
+$(BUILDDIR)/test/ep_c_abi_test: $(CABI_SRC) $(BUILDDIR)/lib/libepcomm.so
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -Wall -Wextra -pedantic -Werror -Iinclude -I$(CUDA_HOME)/include -o $@ $(CABI_SRC) \
+	  -L$(BUILDDIR)/lib -Wl,-rpath,'$$ORIGIN/../lib' -lepcomm $(CUDA_LIBS)
+
+$(BUILDDIR)/test/ep_gpu_tests: $(GPU_OBJ) $(COMMON_OBJ) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CXX) -o $@ $(GPU_OBJ) $(COMMON_OBJ) $(STATIC_LINK) $(GTEST_LIBS)
+
+$(BUILDDIR)/bin/ep_%: $$(patsubst %,$(BUILDDIR)/obj/%.o,$$(wildcard tests/perf/ep_%/*.cc tests/perf/ep_%/*.cu)) $(COMMON_OBJ) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CXX) -o $@ $(filter %.o,$^) $(STATIC_LINK)
+
+# make test: the CPU suite. GPU suites run too and report each case skipped when no GPU is present.
+test: tests
+	$(BUILDDIR)/test/ep_c_abi_test
+	$(BUILDDIR)/test/ep_unit_tests
+	$(BUILDDIR)/test/ep_gpu_tests
+
+# ---------------------------------------------------------------- install / packaging
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include/epcomm $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin \
+	  $(DESTDIR)$(PREFIX)/lib/cmake/epcomm
+	install -m 644 include/epcomm.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/epcomm/*.h $(DESTDIR)$(PREFIX)/include/epcomm/
+	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/
+	cd $(DESTDIR)$(PREFIX)/lib && ln -sf libepcomm.so.$(EP_VERSION) $(SONAME) && ln -sf $(SONAME) libepcomm.so
+	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(EP_VERSION)|g' -e 's|@CUDA_HOME@|$(CUDA_HOME)|g' \
+	  pkg/epcomm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/epcomm.pc
+	sed -e 's|@VERSION@|$(EP_VERSION)|g' pkg/cmake/epcommConfig.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/epcomm/epcommConfig.cmake
+	sed -e 's|@VERSION@|$(EP_VERSION)|g' pkg/cmake/epcommConfigVersion.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/epcomm/epcommConfigVersion.cmake
+	install -m 755 $(TOOL_BINS) $(PERF_BINS) $(DESTDIR)$(PREFIX)/bin/
+
+pkg.debian.build: all
+	EP_VERSION=$(EP_VERSION) EP_MAJOR=$(EP_MAJOR) BUILDDIR=$(BUILDDIR) pkg/debian/build.sh
+
+pkg.debian.clean:
+	rm -rf $(BUILDDIR)/pkg
+
+deps:
+	scripts/install_deps.sh
+
+clean:
+	rm -rf $(BUILDDIR)
+
+-include $(shell find $(BUILDDIR)/obj -name '*.d' 2>/dev/null)

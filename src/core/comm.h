@@ -1,0 +1,93 @@
+/*************************************************************************
+ * epcomm: the communicator object behind the opaque epComm_t.
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * Owned by src/core/comm.cc. Kernel families keep their own state behind the
+ * `ht`, `ll` and `net` pointers, created on first use and freed at destroy
+ * through the matching *Destroy hook, so that this struct never grows a
+ * field per kernel.
+ *************************************************************************/
+#ifndef EP_COMM_H_
+#define EP_COMM_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "epcomm.h"
+#include "core/debug.h"
+
+struct epBootstrap;
+struct epTopoSystem;
+struct epHtState;
+struct epLlState;
+struct epNetState;
+struct epDeviceStatus;
+
+/* The config after applying env vars and defaults: every field is concrete. */
+struct epResolvedConfig {
+  int timeoutMs;
+  int bootstrapTimeoutMs;
+  int numSms;
+  int htMaxTokensPerRank;
+  long long nvlBufferBytes;
+  int llMaxTokensPerRank;
+  int llHidden;
+  int llNumExperts;
+  int llMaxTopk;
+  std::string net;  // "", "ib" or "emulated"
+  int emulateNodes;
+  std::string commName;
+};
+
+#define EP_COMM_MAGIC 0x65706331u /* "epc1": catches use of a destroyed or foreign pointer */
+
+struct epComm {
+  uint32_t magic = EP_COMM_MAGIC;
+  uint64_t commHash = 0; /* the same on every rank of one communicator; tags handles */
+
+  int rank = -1;
+  int nranks = 0;
+  int cudaDev = -1; /* -1: this rank has no GPU (CPU tests) */
+
+  /* Placement: nodes are hosts, or virtual nodes when EP_EMULATE_NODES > 1. */
+  int node = 0;
+  int nNodes = 1;
+  int localRank = 0;
+  int localRanks = 1;
+  std::vector<int> rankNode;      /* [nranks] node of each rank */
+  std::vector<int> rankLocal;     /* [nranks] local index of each rank in its node */
+  std::vector<int> rankCudaDev;   /* [nranks] CUDA ordinal of each rank (on its host) */
+  std::vector<uint64_t> rankHostHash; /* [nranks] identity of the physical host */
+  std::vector<int> rankPid;       /* [nranks] pid: same pid => same process (epCommInitAll) */
+  std::vector<int> nvlinkPeer;    /* [nranks] 1 if reachable by NVLink/P2P loads and stores */
+
+  epResolvedConfig config;
+  epBootstrap* bootstrap = nullptr;
+  epTopoSystem* topo = nullptr;
+
+  /* Device-side error reporting (bad expert ids, timeouts): host-mapped memory
+   * that kernels write and epCommGetAsyncError reads. nullptr without a GPU. */
+  epDeviceStatus* devStatus = nullptr;
+
+  /* Kernel-family state, created on first use. */
+  epHtState* ht = nullptr;
+  epLlState* ll = nullptr;
+  epNetState* net = nullptr;
+
+  std::atomic<size_t> deviceBytes{0}; /* device memory allocated by this comm */
+  std::atomic<int> aborted{0};
+
+  char lastError[EP_LAST_ERROR_BYTES] = {0};
+};
+
+/* Validates that `comm` is a live communicator (not null, not destroyed). */
+epResult_t epCommCheck(epComm_t comm, const char* fn);
+
+/* Install the comm as the logging context of the current API call. */
+#define EP_COMM_SCOPE(comm) epLogScope epScope_((comm)->rank, (comm)->cudaDev, (comm)->lastError)
+
+#endif  // EP_COMM_H_

@@ -1,0 +1,29 @@
+/*************************************************************************
+ * epcomm: EP_* environment knobs. Each is read once, on first use, and cached.
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ *   EP_PARAM(Timeout, "TIMEOUT_MS", 100000)  defines  int64_t epParamTimeout()
+ *   -> reads EP_TIMEOUT_MS; a value that does not parse logs a WARN and keeps the default.
+ * Every knob must be listed in docs/env.md.
+ *************************************************************************/
+#ifndef EP_PARAM_H_
+#define EP_PARAM_H_
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+
+/* Reads env var `name` as an int64; returns `deflt` when unset or malformed. */
+int64_t epParamLoad(const char* name, int64_t deflt);
+/* getenv() with an INFO/ENV log the first time a value is seen. NULL when unset or empty. */
+const char* epGetEnv(const char* name);
+
+#define EP_PARAM(Name, env, deflt)                                       \
+  static inline int64_t epParam##Name() {                                \
+    static std::once_flag once_;                                         \
+    static int64_t value_;                                               \
+    std::call_once(once_, [] { value_ = epParamLoad("EP_" env, deflt); }); \
+    return value_;                                                       \
+  }
+
+#endif  // EP_PARAM_H_
