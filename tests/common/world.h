@@ -1,0 +1,32 @@
+/*************************************************************************
+ * epcomm tests: how a test or perf process learns its rank and joins a comm.
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * Launchers: `mpirun -np N bin` (OpenMPI env vars), `scripts/eprun -np N bin`
+ * (no MPI), or a single process (rank 0 of 1). MPI is only a launcher: the
+ * processes meet through epcomm's own bootstrap at EP_COMM_ID (default
+ * 127.0.0.1:<EP_TEST_PORT or 29517>), so nothing links MPI.
+ *************************************************************************/
+#ifndef EP_TESTS_WORLD_H_
+#define EP_TESTS_WORLD_H_
+
+#include "epcomm.h"
+
+struct epTestWorld {
+  int rank = 0;
+  int size = 1;
+  int localRank = 0;
+  int localSize = 1;
+};
+
+/* Reads OMPI_COMM_WORLD_*, PMI_*, or EP_RANK/EP_NRANKS/EP_LOCAL_RANK. */
+epTestWorld epTestWorldFromEnv();
+
+/* Selects CUDA device localRank % deviceCount (when a GPU exists), sets a
+ * default EP_COMM_ID if none is set, and creates the communicator. */
+epResult_t epTestCommInit(const epTestWorld& w, const epConfig_t* config, epComm_t* comm);
+
+/* Number of CUDA devices visible (0 without a GPU or driver). */
+int epTestCudaDeviceCount();
+
+#endif  // EP_TESTS_WORLD_H_
