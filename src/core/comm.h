@@ -3,14 +3,16 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * Owned by src/core/comm.cc. Kernel families keep their own state behind the
- * `ht`, `ll` and `net` pointers, created on first use and freed at destroy
- * through the matching *Destroy hook, so that this struct never grows a
- * field per kernel.
+ * `ht`, `ll` and `net` pointers, created on first use; the family registers a
+ * cleanup (epCommAddCleanup) that epCommDestroy runs, newest first, after a
+ * barrier so that no peer still touches shared buffers. The core therefore
+ * has no link-time dependency on any kernel family.
  *************************************************************************/
 #ifndef EP_COMM_H_
 #define EP_COMM_H_
 
 #include <atomic>
+#include <functional>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -78,6 +80,9 @@ struct epComm {
   epLlState* ll = nullptr;
   epNetState* net = nullptr;
 
+  /* Run by epCommDestroy/epCommAbort, last registered first. */
+  std::vector<std::function<void(epComm*)>> cleanups;
+
   std::atomic<size_t> deviceBytes{0}; /* device memory allocated by this comm */
   std::atomic<int> aborted{0};
 
@@ -86,6 +91,9 @@ struct epComm {
 
 /* Validates that `comm` is a live communicator (not null, not destroyed). */
 epResult_t epCommCheck(epComm_t comm, const char* fn);
+
+/* Registers a cleanup for epCommDestroy (not thread-safe: call from API entry points). */
+inline void epCommAddCleanup(epComm* comm, std::function<void(epComm*)> fn) { comm->cleanups.push_back(std::move(fn)); }
 
 /* Install the comm as the logging context of the current API call. */
 #define EP_COMM_SCOPE(comm) epLogScope epScope_((comm)->rank, (comm)->cudaDev, (comm)->lastError)
