@@ -66,6 +66,8 @@ struct epComm {
   std::vector<uint64_t> rankHostHash; /* [nranks] identity of the physical host */
   std::vector<int> rankPid;       /* [nranks] pid: same pid => same process (epCommInitAll) */
   std::vector<int> nvlinkPeer;    /* [nranks] 1 if reachable by NVLink/P2P loads and stores */
+  std::vector<int> nodeRanks;     /* [localRanks] the ranks of this rank's node, by local rank */
+  std::vector<std::string> rankBusId; /* [nranks] PCI bus id of each rank's GPU ("" without GPU) */
 
   epResolvedConfig config;
   epBootstrap* bootstrap = nullptr;
@@ -74,6 +76,13 @@ struct epComm {
   /* Device-side error reporting (bad expert ids, timeouts): host-mapped memory
    * that kernels write and epCommGetAsyncError reads. nullptr without a GPU. */
   epDeviceStatus* devStatus = nullptr;
+  epDeviceStatus* devStatusDev = nullptr; /* the same memory, as a device pointer for kernels */
+
+  /* Host-side asynchronous errors (proxy/progress threads): the first one
+   * wins and epCommGetAsyncError reports and clears it. Use epCommSetAsyncError. */
+  std::mutex asyncMutex;
+  epResult_t hostAsyncError = epSuccess;
+  std::string hostAsyncMsg;
 
   /* Kernel-family state, created on first use. */
   epHtState* ht = nullptr;
@@ -91,6 +100,9 @@ struct epComm {
 
 /* Validates that `comm` is a live communicator (not null, not destroyed). */
 epResult_t epCommCheck(epComm_t comm, const char* fn);
+
+/* Records an asynchronous host-side error (thread-safe; keeps the first one). */
+void epCommSetAsyncError(epComm* comm, epResult_t code, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Registers a cleanup for epCommDestroy (not thread-safe: call from API entry points). */
 inline void epCommAddCleanup(epComm* comm, std::function<void(epComm*)> fn) { comm->cleanups.push_back(std::move(fn)); }

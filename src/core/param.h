@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <string>
 
 /* Reads env var `name` as an int64; returns `deflt` when unset or malformed. */
 int64_t epParamLoad(const char* name, int64_t deflt);
@@ -24,6 +25,20 @@ const char* epGetEnv(const char* name);
     static int64_t value_;                                               \
     std::call_once(once_, [] { value_ = epParamLoad("EP_" env, deflt); }); \
     return value_;                                                       \
+  }
+
+/* String knob: defines `const char* epParam##Name()`, NULL when unset or empty.
+ * Read once and cached like EP_PARAM. */
+#define EP_STRING_PARAM(Name, env)                                          \
+  static inline const char* epParam##Name() {                              \
+    static std::once_flag once_;                                            \
+    static std::string value_;                                              \
+    static bool set_ = false;                                               \
+    std::call_once(once_, [] {                                              \
+      const char* s = epGetEnv("EP_" env);                                  \
+      if (s) { value_ = s; set_ = true; }                                   \
+    });                                                                     \
+    return set_ ? value_.c_str() : nullptr;                                 \
   }
 
 #endif  // EP_PARAM_H_

@@ -1,0 +1,54 @@
+/*************************************************************************
+ * epcomm: device error translation (see async_error.h).
+ * SPDX-License-Identifier: Apache-2.0
+ *************************************************************************/
+#include "core/async_error.h"
+
+#include <cstdio>
+
+namespace {
+const char* familyName(int f) {
+  switch (f) {
+    case 1: return "HT dispatch/combine";
+    case 2: return "LL dispatch/combine";
+    case 3: return "internode";
+    case 4: return "layout/EPLB";
+    default: return "device kernel";
+  }
+}
+}  // namespace
+
+epResult_t epDeviceStatusDescribe(const epDeviceStatus& s, char* msg, size_t n) {
+  const char* fam = familyName(s.family);
+  switch (s.kind) {
+    case EP_DEVERR_NONE:
+      if (n) msg[0] = '\0';
+      return epSuccess;
+    case EP_DEVERR_BAD_EXPERT_ID:
+      snprintf(msg, n, "%s: expert id %lld out of range at token %d, top-k slot %d (valid: -1 for masked, 0..E-1)", fam,
+               s.value, s.a, s.b);
+      return epInvalidArgument;
+    case EP_DEVERR_CAPACITY_OVERFLOW:
+      snprintf(msg, n,
+               "%s: capacity overflow: %lld rows needed but the buffer holds %d; nothing was written past it. HINT: "
+               "raise the max-tokens config (EP_HT_MAX_TOKENS / EP_LL_MAX_TOKENS)",
+               fam, s.value, s.a);
+      return epInvalidUsage;
+    case EP_DEVERR_TIMEOUT:
+      snprintf(msg, n,
+               "%s: device wait timed out on channel %d waiting for peer rank %d (awaited value %lld). HINT: a peer "
+               "did not make the matching call; EP_TIMEOUT_MS sets the limit",
+               fam, s.a, s.b, s.value);
+      return epTimeout;
+    case EP_DEVERR_BAD_HANDLE:
+      snprintf(msg, n, "%s: the handle does not belong to this communicator or call (a=%d b=%d value=%lld)", fam, s.a,
+               s.b, s.value);
+      return epInvalidUsage;
+    case EP_DEVERR_NODE_LIMIT:
+      snprintf(msg, n, "%s: token %d routes to %lld nodes but the limit is %d", fam, s.a, s.value, s.b);
+      return epInvalidArgument;
+    default:
+      snprintf(msg, n, "%s: unknown device error kind %d (a=%d b=%d value=%lld)", fam, s.kind, s.a, s.b, s.value);
+      return epInternalError;
+  }
+}
