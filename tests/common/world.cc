@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include <cuda_runtime_api.h>
 
@@ -44,14 +45,34 @@ int epTestCudaDeviceCount() {
 epResult_t epTestCommInit(const epTestWorld& w, const epConfig_t* config, epComm_t* comm) {
   int ndev = epTestCudaDeviceCount();
   if (ndev > 0 && cudaSetDevice(w.localRank % ndev) != cudaSuccess) return epCudaError;
+  epTestDefaultCommId();
+  epUniqueId id;
+  epResult_t r = epGetUniqueId(&id);
+  if (r != epSuccess) return r;
+  return epCommInitRank(comm, w.size, id, w.rank, config);
+}
+
+void epTestDefaultCommId() {
   if (getenv("EP_COMM_ID") == nullptr) {
     const char* port = getenv("EP_TEST_PORT");
     char buf[64];
     snprintf(buf, sizeof(buf), "127.0.0.1:%s", port ? port : "29517");
     setenv("EP_COMM_ID", buf, 0);
   }
+}
+
+epResult_t epTestCommInitAt(int rank, int nranks, int portOffset, const epConfig_t* config, epComm_t* comm) {
+  epTestDefaultCommId();
+  const std::string saved = getenv("EP_COMM_ID");
+  size_t colon = saved.rfind(':');
+  if (colon == std::string::npos || portOffset < 2) return epInvalidArgument;
+  const std::string moved = saved.substr(0, colon + 1) + std::to_string(atoi(saved.c_str() + colon + 1) + portOffset);
+  // The id carries the root address; keep the moved address in the
+  // environment through init too, in case rank 0 starts its root from it.
+  setenv("EP_COMM_ID", moved.c_str(), 1);
   epUniqueId id;
   epResult_t r = epGetUniqueId(&id);
-  if (r != epSuccess) return r;
-  return epCommInitRank(comm, w.size, id, w.rank, config);
+  if (r == epSuccess) r = epCommInitRank(comm, nranks, id, rank, config);
+  setenv("EP_COMM_ID", saved.c_str(), 1);
+  return r;
 }

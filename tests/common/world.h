@@ -26,6 +26,17 @@ epTestWorld epTestWorldFromEnv();
  * default EP_COMM_ID if none is set, and creates the communicator. */
 epResult_t epTestCommInit(const epTestWorld& w, const epConfig_t* config, epComm_t* comm);
 
+/* Sets EP_COMM_ID to 127.0.0.1:<EP_TEST_PORT or 29517> unless already set.
+ * Port layout under that address: +0 the main comm's bootstrap, +1 the
+ * tests' out-of-band exchange (oob.h), +2.. extra comms (epTestCommInitAt). */
+void epTestDefaultCommId();
+
+/* Creates a communicator of `nranks` whose bootstrap root listens at the
+ * EP_COMM_ID host with port + portOffset (offset >= 2; every member passes the
+ * same offset). For tests that need a second comm (handles from another comm,
+ * error isolation) or a private single-rank comm (nranks 1, offset per rank). */
+epResult_t epTestCommInitAt(int rank, int nranks, int portOffset, const epConfig_t* config, epComm_t* comm);
+
 /* Number of CUDA devices visible (0 without a GPU or driver). */
 int epTestCudaDeviceCount();
 
