@@ -1,8 +1,33 @@
 /*************************************************************************
- * epcomm: per-communicator topology view.
+ * epcomm: one rank's topology view at init (see topo.h).
  * SPDX-License-Identifier: Apache-2.0
  *************************************************************************/
+#include "core/checks.h"
+#include "core/comm.h"
 #include "topo/topo.h"
 
-epResult_t epTopoCommInit(epComm* comm) { return epSuccess; }
-void epTopoFree(epTopoSystem* topo) {}
+epResult_t epTopoCommInit(epComm* comm) {
+  std::shared_ptr<const epTopoMachine> m;
+  EPCHECK(epTopoMachineShared(&m));
+  auto* view = new epTopoSystem();
+  view->machine = m;
+  const std::string& bus = comm->rankBusId[comm->rank];
+  for (size_t g = 0; g < m->gpus.size(); g++)
+    if (!bus.empty() && m->gpus[g].busId == bus) view->gpu = (int)g;
+  if (view->gpu >= 0) {
+    view->nics = m->gpuNics[view->gpu];
+    view->numa = m->gpus[view->gpu].numa;
+    view->cpuset = m->gpus[view->gpu].cpuset;
+  } else {
+    for (size_t n = 0; n < m->nics.size(); n++) view->nics.push_back((int)n);
+  }
+  std::string nicNames;
+  for (int n : view->nics) nicNames += (nicNames.empty() ? "" : ",") + m->nics[n].name;
+  EP_INFO(EP_LOG_TOPO | EP_LOG_INIT, "TOPO: rank %d GPU %s NUMA %d CPUs %s NICs %s", comm->rank,
+          bus.empty() ? "none" : bus.c_str(), view->numa, view->cpuset.empty() ? "?" : view->cpuset.c_str(),
+          nicNames.empty() ? "none" : nicNames.c_str());
+  comm->topo = view;
+  return epSuccess;
+}
+
+void epTopoFree(epTopoSystem* topo) { delete topo; }
