@@ -102,7 +102,7 @@ $(BUILDDIR)/lib/pkgconfig/epcomm.pc: pkg/epcomm.pc.in include/epcomm.h
 
 # ---------------------------------------------------------------- tools
 .SECONDEXPANSION:
-$(BUILDDIR)/bin/%: $$(patsubst %.cc,$(BUILDDIR)/obj/%.o,$$(wildcard tools/%/*.cc)) $(LIBA)
+$(BUILDDIR)/bin/%: $$(addprefix $(BUILDDIR)/obj/,$$(subst .cc,.o,$$(wildcard tools/$$*/*.cc))) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CXX) -o $@ $(filter %.o,$^) $(STATIC_LINK)
 
