@@ -26,8 +26,9 @@ EP_API epResult_t epEplbAllReduceLoad(epComm_t comm, const long long* local, lon
   counts[comm->rank] = (unsigned long long)count;
   EPCHECK(epBootstrapAllGather(comm->bootstrap, counts.data(), sizeof(unsigned long long)));
   for (int r = 0; r < comm->nranks; r++)
-    EP_ARG_CHECK(counts[r] == count, "%s: rank %d passed count=%llu but rank %d passed %zu", fn, r, counts[r],
-                 comm->rank, count);
+    EP_ARG_CHECK(counts[r] == count,
+                 "%s: every rank must pass the same count, but this rank (%d) passed %zu and rank %d passed %llu", fn,
+                 comm->rank, count, r, counts[r]);
   if (count == 0) return epSuccess;
   std::vector<long long> all((size_t)comm->nranks * count);
   memcpy(all.data() + (size_t)comm->rank * count, local, count * sizeof(long long));
