@@ -13,6 +13,15 @@
 
 namespace {
 
+// The data-path verbs are inlines over the provider's ops table: wrap them.
+int postSendOps(struct ibv_qp* qp, struct ibv_send_wr* wr, struct ibv_send_wr** bad) {
+  return ibv_post_send(qp, wr, bad);
+}
+int postRecvOps(struct ibv_qp* qp, struct ibv_recv_wr* wr, struct ibv_recv_wr** bad) {
+  return ibv_post_recv(qp, wr, bad);
+}
+int pollCqOps(struct ibv_cq* cq, int n, struct ibv_wc* wc) { return ibv_poll_cq(cq, n, wc); }
+
 bool load(epIbvFns* f) {
   // EP_IBVERBS_LIB lets tests (and odd installs) point at another library.
   const char* name = epGetEnv("EP_IBVERBS_LIB");
@@ -41,6 +50,20 @@ bool load(epIbvFns* f) {
   EP_IBV_SYM(closeDevice, "ibv_close_device");
   EP_IBV_SYM(queryDevice, "ibv_query_device");
   EP_IBV_SYM(queryPort, "ibv_query_port");
+  EP_IBV_SYM(queryGid, "ibv_query_gid");
+  EP_IBV_SYM(allocPd, "ibv_alloc_pd");
+  EP_IBV_SYM(deallocPd, "ibv_dealloc_pd");
+  EP_IBV_SYM(regMr, "ibv_reg_mr");
+  EP_IBV_SYM_OPT(regDmabufMr, "ibv_reg_dmabuf_mr");
+  EP_IBV_SYM(deregMr, "ibv_dereg_mr");
+  EP_IBV_SYM(createCq, "ibv_create_cq");
+  EP_IBV_SYM(destroyCq, "ibv_destroy_cq");
+  EP_IBV_SYM(createQp, "ibv_create_qp");
+  EP_IBV_SYM(modifyQp, "ibv_modify_qp");
+  EP_IBV_SYM(destroyQp, "ibv_destroy_qp");
+  f->postSend = postSendOps;
+  f->postRecv = postRecvOps;
+  f->pollCq = pollCqOps;
 #undef EP_IBV_SYM_OPT
 #undef EP_IBV_SYM
   if (!ok) {

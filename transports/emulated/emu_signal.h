@@ -1,0 +1,33 @@
+/*************************************************************************
+ * epcomm: applying emulated-RDMA signals on the GPU (see emu_signal.cu).
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * The host cannot do an atomic add on a peer GPU's memory, so the emulated
+ * backend launches a one-warp kernel that applies a batch of signals with
+ * system-scope atomics through the peer mappings (NVLink/P2P).
+ *************************************************************************/
+#ifndef EP_TRANSPORT_EMU_SIGNAL_H_
+#define EP_TRANSPORT_EMU_SIGNAL_H_
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#define EP_EMU_SIGNAL_BATCH 32
+
+struct epEmuSignal {
+  uint64_t* word; /* peer address (mapped) */
+  int64_t value;
+  int32_t op;     /* epNetSigOp */
+  int32_t pad;
+};
+
+struct epEmuSignalBatch {
+  int n;
+  epEmuSignal s[EP_EMU_SIGNAL_BATCH];
+};
+
+/* Enqueues the batch on `stream` (kernel parameters: no host buffer to keep alive). */
+cudaError_t epEmuLaunchSignals(const epEmuSignalBatch& batch, cudaStream_t stream);
+
+#endif  // EP_TRANSPORT_EMU_SIGNAL_H_

@@ -1,0 +1,16 @@
+/*************************************************************************
+ * epcomm: pin the calling thread to the CPUs of a GPU's NUMA node (hwloc).
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * The proxy reads the rings from host memory and writes doorbells to the
+ * NIC: running it on the GPU's (and NIC's) socket avoids crossing the
+ * inter-socket link on every descriptor. EP_PROXY_AFFINITY=0 disables it.
+ * Best effort: failure only logs at INFO (the thread runs unpinned).
+ *************************************************************************/
+#ifndef EP_TRANSPORT_PROXY_AFFINITY_H_
+#define EP_TRANSPORT_PROXY_AFFINITY_H_
+
+/* Returns true when the thread was pinned. */
+bool epProxyBindToGpu(int cudaDev);
+
+#endif  // EP_TRANSPORT_PROXY_AFFINITY_H_
