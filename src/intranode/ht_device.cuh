@@ -1,0 +1,253 @@
+/*************************************************************************
+ * epcomm: HT intranode device helpers shared by the notify, dispatch and
+ * combine kernels: buffer addressing, bounded waits, and the sender
+ * pipeline (producer warps stage rows in shared memory with bulk loads; one
+ * issuer warp bulk-stores each staged slot into the receivers' rings and
+ * publishes ring tails).
+ * SPDX-License-Identifier: Apache-2.0
+ *************************************************************************/
+#ifndef EP_INTRANODE_HT_DEVICE_CUH_
+#define EP_INTRANODE_HT_DEVICE_CUH_
+
+#include <cstdint>
+
+#include "device/ptx.cuh"
+#include "device/timeout.cuh"
+#include "intranode/ht_types.h"
+
+namespace ep {
+namespace ht {
+
+using namespace ep::dev;
+
+constexpr int kFamilyHt = 1;
+// What a timed-out wait was waiting for (the `value` of the recorded error).
+enum WaitWhat : int {
+  kWaitStage = 1,      // a shared-memory stage (internal pipeline)
+  kWaitRingSpace = 2,  // the receiver to free ring slots
+  kWaitRingData = 3,   // the sender to publish ring slots
+  kWaitNotify = 4      // a peer's counts in the notify exchange
+};
+
+// Addressing of the symmetric buffers (see ht_types.h for the layout).
+struct Buf {
+  epHtBufLayout lay;
+  epHtPeers peers;
+  __device__ __forceinline__ int R() const { return lay.nranks; }
+  __device__ __forceinline__ int me() const { return lay.rank; }
+  __device__ __forceinline__ char* local() const { return peers.buf[lay.rank]; }
+  __device__ __forceinline__ int* ctr(char* base, long long off, int c, int r) const {
+    return reinterpret_cast<int*>(base + off) + ((size_t)c * lay.nranks + r) * EP_HT_COUNTER_STRIDE;
+  }
+  // Tail of ring (c, src -> me), in my buffer (written by src).
+  __device__ __forceinline__ int* tailIn(int c, int src) const { return ctr(local(), lay.tailOff, c, src); }
+  // Tail of ring (c, me -> dst), in dst's buffer.
+  __device__ __forceinline__ int* tailAt(int dst, int c) const { return ctr(peers.buf[dst], lay.tailOff, c, lay.rank); }
+  // Head of ring (c, me -> dst), in my buffer (written by dst).
+  __device__ __forceinline__ int* headIn(int c, int dst) const { return ctr(local(), lay.headOff, c, dst); }
+  // Head of ring (c, src -> me), in src's buffer.
+  __device__ __forceinline__ int* headAt(int src, int c) const { return ctr(peers.buf[src], lay.headOff, c, lay.rank); }
+  __device__ __forceinline__ int* sendPos(int c, int dst) const { return ctr(local(), lay.sendPosOff, c, dst); }
+  __device__ __forceinline__ int* recvPos(int c, int src) const { return ctr(local(), lay.recvPosOff, c, src); }
+  // Ring (c, src -> me) in my buffer; ring (c, me -> dst) in dst's buffer.
+  __device__ __forceinline__ char* ringIn(int c, int src) const {
+    return local() + lay.ringOff + ((size_t)c * lay.nranks + src) * lay.ringBytes;
+  }
+  __device__ __forceinline__ char* ringAt(int dst, int c) const {
+    return peers.buf[dst] + lay.ringOff + ((size_t)c * lay.nranks + lay.rank) * lay.ringBytes;
+  }
+};
+
+// Bounded spinning of one thread. Checks the clock every 256 polls; gives up
+// when the deadline passed (recording EP_DEVERR_TIMEOUT with channel and peer)
+// or when another warp of the block gave up (abortFlag in shared memory).
+struct Spin {
+  Deadline dl;
+  uint32_t n;
+  __device__ __forceinline__ explicit Spin(uint64_t timeoutNs) : dl(timeoutNs), n(0) {}
+  __device__ __forceinline__ bool tick(int* abortFlag, epDeviceStatus* st, int c, int peer, long long what) {
+    if ((++n & 255u) != 0) return false;
+    if (*reinterpret_cast<volatile int*>(abortFlag)) return true;
+    if (dl.expired()) {
+      record_error(st, kFamilyHt, EP_DEVERR_TIMEOUT, c, peer, what);
+      *reinterpret_cast<volatile int*>(abortFlag) = 1;
+      return true;
+    }
+    return false;
+  }
+};
+
+// Warp-uniform tick (lane 0 decides for the warp). Every lane must call it.
+__device__ __forceinline__ bool warp_tick(Spin& s, int* abortFlag, epDeviceStatus* st, int c, int peer, long long what) {
+  bool give = false;
+  if (lane_id() == 0) give = s.tick(abortFlag, st, c, peer, what);
+  return __shfl_sync(0xffffffffu, give, 0);
+}
+
+// Lane 0 waits for a phase of an mbarrier; the warp learns the outcome.
+// Returns false when the wait gave up. __syncwarp orders the other lanes'
+// later shared-memory reads after lane 0's acquire.
+__device__ __forceinline__ bool warp_wait_mbar(uint64_t* bar, uint32_t parity, Spin& s, int* abortFlag,
+                                               epDeviceStatus* st, int c) {
+  bool ok = true;
+  if (lane_id() == 0) {
+    while (!mbar_try_wait(bar, parity)) {
+      if (s.tick(abortFlag, st, c, -1, kWaitStage)) {
+        ok = false;
+        break;
+      }
+    }
+  }
+  ok = __shfl_sync(0xffffffffu, ok, 0);
+  __syncwarp();
+  return ok;
+}
+
+// ---------------------------------------------------------------- sender pipeline
+// Shared memory of the sender: S stages of one slot each; full[s] completes
+// when a producer's bulk load and its metadata are in (2 arrivals + tx bytes);
+// empty[s] when the issuer's stores no longer read the stage.
+constexpr int kSendHist = 16;   // per-item tail history (power of two)
+constexpr int kSendLag = 4;     // items whose stores may still be in flight when a tail is published
+constexpr int kSendPubEvery = 2;
+
+struct SendSmem {
+  char* stages;
+  uint64_t* full;
+  uint64_t* empty;
+  int* mask;   // [S] destinations of the staged slot (bit per rank)
+  int* hist;   // [kSendHist][EP_HT_MAX_NVL_RANKS]
+  int S;
+  int slotBytes;
+};
+
+// Producer side, step 1: wait until stage i % S is free. Warp-uniform.
+__device__ __forceinline__ bool producer_wait_empty(const SendSmem& sm, int i, Spin& s, int* abortFlag,
+                                                    epDeviceStatus* st, int c) {
+  return warp_wait_mbar(&sm.empty[i % sm.S], ((i / sm.S) & 1) ^ 1, s, abortFlag, st, c);
+}
+// Producer side, step 2 (after writing the metadata into the stage): publish.
+__device__ __forceinline__ void producer_commit(const SendSmem& sm, int i, int mask) {
+  fence_proxy_async();  // our generic smem writes are read next by the bulk store (async proxy)
+  __syncwarp();
+  if (lane_id() == 0) {
+    sm.mask[i % sm.S] = mask;
+    mbar_arrive(&sm.full[i % sm.S]);
+  }
+}
+
+// The issuer warp: for each staged item, in order, bulk-stores the slot into
+// the ring of every destination in its mask. Lane d keeps the tail of ring
+// (c, me -> d). Tails are published kSendLag items late so that the bulk
+// stores they cover are known complete without draining the pipeline; when a
+// ring is full everything is drained and published first (else the receiver
+// could wait for slots we hold back while we wait for it: deadlock).
+template <int kR>
+__device__ __forceinline__ void send_issue(const Buf& b, int c, int nItems, const SendSmem& sm, int cap, Spin& spin,
+                                           int* abortFlag, epDeviceStatus* st) {
+  const int lane = lane_id();
+  const int R = b.R(), me = b.me();
+  uint32_t tail = 0, headC = 0, pub = 0;
+  const int* headPtr = nullptr;
+  int* tailRemote = nullptr;
+  if (lane < R) {
+    tail = (uint32_t)*b.sendPos(c, lane);
+    pub = tail;
+    headPtr = b.headIn(c, lane);
+    headC = (uint32_t)ld_acquire_sys(headPtr);
+    tailRemote = b.tailAt(lane, c);
+  }
+  bool aborted = false;
+  for (int i = 0; i < nItems; i++) {
+    const int s = i % sm.S;
+    if (!warp_wait_mbar(&sm.full[s], (i / sm.S) & 1, spin, abortFlag, st, c)) {
+      aborted = true;
+      break;
+    }
+    const int m = sm.mask[s];
+    const bool mine = lane < R && ((m >> lane) & 1);
+    unsigned need = __ballot_sync(0xffffffffu, mine && (int)(tail - headC) >= cap);
+    if (need) {
+      if ((need >> lane) & 1) headC = (uint32_t)ld_acquire_sys(headPtr);
+      need = __ballot_sync(0xffffffffu, mine && (int)(tail - headC) >= cap);
+      if (need) {
+        if (lane == 0) {
+          bulk_wait<0>();
+          fence_proxy_async_global();
+        }
+        __syncwarp();
+        if (lane < R && tail != pub) {
+          st_release_sys(tailRemote, (int)tail);
+          pub = tail;
+        }
+        while (need) {
+          if (warp_tick(spin, abortFlag, st, c, __ffs(need) - 1, kWaitRingSpace)) {
+            aborted = true;
+            break;
+          }
+          if ((need >> lane) & 1) headC = (uint32_t)ld_acquire_sys(headPtr);
+          need = __ballot_sync(0xffffffffu, mine && (int)(tail - headC) >= cap);
+        }
+        if (aborted) break;
+      }
+    }
+    char* myDst = lane < R ? b.ringAt(lane, c) + (size_t)(tail % (uint32_t)cap) * sm.slotBytes : nullptr;
+    const char* src = sm.stages + (size_t)s * sm.slotBytes;
+#pragma unroll
+    for (int j = 0; j < kR; j++) {
+      int d = j + c + me;
+      d %= R;
+      char* p = reinterpret_cast<char*>(__shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(myDst), d));
+      if (lane == 0 && j < R && ((m >> d) & 1)) bulk_store(p, src, sm.slotBytes);
+    }
+    if (lane == 0) bulk_commit();
+    if (mine) tail++;
+    if (lane < R) sm.hist[(i % kSendHist) * EP_HT_MAX_NVL_RANKS + lane] = (int)tail;
+    if (lane == 0) {
+      bulk_wait_read<1>();
+      if (i >= 1) mbar_arrive(&sm.empty[(i - 1) % sm.S]);
+    }
+    if ((i % kSendPubEvery) == kSendPubEvery - 1 && i >= kSendLag) {
+      if (lane == 0) {
+        bulk_wait<kSendLag>();
+        fence_proxy_async_global();
+      }
+      __syncwarp();
+      if (lane < R) {
+        uint32_t v = (uint32_t)sm.hist[((i - kSendLag) % kSendHist) * EP_HT_MAX_NVL_RANKS + lane];
+        if (v != pub) {
+          st_release_sys(tailRemote, (int)v);
+          pub = v;
+        }
+      }
+    }
+  }
+  if (lane == 0) {
+    bulk_wait<0>();
+    fence_proxy_async_global();
+  }
+  __syncwarp();
+  if (!aborted && lane < R) {
+    if (tail != pub) st_release_sys(tailRemote, (int)tail);
+    *b.sendPos(c, lane) = (int)tail;
+  }
+}
+
+// Initialises the sender's barriers (one thread).
+__device__ __forceinline__ void send_init(const SendSmem& sm) {
+  for (int s = 0; s < sm.S; s++) {
+    mbar_init(&sm.full[s], 2);
+    mbar_init(&sm.empty[s], 1);
+  }
+}
+
+// Channel c's token range [t0, t1) of T tokens split over C channels.
+__device__ __forceinline__ void channel_range(int T, int C, int c, int* t0, int* t1) {
+  *t0 = (int)((long long)T * c / C);
+  *t1 = (int)((long long)T * (c + 1) / C);
+}
+
+}  // namespace ht
+}  // namespace ep
+
+#endif  // EP_INTRANODE_HT_DEVICE_CUH_

@@ -1,0 +1,134 @@
+/*************************************************************************
+ * epcomm: HT intranode state (see ht_state.h).
+ * SPDX-License-Identifier: Apache-2.0
+ *************************************************************************/
+#include "intranode/ht_state.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <cuda_runtime.h>
+
+#include "core/checks.h"
+#include "core/comm.h"
+
+namespace {
+
+size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+}  // namespace
+
+size_t epHtHeaderBytes(int nranks, int maxChannels) {
+  size_t notifyInts = alignUp(1 + maxChannels + EP_HT_MAX_LOCAL_EXPERTS, 32);
+  size_t b = 0;
+  b += 2 * (size_t)nranks * notifyInts * 4;                              // notify
+  b = alignUp(b, 128) + alignUp(2 * (size_t)nranks * 4, 128);            // nflag
+  b += 4 * alignUp((size_t)maxChannels * nranks * EP_HT_COUNTER_STRIDE * 4, 128);  // tail, head, sendPos, recvPos
+  return alignUp(b, 4096);
+}
+
+int epHtMaxSlotBytes(int hidden, epDataType_t xType, int numTopk) {
+  int elt = xType == epFloat8E4M3 ? 1 : 2;
+  int scaleCols = xType == epFloat8E4M3 ? (hidden + 127) / 128 : 0;
+  epHtSlotLayout d = epHtDispatchSlot(hidden * elt, scaleCols, numTopk, numTopk > 0, numTopk > 0);
+  epHtSlotLayout c = epHtCombineSlot(hidden, numTopk, numTopk > 0);
+  return std::max(d.slotBytes, c.slotBytes);
+}
+
+void epHtLayoutCompute(int nranks, int rank, int maxChannels, size_t bytes, epHtBufLayout* lay) {
+  memset(lay, 0, sizeof(*lay));
+  lay->nranks = nranks;
+  lay->rank = rank;
+  lay->maxChannels = maxChannels;
+  lay->notifyInts = (int)alignUp(1 + maxChannels + EP_HT_MAX_LOCAL_EXPERTS, 32);
+  size_t off = 0;
+  lay->notifyOff = off;
+  off += 2 * (size_t)nranks * lay->notifyInts * 4;
+  off = alignUp(off, 128);
+  lay->nflagOff = off;
+  off += alignUp(2 * (size_t)nranks * 4, 128);
+  size_t counters = alignUp((size_t)maxChannels * nranks * EP_HT_COUNTER_STRIDE * 4, 128);
+  lay->tailOff = off;
+  off += counters;
+  lay->headOff = off;
+  off += counters;
+  lay->sendPosOff = off;
+  off += counters;
+  lay->recvPosOff = off;
+  off += counters;
+  off = alignUp(off, 4096);
+  lay->ringOff = off;
+  size_t rings = (size_t)maxChannels * nranks;
+  lay->ringBytes = bytes > off ? (long long)((bytes - off) / rings / 128 * 128) : 0;
+  lay->totalBytes = bytes;
+}
+
+epResult_t epHtCheckIntranode(epComm* comm, const char* fn) {
+  EP_USAGE_CHECK(comm->cudaDev >= 0, "%s: rank %d has no CUDA device", fn, comm->rank);
+  if (comm->nNodes > 1 || comm->nranks > EP_HT_MAX_NVL_RANKS) {
+    EP_WARN("%s: HT intranode kernels need all %d ranks in one NVLink domain of at most %d GPUs (nodes: %d)", fn,
+            comm->nranks, EP_HT_MAX_NVL_RANKS, comm->nNodes);
+    return epNotSupported;
+  }
+  for (int r = 0; r < comm->nranks; r++) {
+    if (!comm->nvlinkPeer[r]) {
+      EP_WARN("%s: rank %d cannot reach rank %d over NVLink/P2P; HT intranode needs all pairs", fn, comm->rank, r);
+      return epNotSupported;
+    }
+  }
+  return epSuccess;
+}
+
+int epHtChannels(epComm* comm, const epHtState* st, int numSms) {
+  int c = numSms > 0 ? numSms : comm->config.numSms;
+  c = std::min(c, st->lay.maxChannels);
+  c = std::min(c, st->deviceSms);
+  return std::max(c, 1);
+}
+
+epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epHtState** out) {
+  if (comm->ht != nullptr) {
+    *out = comm->ht;
+    return epSuccess;
+  }
+  EPCHECK(epHtCheckIntranode(comm, "HT"));
+  epHtState* st = new epHtState();
+  epResult_t res = epSuccess;
+  int maxChannels = std::max({comm->config.numSms, channels, EP_HT_MIN_BUFFER_CHANNELS});
+  maxChannels = std::min(maxChannels, EP_HT_MAX_CHANNELS);
+  size_t bytes = (size_t)comm->config.nvlBufferBytes;
+  CUDACHECKGOTO(cudaSetDevice(comm->cudaDev), res, fail);
+  CUDACHECKGOTO(cudaDeviceGetAttribute(&st->smemOptin, cudaDevAttrMaxSharedMemoryPerBlockOptin, comm->cudaDev), res,
+                fail);
+  CUDACHECKGOTO(cudaDeviceGetAttribute(&st->deviceSms, cudaDevAttrMultiProcessorCount, comm->cudaDev), res, fail);
+  if (bytes == 0) {
+    // Sized for the first call's rows, as BF16 (the largest payload).
+    int slot = epHtMaxSlotBytes(hidden, epBfloat16, numTopk);
+    bytes = epHtHeaderBytes(comm->nranks, maxChannels) +
+            (size_t)maxChannels * comm->nranks * alignUp((size_t)EP_HT_HINT_RING_SLOTS * slot, 128);
+  }
+  epHtLayoutCompute(comm->nranks, comm->rank, maxChannels, bytes, &st->lay);
+  if (st->lay.ringBytes <= 0) {
+    EP_WARN("HT: NVL buffer of %zu bytes is smaller than its %lld-byte header. HINT: use epGetBufferSizeHint", bytes,
+            st->lay.ringOff);
+    res = epInvalidArgument;
+    goto fail;
+  }
+  EPCHECKGOTO(epNvlBufferAlloc(comm, bytes, &st->nvl), res, fail);
+  memset(&st->peers, 0, sizeof(st->peers));
+  for (int r = 0; r < comm->nranks; r++) st->peers.buf[r] = static_cast<char*>(st->nvl.peer[r]);
+  comm->ht = st;
+  epCommAddCleanup(comm, [](epComm* c) {
+    if (c->ht == nullptr) return;
+    epNvlBufferFree(c, &c->ht->nvl);
+    delete c->ht;
+    c->ht = nullptr;
+  });
+  EP_INFO(EP_LOG_HT | EP_LOG_ALLOC, "HT: NVL buffer %zu bytes, %d channels x %d ranks rings of %lld bytes", bytes,
+          maxChannels, comm->nranks, st->lay.ringBytes);
+  *out = st;
+  return epSuccess;
+fail:
+  delete st;
+  return res;
+}

@@ -1,0 +1,59 @@
+/*************************************************************************
+ * epcomm: HT intranode state of a communicator (comm->ht): the symmetric
+ * NVLink buffer and its layout. Created on the first HT data-path call
+ * (collective: every rank makes that call), freed by epCommDestroy through
+ * epCommAddCleanup.
+ * SPDX-License-Identifier: Apache-2.0
+ *************************************************************************/
+#ifndef EP_INTRANODE_HT_STATE_H_
+#define EP_INTRANODE_HT_STATE_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "epcomm.h"
+#include "intranode/ht_types.h"
+#include "transports/nvlink/nvl_buffer.h"
+
+struct epComm;
+
+/* Ring slots the size hint provisions per (channel, peer) ring. */
+#define EP_HT_HINT_RING_SLOTS 32
+/* Fewest slots a ring may have for a call to run (the combine reducers keep
+ * up to a few tokens per warp in flight). */
+#define EP_HT_MIN_RING_SLOTS 24
+/* Channels the buffer is partitioned into at least (so that SM sweeps up to
+ * this need no new buffer). */
+#define EP_HT_MIN_BUFFER_CHANNELS 32
+
+struct epHtState {
+  epNvlBuffer nvl;
+  epHtBufLayout lay;
+  epHtPeers peers;
+  uint32_t notifyEpoch = 0; /* last notify epoch used (same sequence on every rank) */
+  int smemOptin = 0;        /* max dynamic shared memory per block */
+  int deviceSms = 0;
+  unsigned attrDone = 0;     /* kernels whose smem limit was raised on this device (bit per kernel) */
+};
+
+/* Bits of epHtState::attrDone. */
+enum { EP_HT_ATTR_COUNT = 1u << 0, EP_HT_ATTR_DISPATCH = 1u << 1, EP_HT_ATTR_COMBINE = 1u << 4 };
+
+/* Bytes of header (everything but the rings) for this many ranks and channels. */
+size_t epHtHeaderBytes(int nranks, int maxChannels);
+/* Largest slot (dispatch or combine) a call with these parameters needs. */
+int epHtMaxSlotBytes(int hidden, epDataType_t xType, int numTopk);
+/* Fills `lay` for a buffer of `bytes`. */
+void epHtLayoutCompute(int nranks, int rank, int maxChannels, size_t bytes, epHtBufLayout* lay);
+
+/* Gets comm->ht, creating it (collectively) on first use. hidden/numTopk/
+ * channels of the first call size the buffer when config.nvlBufferBytes is 0. */
+epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epHtState** out);
+
+/* Checks that HT intranode can run on this communicator (one NVLink domain). */
+epResult_t epHtCheckIntranode(epComm* comm, const char* fn);
+
+/* Channels a call uses: numSms (0: the comm's default), clamped to the buffer's. */
+int epHtChannels(epComm* comm, const epHtState* st, int numSms);
+
+#endif  // EP_INTRANODE_HT_STATE_H_
