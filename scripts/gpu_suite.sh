@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# gpu_suite.sh: every GPU check of epcomm in one run, on a GPU host, from the
+# repository root, with build/ already built (here: `make -j2 tests perf tools`
+# then carry build/ to the GPU host).
+#
+#   scripts/gpu_suite.sh                       all sections, ranks 2 and 4 (capped at the GPU count)
+#   scripts/gpu_suite.sh --only ht,perf-ht --ranks 4
+#   scripts/gpu_suite.sh --skip sanitizer --quick
+#
+# Sections (run in this order; each writes $OUT/<section>*.log):
+#   info       nvidia-smi -L, nvidia-smi topo -m, driver/CUDA/NCCL found
+#   topo       build/bin/ep-topo
+#   ht         HT GPU suite (build/test/ep_gpu_tests, HT filter) under mpirun at each --ranks
+#   sanitizer  compute-sanitizer memcheck + racecheck on the small HT cases (*Small*) at 2 ranks
+#   eplb       EPLB GPU tests (single process, filter Eplb*)
+#   perf-ht    build/bin/ep_ht_perf: check run, then BF16 + FP8 dispatch and combine at 4096 tokens, SM sweep
+#   ll         LL GPU tests and build/bin/ep_ll_perf, when they exist (LL section: extend section_ll)
+# Add a section: write section_<name>() using run_step, and add <name> to SECTIONS.
+#
+# Options:
+#   --only a,b     run only these sections          --skip a,b    run all but these
+#   --ranks "2 4"  rank counts for multi-rank suites (default "2 4"; capped at the GPUs present)
+#   --quick        shorter perf (fewer iterations, smaller sweep)
+#   --perf-args S  extra arguments for every perf binary (e.g. "--mode c")
+# Environment: OUT (log dir, default ./gpu_suite_out), EP_TIMEOUT_MS (default 20000 for tests),
+#   EP_SUITE_STEP_TIMEOUT (seconds per step, default 300), EP_GIT_REV (printed in the summary).
+# Exit status: 0 if every step passed or was skipped, 1 otherwise.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+
+SECTIONS="info topo ht sanitizer eplb perf-ht ll"
+only="" skip="" ranks_arg="2 4" quick=0 perf_args=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --only) only=$2; shift 2 ;;
+    --skip) skip=$2; shift 2 ;;
+    --ranks) ranks_arg=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    --perf-args) perf_args=$2; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    *) echo "gpu_suite.sh: unknown option $1 (--help)" >&2; exit 2 ;;
+  esac
+done
+
+OUT=${OUT:-$PWD/gpu_suite_out}
+mkdir -p "$OUT"
+SUMMARY=()   # "section|step|status|seconds|log"
+FAILED=0
+STEP_TIMEOUT=${EP_SUITE_STEP_TIMEOUT:-300}
+PORT_BASE=$((21000 + RANDOM % 20000))
+STEP_NO=0
+
+# ---------------------------------------------------------------- environment
+NCCL_LIB=$(find / -name libnccl.so.2 -not -path '*/proc/*' 2>/dev/null | head -1)
+NCCL_DIR=${NCCL_LIB:+$(dirname "$NCCL_LIB")}
+export LD_LIBRARY_PATH="$PWD/build/lib${NCCL_DIR:+:$NCCL_DIR}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export NCCL_NVLS_ENABLE=0           # never NVLink multicast on these hosts
+export EP_TIMEOUT_MS=${EP_TIMEOUT_MS:-20000}  # a wedged kernel ends in epTimeout, not a hang
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
+RANKS=()
+for r in $ranks_arg; do [ "$r" -le "${NGPU:-0}" ] && RANKS+=("$r"); done
+MAXR=1
+for r in "${RANKS[@]}"; do [ "$r" -gt "$MAXR" ] && MAXR=$r; done
+
+want() {
+  local s=$1
+  if [ -n "$only" ] && [[ ",$only," != *",$s,"* ]]; then return 1; fi
+  if [ -n "$skip" ] && [[ ",$skip," == *",$s,"* ]]; then return 1; fi
+  return 0
+}
+
+# run_step SECTION NAME LOG CMD...: runs CMD with a timeout, a fresh EP_COMM_ID
+# port range, output to $OUT/LOG (and its tail on stdout); records the result.
+run_step() {
+  local section=$1 name=$2 log=$OUT/$3
+  shift 3
+  STEP_NO=$((STEP_NO + 1))
+  export EP_COMM_ID=127.0.0.1:$((PORT_BASE + 40 * STEP_NO))
+  echo "==== [$section] $name"
+  echo "+ $*" >"$log"
+  local t0=$SECONDS rc
+  timeout --kill-after=15 "$STEP_TIMEOUT" "$@" >>"$log" 2>&1
+  rc=$?
+  local dt=$((SECONDS - t0)) status=PASS
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then status="FAIL(timeout ${STEP_TIMEOUT}s)"
+  elif [ $rc -ne 0 ]; then status="FAIL(rc=$rc)"; fi
+  [ "$status" = PASS ] || FAILED=1
+  tail -n 25 "$log"
+  echo "---- [$section] $name: $status in ${dt}s (log: $log)"
+  SUMMARY+=("$section|$name|$status|$dt|$(basename "$log")")
+}
+
+skip_step() { SUMMARY+=("$1|$2|SKIP($3)|0|-"); echo "==== [$1] $2: skipped: $3"; }
+
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none
+        -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -x EP_COMM_ID -x EP_TIMEOUT_MS)
+
+# ---------------------------------------------------------------- sections
+section_info() {
+  run_step info "devices and topology" info.log bash -c '
+    nvidia-smi -L; echo; nvidia-smi topo -m; echo
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+    echo; nvcc --version 2>/dev/null | tail -1
+    echo "libnccl.so.2: '"${NCCL_LIB:-not found}"'"
+    echo "compute-sanitizer: '"${SANITIZER:-not found}"'"
+    echo "git revision: '"${EP_GIT_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"'"
+    du -sh build 2>/dev/null'
+}
+
+section_topo() {
+  if [ -x build/bin/ep-topo ]; then run_step topo "ep-topo" topo.log build/bin/ep-topo
+  else skip_step topo ep-topo "build/bin/ep-topo not built"; fi
+}
+
+HT_FILTER='*HtLayout*:*HtDispatchCombine*:HtStress.*:HtBadInput.*'
+section_ht() {
+  [ -x build/test/ep_gpu_tests ] || { skip_step ht "GPU suite" "build/test/ep_gpu_tests not built"; return; }
+  [ ${#RANKS[@]} -gt 0 ] || { skip_step ht "GPU suite" "no rank count <= $NGPU GPUs"; return; }
+  for n in "${RANKS[@]}"; do
+    run_step ht "HT GPU suite, $n ranks" "ht_np$n.log" \
+      "${MPIRUN[@]}" -np "$n" build/test/ep_gpu_tests --gtest_filter="$HT_FILTER" --gtest_color=no
+  done
+}
+
+section_sanitizer() {
+  [ -n "$SANITIZER" ] || { skip_step sanitizer "compute-sanitizer" "not installed"; return; }
+  [ "${NGPU:-0}" -ge 2 ] || { skip_step sanitizer "compute-sanitizer" "needs 2 GPUs"; return; }
+  for tool in memcheck racecheck; do
+    # Sanitized kernels run far slower: give device waits more time.
+    EP_TIMEOUT_MS=120000 run_step sanitizer "$tool, *Small*, 2 ranks" "sanitizer_$tool.log" \
+      "${MPIRUN[@]}" -np 2 "$SANITIZER" --tool "$tool" --error-exitcode 9 \
+      build/test/ep_gpu_tests --gtest_filter='*Small*' --gtest_color=no
+  done
+}
+
+section_eplb() {
+  [ -x build/test/ep_gpu_tests ] || { skip_step eplb "EPLB GPU tests" "build/test/ep_gpu_tests not built"; return; }
+  run_step eplb "EPLB GPU tests (1 process)" eplb.log build/test/ep_gpu_tests --gtest_filter='Eplb*:*/Eplb*' \
+    --gtest_color=no
+}
+
+section_perf_ht() {
+  [ -x build/bin/ep_ht_perf ] || { skip_step perf-ht ep_ht_perf "build/bin/ep_ht_perf not built"; return; }
+  local iters=50 sms="4,8,16,24,32"
+  [ $quick -eq 1 ] && { iters=20; sms="8,24"; }
+  # Correctness of what is being timed, at the DeepSeek-V3 shape.
+  run_step perf-ht "ep_ht_perf -c (check), $MAXR ranks" perf_ht_check.log \
+    "${MPIRUN[@]}" -np "$MAXR" build/bin/ep_ht_perf -t 4096 --fp8 --sms 24 -n 20 -w 3 -c 1 $perf_args
+  run_step perf-ht "ep_ht_perf BF16+FP8+combine, SM sweep, $MAXR ranks" perf_ht.log \
+    "${MPIRUN[@]}" -np "$MAXR" build/bin/ep_ht_perf -t 4096 --fp8 --sms "$sms" -n "$iters" -w 10 $perf_args
+  [ $quick -eq 1 ] && return
+  run_step perf-ht "ep_ht_perf skewed (hot expert), $MAXR ranks" perf_ht_hot.log \
+    "${MPIRUN[@]}" -np "$MAXR" build/bin/ep_ht_perf -t 4096 --fp8 --sms 24 --routing hot -n "$iters" $perf_args
+}
+
+section_ll() {
+  # LL engineer: add the LL GPU suite run here (filter for the LL tests) and
+  # the perf arguments you want; this default only runs what exists.
+  if [ -x build/bin/ep_ll_perf ]; then
+    run_step ll "ep_ll_perf, $MAXR ranks" perf_ll.log "${MPIRUN[@]}" -np "$MAXR" build/bin/ep_ll_perf $perf_args
+  else
+    skip_step ll ep_ll_perf "build/bin/ep_ll_perf not built"
+  fi
+}
+
+# ---------------------------------------------------------------- run
+echo "gpu_suite: GPUs=$NGPU ranks=(${RANKS[*]}) sections=${only:-all}${skip:+ minus $skip} OUT=$OUT"
+for s in $SECTIONS; do
+  want "$s" || continue
+  "section_${s//-/_}"
+done
+
+# ---------------------------------------------------------------- summary
+{
+  echo
+  echo "## gpu_suite summary ($(date -u +%Y-%m-%dT%H:%MZ), $(nvidia-smi -L 2>/dev/null | head -1 | sed 's/ (UUID.*//'), $NGPU GPUs, git ${EP_GIT_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)})"
+  echo
+  echo "| section | step | result | seconds | log |"
+  echo "|---|---|---|---|---|"
+  for row in "${SUMMARY[@]}"; do
+    IFS='|' read -r a b c d e <<<"$row"
+    echo "| $a | $b | $c | $d | $e |"
+  done
+  # gtest totals and perf tables from the logs
+  for f in "$OUT"/ht_np*.log "$OUT"/sanitizer_*.log; do
+    [ -f "$f" ] || continue
+    echo
+    echo "$(basename "$f"): $(grep -E '^\[==========\] .* ran|^\[  (PASSED|SKIPPED|FAILED) +\] [0-9]|ERROR SUMMARY' "$f" | tr '\n' ' ')"
+    grep -E '^\[  FAILED  \] [A-Za-z]' "$f" | head -20
+  done
+  for f in "$OUT"/perf_*.log; do
+    [ -f "$f" ] || continue
+    echo
+    # the binary's last header line and the table after it
+    awk '/^## ep_/{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' "$f" | grep -E '^## ep_|^\||^epcomm|^check' | head -80
+  done
+} | tee "$OUT/summary.md"
+exit $FAILED
