@@ -63,11 +63,13 @@ PERF_DIRS := $(notdir $(shell find tests/perf -mindepth 1 -maxdepth 1 -type d 2>
 PERF_BINS := $(PERF_DIRS:%=$(BUILDDIR)/bin/%)
 
 GTEST_LIBS := -lgtest -lpthread
+# Executables find libepcomm (and anything installed next to it) relative to themselves.
+EXE_LDFLAGS := -Wl,-rpath,'$$ORIGIN/../lib'
 # Internal users (tools, tests) link the static archive: they may use internal
 # symbols, which the shared library keeps hidden.
 STATIC_LINK := -Wl,--whole-archive $(LIBA) -Wl,--no-whole-archive $(CUDA_LIBS) $(SYS_LIBS)
 
-.PHONY: all lib tools tests perf test test-gpu clean install deps pkg.debian.build pkg.debian.clean
+.PHONY: all lib tools tests perf test test-gpu clean install deps pkg.debian.build pkg.debian.test pkg.debian.clean
 all: lib tools tests perf $(BUILDDIR)/lib/pkgconfig/epcomm.pc
 
 lib: $(BUILDDIR)/lib/libepcomm.so $(LIBA)
@@ -104,7 +106,7 @@ $(BUILDDIR)/lib/pkgconfig/epcomm.pc: pkg/epcomm.pc.in include/epcomm.h
 .SECONDEXPANSION:
 $(BUILDDIR)/bin/%: $$(addprefix $(BUILDDIR)/obj/,$$(subst .cc,.o,$$(wildcard tools/$$*/*.cc))) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CXX) -o $@ $(filter %.o,$^) $(STATIC_LINK)
+	$(CXX) -o $@ $(filter %.o,$^) $(EXE_LDFLAGS) $(STATIC_LINK)
 
 # ---------------------------------------------------------------- tests
 $(BUILDDIR)/obj/tests/%.cc.o: tests/%.cc
@@ -116,26 +118,29 @@ $(BUILDDIR)/obj/tests/%.cu.o: tests/%.cu
 
 $(BUILDDIR)/test/ep_unit_tests: $(UNIT_OBJ) $(COMMON_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CXX) -o $@ $(UNIT_OBJ) $(COMMON_OBJ) $(STATIC_LINK) $(GTEST_LIBS)
+	$(CXX) -o $@ $(UNIT_OBJ) $(COMMON_OBJ) $(EXE_LDFLAGS) $(STATIC_LINK) $(GTEST_LIBS)
 
-# The C ABI test links the shared library, as a user would.
+# The C ABI test links the shared library, as a user would. CUDA's own headers
+# are not -pedantic clean, so they come in as system headers.
 $(BUILDDIR)/test/ep_c_abi_test: $(CABI_SRC) $(BUILDDIR)/lib/libepcomm.so
 	@mkdir -p $(dir $@)
-	$(CC) -std=c99 -Wall -Wextra -pedantic -Werror -Iinclude -I$(CUDA_HOME)/include -o $@ $(CABI_SRC) \
+	$(CC) -std=c99 -Wall -Wextra -pedantic -Werror -Iinclude -isystem $(CUDA_HOME)/include -o $@ $(CABI_SRC) \
 	  -L$(BUILDDIR)/lib -Wl,-rpath,'$$ORIGIN/../lib' -lepcomm $(CUDA_LIBS)
 
 $(BUILDDIR)/test/ep_gpu_tests: $(GPU_OBJ) $(COMMON_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CXX) -o $@ $(GPU_OBJ) $(COMMON_OBJ) $(STATIC_LINK) $(GTEST_LIBS)
+	$(CXX) -o $@ $(GPU_OBJ) $(COMMON_OBJ) $(EXE_LDFLAGS) $(STATIC_LINK) $(GTEST_LIBS)
 
 $(BUILDDIR)/bin/ep_%: $$(patsubst %,$(BUILDDIR)/obj/%.o,$$(wildcard tests/perf/ep_%/*.cc tests/perf/ep_%/*.cu)) $(COMMON_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CXX) -o $@ $(filter %.o,$^) $(STATIC_LINK)
+	$(CXX) -o $@ $(filter %.o,$^) $(EXE_LDFLAGS) $(STATIC_LINK)
 
 # make test: the CPU suite. GPU suites run too and report each case skipped when no GPU is present.
+# The multi-process cases run under mpirun (4 ranks, --oversubscribe) and eprun.
 test: tests
 	$(BUILDDIR)/test/ep_c_abi_test
 	$(BUILDDIR)/test/ep_unit_tests
+	tests/run_mpi_tests.sh $(BUILDDIR)/test/ep_unit_tests
 	$(BUILDDIR)/test/ep_gpu_tests
 
 # ---------------------------------------------------------------- install / packaging
@@ -155,6 +160,10 @@ install: all
 
 pkg.debian.build: all
 	EP_VERSION=$(EP_VERSION) EP_MAJOR=$(EP_MAJOR) BUILDDIR=$(BUILDDIR) pkg/debian/build.sh
+
+# Installs the .deb files into a scratch root and builds a program against them.
+pkg.debian.test: pkg.debian.build
+	BUILDDIR=$(BUILDDIR) CUDA_HOME=$(CUDA_HOME) pkg/debian/test_install.sh
 
 pkg.debian.clean:
 	rm -rf $(BUILDDIR)/pkg

@@ -13,6 +13,7 @@
 #include <cctype>
 #include <cstdarg>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -261,7 +262,10 @@ EP_API epResult_t epCommDestroy(epComm_t comm) {
     EP_COMM_SCOPE(comm);
     // No peer may still be reading our shared buffers when the cleanups free them.
     res = epBootstrapBarrier(comm->bootstrap);
-    if (res != epSuccess) EP_WARN("epCommDestroy: the closing barrier failed; freeing local resources anyway");
+    if (res != epSuccess) {
+      std::string why = comm->lastError;
+      EP_WARN("epCommDestroy: the closing barrier failed (%s); local resources freed anyway", why.c_str());
+    }
   }
   commFree(comm);
   return res;

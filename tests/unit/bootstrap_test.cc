@@ -1,0 +1,323 @@
+/*************************************************************************
+ * epcomm unit tests: TCP bootstrap with 2-8 forked processes on localhost.
+ * SPDX-License-Identifier: Apache-2.0
+ *************************************************************************/
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bootstrap/bootstrap.h"
+#include "bootstrap/socket.h"
+#include "bootstrap/wire.h"
+#include "core/debug.h"
+#include "tests/unit/fork_ranks.h"
+
+namespace {
+
+constexpr int kTimeoutMs = 1500;
+
+// Every rank fills its slot with a rank-dependent pattern; after the
+// allgather every slot must hold its owner's pattern.
+int collectivesBody(int rank, int n, epBootstrap* bs, std::string* report) {
+  for (size_t bytes : {size_t(1), size_t(8), size_t(1000), size_t(70000)}) {
+    std::vector<unsigned char> buf(bytes * n, 0xee);
+    for (size_t i = 0; i < bytes; i++) buf[rank * bytes + i] = (unsigned char)(rank * 31 + i * 7);
+    if (epBootstrapAllGather(bs, buf.data(), bytes) != epSuccess) {
+      *report = "allgather failed";
+      return 2;
+    }
+    for (int r = 0; r < n; r++)
+      for (size_t i = 0; i < bytes; i++)
+        if (buf[r * bytes + i] != (unsigned char)(r * 31 + i * 7)) {
+          *report = "allgather slot " + std::to_string(r) + " byte " + std::to_string(i) + " wrong";
+          return 3;
+        }
+  }
+  for (int root = 0; root < n; root++) {
+    std::vector<int> v(100, rank == root ? root * 1000 + 7 : -1);
+    if (epBootstrapBroadcast(bs, v.data(), v.size() * sizeof(int), root) != epSuccess) {
+      *report = "broadcast failed";
+      return 4;
+    }
+    for (int x : v)
+      if (x != root * 1000 + 7) {
+        *report = "broadcast from " + std::to_string(root) + " wrong";
+        return 5;
+      }
+  }
+  for (int i = 0; i < 3; i++)
+    if (epBootstrapBarrier(bs) != epSuccess) {
+      *report = "barrier failed";
+      return 6;
+    }
+  return 0;
+}
+
+// Ranks agree on the id through EP_COMM_ID: every child derives the same id.
+epResult_t joinWithCommId(const std::string& commId, int rank, int n, int timeoutMs, epBootstrap** bs) {
+  setenv("EP_COMM_ID", commId.c_str(), 1);
+  epUniqueId id;
+  epResult_t r = epBootstrapGetUniqueId(&id);
+  if (r != epSuccess) return r;
+  return epBootstrapInit(&id, rank, n, timeoutMs, bs);
+}
+
+}  // namespace
+
+class BootstrapRanks : public ::testing::TestWithParam<int> {};
+
+TEST_P(BootstrapRanks, AllGatherBroadcastBarrier) {
+  int n = GetParam();
+  std::string commId = epFreeCommId();
+  auto res = epForkRanks(n, [&](int rank, std::string* report) {
+    epBootstrap* bs = nullptr;
+    if (joinWithCommId(commId, rank, n, 10000, &bs) != epSuccess) {
+      *report = std::string("init: ") + epThreadLastError();
+      return 1;
+    }
+    int rc = collectivesBody(rank, n, bs, report);
+    epBootstrapDestroy(bs);
+    return rc;
+  });
+  for (int r = 0; r < n; r++) EXPECT_EQ(res[r].exitCode, 0) << "rank " << r << ": " << res[r].report;
+}
+INSTANTIATE_TEST_SUITE_P(Sizes, BootstrapRanks, ::testing::Values(2, 3, 4, 8));
+
+// The root started by epGetUniqueId in the parent serves children that got the id by fork.
+TEST(Bootstrap, UniqueIdFromParentRoot) {
+  unsetenv("EP_COMM_ID");
+  epUniqueId id;
+  ASSERT_EQ(epBootstrapGetUniqueId(&id), epSuccess);
+  auto res = epForkRanks(3, [&](int rank, std::string* report) {
+    epBootstrap* bs = nullptr;
+    if (epBootstrapInit(&id, rank, 3, 10000, &bs) != epSuccess) {
+      *report = epThreadLastError();
+      return 1;
+    }
+    int rc = collectivesBody(rank, 3, bs, report);
+    epBootstrapDestroy(bs);
+    return rc;
+  });
+  for (int r = 0; r < 3; r++) EXPECT_EQ(res[r].exitCode, 0) << "rank " << r << ": " << res[r].report;
+}
+
+TEST(Bootstrap, MissingRankTimesOutNamingIt) {
+  std::string commId = epFreeCommId();
+  // 4 ranks expected, rank 2 never starts.
+  auto res = epForkRanks(3, [&](int i, std::string* report) {
+    int rank = i < 2 ? i : 3;
+    epBootstrap* bs = nullptr;
+    epResult_t r = joinWithCommId(commId, rank, 4, kTimeoutMs, &bs);
+    *report = epThreadLastError();
+    return r == epTimeout ? 0 : 10 + (int)r;
+  }, 30);
+  for (int i = 0; i < 3; i++) {
+    EXPECT_EQ(res[i].exitCode, 0) << "process " << i << ": " << res[i].report;
+    EXPECT_NE(res[i].report.find("rank(s) 2 of 4"), std::string::npos) << res[i].report;
+  }
+}
+
+TEST(Bootstrap, MissingRankZeroTimesOut) {
+  std::string commId = epFreeCommId();
+  auto res = epForkRanks(2, [&](int i, std::string* report) {
+    epBootstrap* bs = nullptr;
+    epResult_t r = joinWithCommId(commId, i + 1, 3, 500, &bs);
+    *report = epThreadLastError();
+    return r == epTimeout ? 0 : 10 + (int)r;
+  }, 30);
+  for (int i = 0; i < 2; i++) {
+    EXPECT_EQ(res[i].exitCode, 0) << res[i].report;
+    EXPECT_NE(res[i].report.find("rank 0"), std::string::npos) << res[i].report;
+  }
+}
+
+// A rank that stops calling collectives: rank 0 names it, every rank gets epTimeout.
+TEST(Bootstrap, RankMissingFromCollectiveTimesOut) {
+  std::string commId = epFreeCommId();
+  auto res = epForkRanks(3, [&](int rank, std::string* report) {
+    epBootstrap* bs = nullptr;
+    if (joinWithCommId(commId, rank, 3, kTimeoutMs, &bs) != epSuccess) return 1;
+    if (rank == 1) {
+      sleep(6);  // never enters the barrier in time
+      return 0;
+    }
+    epResult_t r = epBootstrapBarrier(bs);
+    *report = epThreadLastError();
+    // After a failure the bootstrap refuses further use instead of desynchronising.
+    if (r == epTimeout && epBootstrapBarrier(bs) == epSuccess) return 3;
+    return r == epTimeout ? 0 : 10 + (int)r;
+  }, 30);
+  EXPECT_EQ(res[0].exitCode, 0) << res[0].report;
+  EXPECT_EQ(res[2].exitCode, 0) << res[2].report;
+  EXPECT_NE(res[0].report.find("rank(s) 1 of 3"), std::string::npos) << res[0].report;
+  EXPECT_NE(res[2].report.find("rank(s) 1 of 3"), std::string::npos) << res[2].report;
+}
+
+TEST(Bootstrap, PeerExitIsRemoteError) {
+  std::string commId = epFreeCommId();
+  auto res = epForkRanks(3, [&](int rank, std::string* report) {
+    epBootstrap* bs = nullptr;
+    if (joinWithCommId(commId, rank, 3, 5000, &bs) != epSuccess) return 1;
+    if (rank == 2) _exit(0);  // dies without destroying: its sockets close
+    epResult_t r = epBootstrapBarrier(bs);
+    *report = epThreadLastError();
+    return r == epRemoteError ? 0 : 10 + (int)r;
+  }, 30);
+  EXPECT_EQ(res[0].exitCode, 0) << res[0].report;
+  EXPECT_EQ(res[1].exitCode, 0) << res[1].report;
+  EXPECT_NE(res[0].report.find("rank 2"), std::string::npos) << res[0].report;
+}
+
+TEST(Bootstrap, AbortReachesEveryRank) {
+  std::string commId = epFreeCommId();
+  auto res = epForkRanks(4, [&](int rank, std::string* report) {
+    epBootstrap* bs = nullptr;
+    if (joinWithCommId(commId, rank, 4, 5000, &bs) != epSuccess) return 1;
+    if (rank == 3) {
+      epBootstrapAbort(bs);
+      sleep(1);
+      epBootstrapDestroy(bs);
+      return 0;
+    }
+    epResult_t r = epBootstrapBarrier(bs);
+    *report = epThreadLastError();
+    return r == epRemoteError ? 0 : 10 + (int)r;
+  }, 30);
+  for (int r = 0; r < 3; r++) {
+    EXPECT_EQ(res[r].exitCode, 0) << "rank " << r << ": " << res[r].report;
+    EXPECT_NE(res[r].report.find("aborted by rank 3"), std::string::npos) << res[r].report;
+  }
+}
+
+TEST(Bootstrap, MismatchedCollectiveSizesAreInvalidUsage) {
+  std::string commId = epFreeCommId();
+  auto res = epForkRanks(2, [&](int rank, std::string* report) {
+    epBootstrap* bs = nullptr;
+    if (joinWithCommId(commId, rank, 2, 5000, &bs) != epSuccess) return 1;
+    std::vector<char> buf(64 * 2);
+    epResult_t r = epBootstrapAllGather(bs, buf.data(), rank == 0 ? 32 : 64);
+    *report = epThreadLastError();
+    return r != epSuccess ? 0 : 2;
+  }, 30);
+  EXPECT_EQ(res[0].exitCode, 0);
+  EXPECT_EQ(res[1].exitCode, 0);
+  EXPECT_NE(res[0].report.find("different order or with different sizes"), std::string::npos) << res[0].report;
+}
+
+// A connection with the wrong magic is refused (and logged); the real ranks still form the comm.
+TEST(Bootstrap, WrongMagicRefused) {
+  unsetenv("EP_COMM_ID");
+  epUniqueId id;
+  ASSERT_EQ(epBootstrapGetUniqueId(&id), epSuccess);
+  epUniqueId forged = id;
+  reinterpret_cast<epBootstrapHandle*>(forged.internal)->magic ^= 0x5a5a;
+  auto res = epForkRanks(3, [&](int i, std::string* report) {
+    epBootstrap* bs = nullptr;
+    if (i == 2) {  // the intruder claims rank 1 with a forged id, before the real rank 1 arrives
+      epResult_t r = epBootstrapInit(&forged, 1, 2, 3000, &bs);
+      *report = epThreadLastError();
+      return r == epInvalidUsage ? 0 : 10 + (int)r;
+    }
+    if (i == 1) usleep(300 * 1000);
+    if (epBootstrapInit(&id, i, 2, 5000, &bs) != epSuccess) {
+      *report = epThreadLastError();
+      return 1;
+    }
+    int rc = collectivesBody(i, 2, bs, report);
+    epBootstrapDestroy(bs);
+    return rc;
+  }, 30);
+  EXPECT_EQ(res[0].exitCode, 0) << res[0].report;
+  EXPECT_EQ(res[1].exitCode, 0) << res[1].report;
+  EXPECT_EQ(res[2].exitCode, 0) << res[2].report;
+  EXPECT_NE(res[2].report.find("wrong magic"), std::string::npos) << res[2].report;
+}
+
+// Two processes claiming the same rank: the second is refused by the root.
+TEST(Bootstrap, DuplicateRankRefused) {
+  unsetenv("EP_COMM_ID");
+  epUniqueId id;
+  ASSERT_EQ(epBootstrapGetUniqueId(&id), epSuccess);
+  auto res = epForkRanks(3, [&](int i, std::string* report) {
+    int rank = i == 2 ? 0 : i;
+    if (i == 2) usleep(200 * 1000);
+    if (i == 1) usleep(600 * 1000);
+    epBootstrap* bs = nullptr;
+    epResult_t r = epBootstrapInit(&id, rank, 2, 5000, &bs);
+    *report = epThreadLastError();
+    if (i == 2) return r == epInvalidUsage ? 0 : 10 + (int)r;
+    if (r != epSuccess) return 1;
+    r = epBootstrapBarrier(bs);
+    epBootstrapDestroy(bs);
+    return r == epSuccess ? 0 : 2;
+  }, 30);
+  for (int i = 0; i < 3; i++) EXPECT_EQ(res[i].exitCode, 0) << "process " << i << ": " << res[i].report;
+  EXPECT_NE(res[2].report.find("already joined"), std::string::npos) << res[2].report;
+}
+
+TEST(Bootstrap, UniqueIdUsedTwiceInProcess) {
+  unsetenv("EP_COMM_ID");
+  epUniqueId id;
+  ASSERT_EQ(epBootstrapGetUniqueId(&id), epSuccess);
+  epBootstrap* bs = nullptr;
+  ASSERT_EQ(epBootstrapInit(&id, 0, 1, 5000, &bs), epSuccess);
+  EXPECT_EQ(epBootstrapBarrier(bs), epSuccess);
+  epBootstrapDestroy(bs);
+  bs = nullptr;
+  EXPECT_EQ(epBootstrapInit(&id, 0, 1, 5000, &bs), epInvalidUsage);
+  EXPECT_EQ(bs, nullptr);
+  EXPECT_NE(std::string(epThreadLastError()).find("already used"), std::string::npos) << epThreadLastError();
+}
+
+TEST(Bootstrap, GarbageIdRejected) {
+  epUniqueId id;
+  memset(&id, 0x41, sizeof(id));
+  epBootstrap* bs = nullptr;
+  EXPECT_EQ(epBootstrapInit(&id, 0, 1, 1000, &bs), epInvalidArgument);
+  memset(&id, 0, sizeof(id));
+  EXPECT_EQ(epBootstrapInit(&id, 0, 1, 1000, &bs), epInvalidArgument);
+}
+
+TEST(Bootstrap, CommIdGivesSameIdSequence) {
+  setenv("EP_COMM_ID", "127.0.0.1:29999", 1);
+  auto ids = epForkRanks(2, [](int, std::string* report) {
+    for (int k = 0; k < 3; k++) {
+      epUniqueId id;
+      if (epBootstrapGetUniqueId(&id) != epSuccess) return 1;
+      char hex[17];
+      snprintf(hex, sizeof(hex), "%016llx",
+               (unsigned long long)reinterpret_cast<epBootstrapHandle*>(id.internal)->magic);
+      *report += std::string(hex) + ";";
+    }
+    return 0;
+  });
+  unsetenv("EP_COMM_ID");
+  ASSERT_EQ(ids[0].exitCode, 0);
+  ASSERT_EQ(ids[1].exitCode, 0);
+  EXPECT_EQ(ids[0].report, ids[1].report);  // the same n-th id in every process
+  EXPECT_NE(ids[0].report.substr(0, 16), ids[0].report.substr(17, 16));  // consecutive ids differ
+}
+
+TEST(Bootstrap, BadCommIdIsInvalidArgument) {
+  for (const char* bad : {"127.0.0.1", "127.0.0.1:0", "127.0.0.1:99999", ":123", "no.such.host.invalid:1234"}) {
+    setenv("EP_COMM_ID", bad, 1);
+    epUniqueId id;
+    EXPECT_EQ(epBootstrapGetUniqueId(&id), epInvalidArgument) << bad;
+  }
+  unsetenv("EP_COMM_ID");
+}
+
+TEST(BootstrapSocket, ParseHostPort) {
+  epSockAddr a;
+  ASSERT_EQ(epSockParseHostPort("127.0.0.1:4242", &a), epSuccess);
+  EXPECT_EQ(epSockAddrStr(a), "127.0.0.1:4242");
+  EXPECT_TRUE(epSockAddrIsLoopback(a));
+  ASSERT_EQ(epSockParseHostPort("[::1]:4243", &a), epSuccess);
+  EXPECT_EQ(epSockAddrStr(a), "[::1]:4243");
+  ASSERT_EQ(epSockParseHostPort("localhost:80", &a), epSuccess);
+  EXPECT_EQ(epSockAddrPort(a), 80);
+}

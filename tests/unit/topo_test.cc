@@ -1,0 +1,188 @@
+/*************************************************************************
+ * epcomm unit tests: topology from hwloc XML fixtures, GPU -> NIC map.
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * The XML files in tests/fixtures/topo are written by gen_fixtures.py there. Paths are
+ * relative to the repository root (make test runs from there); EP_SRC_DIR
+ * overrides it.
+ *************************************************************************/
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "core/debug.h"
+#include "topo/nic_assign.h"
+#include "topo/topo.h"
+
+namespace {
+
+std::string fixture(const char* name) {
+  const char* root = getenv("EP_SRC_DIR");
+  return std::string(root ? root : ".") + "/tests/fixtures/topo/" + name;
+}
+
+std::shared_ptr<epTopoMachine> load(const char* name, const char* hca = "") {
+  std::string path = fixture(name);
+  epTopoOptions opt;
+  opt.xmlFile = path.c_str();
+  opt.hcaFilter = hca;  // "" = no filter, independent of the caller's EP_IB_HCA
+  opt.useCuda = false;
+  std::shared_ptr<epTopoMachine> m;
+  epResult_t r = epTopoMachineLoad(opt, &m);
+  EXPECT_EQ(r, epSuccess) << epThreadLastError();
+  return m;
+}
+
+// GPU -> primary NIC name.
+std::vector<std::string> primaryNics(const epTopoMachine& m) {
+  std::vector<std::string> v;
+  for (const auto& nics : m.gpuNics) v.push_back(nics.empty() ? "-" : m.nics[nics[0]].name);
+  return v;
+}
+
+}  // namespace
+
+TEST(TopoXml, DgxH100Inventory) {
+  auto m = load("dgx_h100.xml");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->hostName, "dgx-h100-fixture");
+  EXPECT_EQ(m->packages, 2);
+  EXPECT_EQ(m->numaNodes, 2);
+  EXPECT_EQ(m->pus, 32);
+  ASSERT_EQ(m->gpus.size(), 8u);
+  ASSERT_EQ(m->nics.size(), 8u);  // the management Ethernet NIC is not a verbs device
+  const char* gpuBus[8] = {"0000:1a:00.0", "0000:1b:00.0", "0000:42:00.0", "0000:43:00.0",
+                           "0000:9a:00.0", "0000:9b:00.0", "0000:c2:00.0", "0000:c3:00.0"};
+  for (int g = 0; g < 8; g++) {
+    EXPECT_EQ(m->gpus[g].busId, gpuBus[g]);
+    EXPECT_EQ(m->gpus[g].cudaDev, -1);
+    EXPECT_EQ(m->gpus[g].numa, g < 4 ? 0 : 1);
+    EXPECT_EQ(m->gpus[g].cpuset, g < 4 ? "0-15" : "16-31");
+  }
+  for (const epTopoNic& n : m->nics) EXPECT_EQ(n.activePorts, std::vector<int>{1}) << n.name;
+}
+
+TEST(TopoXml, DgxH100GpuNicMap) {
+  auto m = load("dgx_h100.xml");
+  ASSERT_TRUE(m);
+  // Each PCIe switch holds 2 GPUs and 2 NICs at equal distance: the tie is
+  // split round-robin, so every GPU gets its own NIC on its own switch.
+  std::vector<std::string> expect = {"mlx5_0", "mlx5_3", "mlx5_4", "mlx5_5", "mlx5_6", "mlx5_9", "mlx5_10", "mlx5_11"};
+  EXPECT_EQ(primaryNics(*m), expect);
+  for (int g = 0; g < 8; g++) {
+    ASSERT_EQ(m->gpuNics[g].size(), 1u);
+    EXPECT_EQ(m->path[g][m->gpuNics[g][0]], EP_PATH_PIX) << "GPU " << g;
+    EXPECT_EQ(m->nearest[g].size(), 2u);
+  }
+  // Path classes from GPU0: same switch, other switch same socket, other socket.
+  auto nic = [&](const char* name) {
+    for (size_t i = 0; i < m->nics.size(); i++)
+      if (m->nics[i].name == name) return (int)i;
+    return -1;
+  };
+  EXPECT_EQ(m->path[0][nic("mlx5_3")], EP_PATH_PIX);
+  EXPECT_EQ(m->path[0][nic("mlx5_4")], EP_PATH_NODE);
+  EXPECT_EQ(m->path[0][nic("mlx5_9")], EP_PATH_SYS);
+  EXPECT_LT(m->hops[0][nic("mlx5_3")], m->hops[0][nic("mlx5_4")]);
+}
+
+TEST(TopoXml, HcaFilterExclude) {
+  auto m = load("dgx_h100.xml", "^mlx5_3");
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->nics.size(), 7u);
+  // GPUs 0 and 1 now share the one NIC left on their switch.
+  std::vector<std::string> expect = {"mlx5_0", "mlx5_0", "mlx5_4", "mlx5_5", "mlx5_6", "mlx5_9", "mlx5_10", "mlx5_11"};
+  EXPECT_EQ(primaryNics(*m), expect);
+}
+
+TEST(TopoXml, HcaFilterPrefixFallsBackToFartherNics) {
+  auto m = load("dgx_h100.xml", "mlx5_1");  // prefix: mlx5_10 and mlx5_11 only
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->nics.size(), 2u);
+  // Switch-3 GPUs keep their PIX NICs; all others tie on {mlx5_10, mlx5_11}
+  // and alternate, per distance group.
+  std::vector<std::string> expect = {"mlx5_10", "mlx5_11", "mlx5_10", "mlx5_11",
+                                     "mlx5_10", "mlx5_11", "mlx5_10", "mlx5_11"};
+  EXPECT_EQ(primaryNics(*m), expect);
+  EXPECT_EQ(m->path[4][m->gpuNics[4][0]], EP_PATH_NODE);
+  EXPECT_EQ(m->path[0][m->gpuNics[0][0]], EP_PATH_SYS);
+  EXPECT_EQ(m->path[6][m->gpuNics[6][0]], EP_PATH_PIX);
+}
+
+TEST(TopoXml, HcaFilterExactAndPorts) {
+  auto exact = load("dgx_h100.xml", "=mlx5_1");  // no NIC is named exactly mlx5_1
+  ASSERT_TRUE(exact);
+  EXPECT_TRUE(exact->nics.empty());
+  for (const auto& v : exact->gpuNics) EXPECT_TRUE(v.empty());
+  auto port2 = load("dgx_h100.xml", "mlx5_0:2");  // port 2 is not active
+  ASSERT_TRUE(port2);
+  EXPECT_TRUE(port2->nics.empty());
+  auto port1 = load("dgx_h100.xml", "=mlx5_0:1,mlx5_9:1");
+  ASSERT_TRUE(port1);
+  EXPECT_EQ(port1->nics.size(), 2u);
+}
+
+TEST(TopoXml, NoNicBox) {
+  auto m = load("no_nic.xml");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->gpus.size(), 4u);
+  EXPECT_TRUE(m->nics.empty());
+  ASSERT_EQ(m->gpuNics.size(), 4u);
+  for (const auto& v : m->gpuNics) EXPECT_TRUE(v.empty());
+  for (const epTopoGpu& g : m->gpus) {
+    EXPECT_EQ(g.numa, 0);
+    EXPECT_EQ(g.cpuset, "0-15");
+  }
+  EXPECT_EQ(m->nvlinkSource, "none");
+}
+
+TEST(TopoXml, MissingFileIsInvalidArgument) {
+  epTopoOptions opt;
+  opt.xmlFile = "/nonexistent/topo.xml";
+  opt.useCuda = false;
+  std::shared_ptr<epTopoMachine> m;
+  EXPECT_EQ(epTopoMachineLoad(opt, &m), epInvalidArgument);
+  EXPECT_NE(std::string(epThreadLastError()).find("/nonexistent/topo.xml"), std::string::npos);
+}
+
+TEST(TopoLive, ThisMachineLoads) {
+  epTopoOptions opt;
+  opt.hcaFilter = "";
+  std::shared_ptr<epTopoMachine> m;
+  ASSERT_EQ(epTopoMachineLoad(opt, &m), epSuccess) << epThreadLastError();
+  EXPECT_EQ(m->source, getenv("EP_TOPO_FILE") ? getenv("EP_TOPO_FILE") : "live");
+  EXPECT_GE(m->pus, 1);
+  EXPECT_GE(m->numaNodes, 1);
+  EXPECT_EQ(m->gpuNics.size(), m->gpus.size());
+  EXPECT_EQ(m->nvlink.size(), m->gpus.size());
+}
+
+TEST(NicAssign, RoundRobinWithinTies) {
+  // 3 GPUs tie on 2 NICs; a 4th GPU has its own NIC.
+  std::vector<std::vector<int>> path = {{1, 1, 5}, {1, 1, 5}, {1, 1, 5}, {5, 5, 1}};
+  std::vector<std::vector<int>> hops = {{4, 4, 9}, {4, 4, 9}, {4, 4, 9}, {9, 9, 2}};
+  std::vector<std::vector<int>> nearest, assigned;
+  epTopoAssignNics(path, hops, &nearest, &assigned);
+  EXPECT_EQ(assigned, (std::vector<std::vector<int>>{{0}, {1}, {0}, {2}}));
+  EXPECT_EQ(nearest[0], (std::vector<int>{0, 1}));
+}
+
+TEST(NicAssign, MoreNicsThanGpusSpreadsThem) {
+  std::vector<std::vector<int>> path = {{1, 1, 1, 1}, {1, 1, 1, 1}};
+  std::vector<std::vector<int>> hops = {{4, 4, 4, 4}, {4, 4, 4, 4}};
+  std::vector<std::vector<int>> nearest, assigned;
+  epTopoAssignNics(path, hops, &nearest, &assigned);
+  EXPECT_EQ(assigned, (std::vector<std::vector<int>>{{0, 1}, {2, 3}}));
+}
+
+TEST(NicAssign, HopsBreakTiesWithinAClass) {
+  std::vector<std::vector<int>> path = {{2, 2}};
+  std::vector<std::vector<int>> hops = {{6, 4}};
+  std::vector<std::vector<int>> nearest, assigned;
+  epTopoAssignNics(path, hops, &nearest, &assigned);
+  EXPECT_EQ(assigned[0], std::vector<int>{1});
+  epTopoAssignNics({{}}, {{}}, &nearest, &assigned);  // a GPU and no NIC
+  EXPECT_TRUE(assigned[0].empty());
+}
