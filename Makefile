@@ -131,7 +131,7 @@ $(BUILDDIR)/test/ep_gpu_tests: $(GPU_OBJ) $(COMMON_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CXX) -o $@ $(GPU_OBJ) $(COMMON_OBJ) $(EXE_LDFLAGS) $(STATIC_LINK) $(GTEST_LIBS)
 
-$(BUILDDIR)/bin/ep_%: $$(patsubst %,$(BUILDDIR)/obj/%.o,$$(wildcard tests/perf/ep_%/*.cc tests/perf/ep_%/*.cu)) $(COMMON_OBJ) $(LIBA)
+$(BUILDDIR)/bin/ep_%: $$(addprefix $(BUILDDIR)/obj/,$$(addsuffix .o,$$(wildcard tests/perf/ep_$$*/*.cc tests/perf/ep_$$*/*.cu))) $(COMMON_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CXX) -o $@ $(filter %.o,$^) $(EXE_LDFLAGS) $(STATIC_LINK)
 
