@@ -1,0 +1,267 @@
+/*************************************************************************
+ * epcomm LL combine kernel.
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * Send (phase bit 1), on each expert rank: for every (source s, token t) that
+ * the dispatch brought here (the handle's flat rows), per 512-channel chunk:
+ *  - reduce on sender: sum_k w[t][k] * x[row(k)] over the token's local
+ *    experts in fp32, round to BF16, store one row into slot [me][t] of s;
+ *  - plain: store each expert's row as is into slot [t][k] of s.
+ * Then one release add per destination of the chunks sent.
+ * Receive (phase bit 2), on the token's own rank: expected chunks per expert
+ * rank come from the top-k ids; once every rank's count is reached,
+ * out[t] = sum of the partial rows (reduced) or sum_k w[t][k] * row[t][k]
+ * (plain), in fp32, in a fixed order (deterministic), stored as BF16.
+ *************************************************************************/
+#include <cuda_runtime.h>
+
+#include "core/checks.h"
+#include "lowlatency/ll_common.cuh"
+
+namespace ep {
+namespace ll {
+
+namespace {
+
+constexpr int kBatch = 4;  // rows loaded before they are summed (latency hiding)
+
+__device__ void send_rows(const CombineParams& p, int* sCnt) {
+  const SetArgs& sa = p.sa;
+  const int R = p.R, M = p.M, K = p.K, H = p.H, me = p.rank;
+  const int C = (H + kChunk - 1) / kChunk;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int nunits = R * M * C;
+  for (int u = blockIdx.x * nw + warp; u < nunits; u += gridDim.x * nw) {
+    int st = u / C, c = u - st * C;
+    int s = st / M, t = st - s * M;
+    if (t >= __ldg(p.hSrcT + s)) continue;
+    size_t h = ((size_t)s * M + t) * K;
+    int flat = lane < K ? __ldg(p.hFlatRow + h + lane) : -1;
+    unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
+    if (lmask == 0) continue;
+    int ch0 = c * kChunk + lane * 16;
+    bool active = ch0 < H;
+    if (p.reduce) {
+      float w = flat >= 0 ? __ldg(p.hW + h + lane) : 0.f;
+      float acc[16];
+#pragma unroll
+      for (int i = 0; i < 16; i++) acc[i] = 0.f;
+      unsigned m = lmask;
+      while (m) {
+        int4 v[kBatch][2];
+        float wk[kBatch];
+#pragma unroll
+        for (int b = 0; b < kBatch; b++) {
+          int k = m ? __ffs(m) - 1 : -1;
+          if (m) m &= m - 1;
+          int kk = k < 0 ? 0 : k;
+          int f = __shfl_sync(0xffffffffu, flat, kk);
+          wk[b] = __shfl_sync(0xffffffffu, w, kk);
+          if (k >= 0 && active) {
+            const int4* src = reinterpret_cast<const int4*>(p.x + (size_t)f * H + ch0);
+            v[b][0] = dev::ld_nc_na(src);
+            v[b][1] = dev::ld_nc_na(src + 1);
+          } else {
+            wk[b] = 0.f;
+            v[b][0] = make_int4(0, 0, 0, 0);
+            v[b][1] = v[b][0];
+          }
+        }
+#pragma unroll
+        for (int b = 0; b < kBatch; b++) {
+          float f[16];
+          unpack8(v[b][0], f);
+          unpack8(v[b][1], f + 8);
+#pragma unroll
+          for (int i = 0; i < 16; i++) acc[i] = fmaf(wk[b], f[i], acc[i]);
+        }
+      }
+      if (active) {
+        int4* dst = sa.ps.ptr<int4>(s, sa.dataOff + (((size_t)me * M + t) * H + ch0) * 2);
+        dev::st_na(dst, pack8(acc));
+        dev::st_na(dst + 1, pack8(acc + 8));
+      }
+      if (lane == 0) atomicAdd(&sCnt[s], 1);
+    } else {
+      unsigned m = lmask;
+      while (m) {
+        int k = __ffs(m) - 1;
+        m &= m - 1;
+        int f = __shfl_sync(0xffffffffu, flat, k);
+        if (active) {
+          const int4* src = reinterpret_cast<const int4*>(p.x + (size_t)f * H + ch0);
+          int4 a = dev::ld_nc_na(src), b = dev::ld_nc_na(src + 1);
+          int4* dst = sa.ps.ptr<int4>(s, sa.dataOff + (((size_t)t * K + k) * H + ch0) * 2);
+          dev::st_na(dst, a);
+          dev::st_na(dst + 1, b);
+        }
+        if (lane == 0) atomicAdd(&sCnt[s], 1);
+      }
+    }
+  }
+}
+
+// Chunks each expert rank sends to this rank, from this rank's own routing.
+__device__ void expected_counts(const CombineParams& p, int* sExp) {
+  const int K = p.K, E = p.E, L = p.L;
+  for (int t = threadIdx.x; t < p.T; t += blockDim.x) {
+    for (int k = 0; k < K; k++) {
+      long long id = load_topk(p.topk, p.topk64, t * K + k);
+      if (id < 0 || id >= E) continue;
+      int d = (int)(id / L);
+      if (p.reduce) {
+        bool dup = false;
+        for (int k2 = 0; k2 < k; k2++) {
+          long long id2 = load_topk(p.topk, p.topk64, t * K + k2);
+          dup |= (id2 >= 0 && id2 < E && (int)(id2 / L) == d);
+        }
+        if (dup) continue;
+      }
+      atomicAdd(&sExp[d], 1);
+    }
+  }
+}
+
+__device__ void reduce_tokens(const CombineParams& p) {
+  const SetArgs& sa = p.sa;
+  const int M = p.M, K = p.K, H = p.H, E = p.E, L = p.L;
+  const int C = (H + kChunk - 1) / kChunk;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const uint16_t* data = reinterpret_cast<const uint16_t*>(sa.ps.local + sa.dataOff);
+  for (int u = blockIdx.x * nw + warp; u < p.T * C; u += gridDim.x * nw) {
+    int t = u / C, c = u - t * C;
+    long long id = lane < K ? load_topk(p.topk, p.topk64, t * K + lane) : -1;
+    bool valid = id >= 0 && id < E;
+    int dest = valid ? (int)(id / L) : -1;
+    unsigned kmask;
+    float w = 0.f;
+    if (p.reduce) {
+      unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
+      kmask = __ballot_sync(0xffffffffu, valid && (__ffs(peers) - 1 == lane));
+    } else {
+      kmask = __ballot_sync(0xffffffffu, valid);
+      if (valid) w = p.weights[t * K + lane];
+    }
+    int ch0 = c * kChunk + lane * 16;
+    bool active = ch0 < H;
+    float acc[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) acc[i] = 0.f;
+    unsigned m = kmask;
+    while (m) {
+      int4 v[kBatch][2];
+      float wk[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; b++) {
+        int k = m ? __ffs(m) - 1 : -1;
+        if (m) m &= m - 1;
+        int kk = k < 0 ? 0 : k;
+        int d = __shfl_sync(0xffffffffu, dest, kk);
+        wk[b] = p.reduce ? 1.f : __shfl_sync(0xffffffffu, w, kk);
+        if (k >= 0 && active) {
+          size_t row = p.reduce ? (size_t)d * M + t : (size_t)t * K + k;
+          const int4* src = reinterpret_cast<const int4*>(data + row * H + ch0);
+          v[b][0] = dev::ld_nc_na(src);
+          v[b][1] = dev::ld_nc_na(src + 1);
+        } else {
+          wk[b] = 0.f;
+          v[b][0] = make_int4(0, 0, 0, 0);
+          v[b][1] = v[b][0];
+        }
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; b++) {
+        float f[16];
+        unpack8(v[b][0], f);
+        unpack8(v[b][1], f + 8);
+        if (p.reduce) {
+#pragma unroll
+          for (int i = 0; i < 16; i++) acc[i] += f[i];
+        } else {
+#pragma unroll
+          for (int i = 0; i < 16; i++) acc[i] = fmaf(wk[b], f[i], acc[i]);
+        }
+      }
+    }
+    if (active) {
+      int4* dst = reinterpret_cast<int4*>(p.out + (size_t)t * H + ch0);
+      dst[0] = pack8(acc);
+      dst[1] = pack8(acc + 8);
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
+  extern __shared__ __align__(16) char smem[];
+  __shared__ int sFail, sFlag;
+  const SetArgs& sa = p.sa;
+  const int R = p.R, me = p.rank;
+  const int C = (p.H + kChunk - 1) / kChunk;
+  const int tid = threadIdx.x, nt = blockDim.x;
+  int* sCnt = reinterpret_cast<int*>(smem);  // [R] chunks sent to each rank
+  int* sExp = sCnt + R;                      // [R] chunk messages expected from each rank
+  const uint32_t sendEpoch = *(volatile uint32_t*)&sa.ctl->sendEpoch[sa.set] + 1;
+  const uint32_t recvEpoch = *(volatile uint32_t*)&sa.ctl->recvEpoch[sa.set] + 1;
+  if (tid == 0) sFail = 0;
+  for (int d = tid; d < R; d += nt) {
+    sCnt[d] = 0;
+    sExp[d] = 0;
+  }
+  __syncthreads();
+
+  if (p.phases & kPhaseSend) {
+    if (wait_acks(sa, R, sendEpoch, &sFail)) send_rows(p, sCnt);
+    sa.ps.fence_before_signal();
+    __syncthreads();
+    for (int d = tid; d < R; d += nt)
+      if (sCnt[d] > 0) sa.ps.signal_add(d, sa.sigOff + sizeof(int) * ((size_t)R + me), sCnt[d]);
+  }
+
+  if (p.phases & kPhaseRecv) {
+    expected_counts(p, sExp);
+    __syncthreads();
+    const uint32_t* consumed = sa.ctl->consumed + (size_t)sa.set * R;
+    for (int d = tid; d < R; d += nt) {
+      const int* cntp = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * ((size_t)R + d));
+      if (!wait_reach(cntp, consumed[d] + (uint32_t)(sExp[d] * C), sa, kWaitData, d)) sFail = 1;
+    }
+    __syncthreads();
+    if (!sFail) reduce_tokens(p);
+  }
+
+  if (last_block(sa.ctl, sa.set, &sFlag)) {
+    if ((p.phases & kPhaseRecv) && !sFail && !dev::has_error(sa.status)) {
+      for (int d = tid; d < R; d += nt) sa.ctl->consumed[(size_t)sa.set * R + d] += (uint32_t)(sExp[d] * C);
+    }
+    __syncthreads();
+    if (tid == 0) {
+      if (p.phases & kPhaseSend) sa.ctl->sendEpoch[sa.set] = sendEpoch;
+      if (p.phases & kPhaseRecv) sa.ctl->recvEpoch[sa.set] = recvEpoch;
+    }
+    if (p.phases & kPhaseRecv) {
+      __threadfence_system();
+      for (int d = tid; d < R; d += nt) sa.ps.signal_set(d, sa.sigOff + sizeof(int) * (2 * (size_t)R + me), (int)recvEpoch);
+    }
+  }
+}
+
+}  // namespace
+
+epResult_t launchCombine(const CombineParams& p, int blocks, cudaStream_t stream) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = sizeof(int) * 2 * (size_t)p.R;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;
+  attr[0].val.cooperative = (p.phases == (kPhaseSend | kPhaseRecv)) ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  void* args[] = {const_cast<CombineParams*>(&p)};
+  CUDACHECK(cudaLaunchKernelExC(&cfg, (void*)combineKernel, args));
+  return epSuccess;
+}
+
+}  // namespace ll
+}  // namespace ep

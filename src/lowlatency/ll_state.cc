@@ -1,0 +1,228 @@
+/*************************************************************************
+ * epcomm LL: buffer allocation, handles, clean (see ll_state.h).
+ * SPDX-License-Identifier: Apache-2.0
+ *************************************************************************/
+#include "lowlatency/ll_state.h"
+
+#include <algorithm>
+
+#include <cuda_runtime.h>
+
+#include "bootstrap/bootstrap.h"
+#include "core/api.h"
+#include "core/checks.h"
+#include "core/comm.h"
+#include "core/param.h"
+
+EP_PARAM(LlNumSms, "LL_NUM_SMS", 0)
+
+using ep::ll::Layout;
+
+namespace {
+
+epResult_t checkShape(int M, int H, int R, int E, int K) {
+  EP_ARG_CHECK(M > 0, "LL: llMaxTokensPerRank (EP_LL_MAX_TOKENS) must be > 0 to use LL mode, got %d", M);
+  EP_ARG_CHECK(H > 0 && H % 128 == 0, "LL: llHidden must be a positive multiple of 128, got %d", H);
+  EP_ARG_CHECK(E > 0 && E % R == 0, "LL: llNumExperts (%d) must be a positive multiple of the rank count (%d)", E, R);
+  EP_ARG_CHECK(K >= 1 && K <= ep::ll::kMaxTopk, "LL: llMaxTopk must be in [1, %d], got %d", ep::ll::kMaxTopk, K);
+  EP_ARG_CHECK(R <= ep::ll::kMaxRanks, "LL: at most %d ranks, got %d", ep::ll::kMaxRanks, R);
+  return epSuccess;
+}
+
+}  // namespace
+
+EP_API epResult_t epGetLowLatencySizeHint(int maxTokensPerRank, int hidden, int nranks, int numExperts, int maxTopk,
+                                          size_t* bytes) {
+  EP_PTR_CHECK(bytes, "epGetLowLatencySizeHint");
+  EP_ARG_CHECK(nranks >= 1, "epGetLowLatencySizeHint: nranks must be >= 1, got %d", nranks);
+  EPCHECK(checkShape(maxTokensPerRank, hidden, nranks, numExperts, maxTopk));
+  *bytes = ep::ll::makeLayout(nranks, maxTokensPerRank, hidden, numExperts, maxTopk).total;
+  return epSuccess;
+}
+
+epResult_t epLlEnsureState(epComm* comm) {
+  if (comm->ll) return epSuccess;
+  const epResolvedConfig& c = comm->config;
+  EP_USAGE_CHECK(comm->cudaDev >= 0, "LL: rank %d has no CUDA device", comm->rank);
+  EPCHECK(checkShape(c.llMaxTokensPerRank, c.llHidden, comm->nranks, c.llNumExperts, c.llMaxTopk));
+  for (int r = 0; r < comm->nranks; r++) {
+    if (!comm->nvlinkPeer[r]) {
+      EP_WARN("LL: rank %d is not reachable over NVLink/P2P from rank %d; LL mode needs the RDMA proxy for "
+              "remote peers, which is not available yet",
+              r, comm->rank);
+      return epNotSupported;
+    }
+  }
+  size_t smem = ep::ll::dispatchSmemBytes(comm->nranks, c.llMaxTokensPerRank, c.llMaxTopk, c.llNumExperts);
+  int maxSmem = 0;
+  CUDACHECK(cudaDeviceGetAttribute(&maxSmem, cudaDevAttrMaxSharedMemoryPerBlockOptin, comm->cudaDev));
+  if (smem + 1024 > (size_t)maxSmem) {
+    EP_WARN("LL: routing metadata needs %zu bytes of shared memory (M=%d, K=%d, E=%d), more than the %d available",
+            smem, c.llMaxTokensPerRank, c.llMaxTopk, c.llNumExperts, maxSmem);
+    return epNotSupported;
+  }
+
+  epLlState* st = new epLlState();
+  epResult_t res = epSuccess;
+  st->layout = ep::ll::makeLayout(comm->nranks, c.llMaxTokensPerRank, c.llHidden, c.llNumExperts, c.llMaxTopk);
+  CUDACHECKGOTO(cudaSetDevice(comm->cudaDev), res, fail);
+  CUDACHECKGOTO(cudaDeviceGetAttribute(&st->deviceSms, cudaDevAttrMultiProcessorCount, comm->cudaDev), res, fail);
+  EPCHECKGOTO(epNvlBufferAlloc(comm, st->layout.total, &st->buf), res, fail);
+  st->ctlSize = ep::ll::ctlBytes(comm->nranks);
+  CUDACHECKGOTO(cudaMalloc(&st->ctl, st->ctlSize), res, fail);
+  CUDACHECKGOTO(cudaMemset(st->ctl, 0, st->ctlSize), res, fail);
+  CUDACHECKGOTO(cudaDeviceSynchronize(), res, fail);
+  comm->deviceBytes += st->ctlSize;
+  comm->ll = st;
+  epCommAddCleanup(comm, [](epComm* cm) { epLlFreeState(cm); });
+  EP_INFO(EP_LOG_LL, "LL: buffer %zu bytes per rank (M=%d H=%d E=%d K=%d), %d SMs", st->layout.total,
+          c.llMaxTokensPerRank, c.llHidden, c.llNumExperts, c.llMaxTopk, st->deviceSms);
+  return epSuccess;
+fail:
+  if (st->ctl) cudaFree(st->ctl);
+  epNvlBufferFree(comm, &st->buf);
+  delete st;
+  return res;
+}
+
+void epLlFreeState(epComm* comm) {
+  epLlState* st = comm->ll;
+  if (st == nullptr) return;
+  for (epLlHandle* h : st->handles) {
+    if (h->srcT) cudaFree(h->srcT);
+    comm->deviceBytes -= h->bytes;
+    // The struct stays until epLowLatencyHandleDestroy; it no longer names a comm.
+    h->srcT = nullptr;
+    h->comm = nullptr;
+  }
+  for (int b = 0; b < 2; b++)
+    if (st->zeroCopy[b]) {
+      cudaFree(st->zeroCopy[b]);
+      comm->deviceBytes -= st->zeroCopyBytes;
+    }
+  if (st->ctl) {
+    cudaFree(st->ctl);
+    comm->deviceBytes -= st->ctlSize;
+  }
+  epNvlBufferFree(comm, &st->buf);
+  delete st;
+  comm->ll = nullptr;
+}
+
+ep::ll::SetArgs epLlSetArgs(epComm* comm, int b) {
+  epLlState* st = comm->ll;
+  const Layout& l = st->layout;
+  ep::ll::SetArgs sa;
+  sa.ps.peer = reinterpret_cast<char* const*>(st->buf.devPeer);
+  sa.ps.local = static_cast<char*>(st->buf.local);
+  sa.ps.rank = comm->rank;
+  sa.set = b;
+  sa.sigOff = l.sigOff(b);
+  sa.metaOff = l.metaOff(b);
+  sa.dataOff = l.dataOff(b);
+  sa.stageOff = l.stageOff;
+  sa.metaStride = l.metaStride;
+  sa.metaNOff = l.metaNOff;
+  sa.metaCntOff = l.metaCntOff;
+  sa.metaPickOff = l.metaPickOff;
+  sa.metaWOff = l.metaWOff;
+  sa.ctl = st->ctl;
+  sa.status = comm->devStatusDev;
+  sa.timeoutNs = (uint64_t)std::max(1, comm->config.timeoutMs) * 1000000ull;
+  return sa;
+}
+
+int epLlBlocks(epComm* comm, int numSms) {
+  int n = numSms > 0 ? numSms : (int)epParamLlNumSms();
+  int maxBlocks = comm->ll->deviceSms;
+  if (n <= 0 || n > maxBlocks) n = maxBlocks;
+  return std::max(2, n);  // block 0 builds routing metadata; at least one more sends tokens
+}
+
+EP_API epResult_t epLowLatencyHandleCreate(epComm_t comm, epLlHandle_t* handle) {
+  EPCHECK(epCommCheck(comm, "epLowLatencyHandleCreate"));
+  EP_COMM_SCOPE(comm);
+  EP_PTR_CHECK(handle, "epLowLatencyHandleCreate");
+  *handle = nullptr;
+  EPCHECK(epLlEnsureState(comm));
+  epLlState* st = comm->ll;
+  const Layout& l = st->layout;
+  epLlHandle* h = new epLlHandle();
+  size_t rmk = (size_t)l.R * l.M * l.K;
+  h->bytes = sizeof(int) * (size_t)l.R + ep::ll::alignUp(sizeof(int) * rmk, 16) + sizeof(float) * rmk;
+  h->bytes = ep::ll::alignUp(h->bytes + 16, 256);
+  void* p = nullptr;
+  cudaError_t e = cudaMalloc(&p, h->bytes);
+  if (e != cudaSuccess) {
+    EP_WARN("epLowLatencyHandleCreate: cudaMalloc(%zu) failed: %s", h->bytes, cudaGetErrorString(e));
+    delete h;
+    return epCudaError;
+  }
+  char* base = static_cast<char*>(p);
+  h->srcT = reinterpret_cast<int*>(base);
+  h->flatRow = reinterpret_cast<int*>(base + ep::ll::alignUp(sizeof(int) * (size_t)l.R, 16));
+  h->w = reinterpret_cast<float*>(reinterpret_cast<char*>(h->flatRow) + ep::ll::alignUp(sizeof(int) * rmk, 16));
+  h->comm = comm;
+  comm->deviceBytes += h->bytes;
+  st->handles.push_back(h);
+  *handle = h;
+  return epSuccess;
+}
+
+EP_API epResult_t epLowLatencyHandleDestroy(epLlHandle_t handle) {
+  if (handle == nullptr) return epSuccess;
+  EP_ARG_CHECK(handle->magic == EP_LL_HANDLE_MAGIC, "epLowLatencyHandleDestroy: %p is not a live LL handle",
+               (void*)handle);
+  epComm* comm = handle->comm;
+  if (comm && comm->ll) {
+    auto& v = comm->ll->handles;
+    v.erase(std::remove(v.begin(), v.end(), handle), v.end());
+    comm->deviceBytes -= handle->bytes;
+  }
+  if (handle->srcT) cudaFree(handle->srcT);
+  handle->magic = 0;
+  delete handle;
+  return epSuccess;
+}
+
+EP_API epResult_t epLowLatencyGetNextCombineBuffer(epComm_t comm, void** buffer, size_t* bytes) {
+  EPCHECK(epCommCheck(comm, "epLowLatencyGetNextCombineBuffer"));
+  EP_COMM_SCOPE(comm);
+  EP_PTR_CHECK(buffer, "epLowLatencyGetNextCombineBuffer");
+  EP_USAGE_CHECK(comm->ll != nullptr, "epLowLatencyGetNextCombineBuffer: create an LL handle first");
+  epLlState* st = comm->ll;
+  const Layout& l = st->layout;
+  if (st->zeroCopy[0] == nullptr) {
+    st->zeroCopyBytes = (size_t)l.E * l.M * l.H * 2;  // L*R*M*H BF16 = E*M*H*2 bytes
+    for (int b = 0; b < 2; b++) {
+      CUDACHECK(cudaMalloc(&st->zeroCopy[b], st->zeroCopyBytes));
+      comm->deviceBytes += st->zeroCopyBytes;
+    }
+  }
+  *buffer = st->zeroCopy[st->seq & 1];
+  if (bytes) *bytes = st->zeroCopyBytes;
+  return epSuccess;
+}
+
+EP_API epResult_t epLowLatencyClean(epComm_t comm, cudaStream_t stream) {
+  EPCHECK(epCommCheck(comm, "epLowLatencyClean"));
+  EP_COMM_SCOPE(comm);
+  EPCHECK(epLlEnsureState(comm));
+  epLlState* st = comm->ll;
+  CUDACHECK(cudaStreamSynchronize(stream));
+  CUDACHECK(cudaDeviceSynchronize());
+  // Nobody may still write into our buffer while we zero it, nor start the
+  // next call before everyone has zeroed.
+  EPCHECK(epBootstrapBarrier(comm->bootstrap));
+  for (int b = 0; b < 2; b++)
+    CUDACHECK(cudaMemset(static_cast<char*>(st->buf.local) + st->layout.sigOff(b), 0, st->layout.sigBytes));
+  CUDACHECK(cudaMemset(st->ctl, 0, st->ctlSize));
+  CUDACHECK(cudaDeviceSynchronize());
+  EPCHECK(epBootstrapBarrier(comm->bootstrap));
+  st->seq = 0;
+  for (int b = 0; b < 2; b++) {
+    if (st->pending[b].handle) st->pending[b].handle->recvPending = false;
+    st->pending[b] = epLlPending();
+  }
+  return epSuccess;
+}

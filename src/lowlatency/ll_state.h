@@ -1,0 +1,73 @@
+/*************************************************************************
+ * epcomm LL: per-communicator state behind comm->ll, handles and hooks.
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * Host-side sequencing: every LL call gets the next sequence number n and
+ * uses buffer set n & 1. A hooked call stays "pending" on its set until its
+ * hook is received; a call that lands on a pending set is refused (that is
+ * the documented in-flight rule). Device-side sequencing (epochs, counters)
+ * lives in ll::Ctl and does not depend on these host numbers, so CUDA-graph
+ * replays stay consistent.
+ *************************************************************************/
+#ifndef EP_LL_STATE_H_
+#define EP_LL_STATE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "epcomm.h"
+#include "lowlatency/ll_kernels.h"
+#include "lowlatency/ll_layout.h"
+#include "transports/nvlink/nvl_buffer.h"
+
+struct epComm;
+
+#define EP_LL_HANDLE_MAGIC 0x4c4c4831u /* "LLH1" */
+
+struct epLlHandle {
+  uint32_t magic = EP_LL_HANDLE_MAGIC;
+  epComm* comm = nullptr;
+  int* srcT = nullptr;     // [R]
+  int* flatRow = nullptr;  // [R x M x K]
+  float* w = nullptr;      // [R x M x K]
+  size_t bytes = 0;
+  // What the last dispatch into this handle was (host view).
+  bool filled = false;
+  bool recvPending = false;  // hooked dispatch whose receive has not been issued
+  int T = 0, K = 0, H = 0, E = 0;
+  bool hasWeights = false;
+};
+
+struct epLlPending {
+  bool active = false;
+  uint64_t seq = 0;
+  int kind = 0;  // 1 dispatch, 2 combine
+  int blocks = 0;
+  ep::ll::DispatchParams dp;
+  ep::ll::CombineParams cp;
+  epLlHandle* handle = nullptr;
+};
+
+struct epLlState {
+  ep::ll::Layout layout;
+  epNvlBuffer buf;
+  ep::ll::Ctl* ctl = nullptr;
+  size_t ctlSize = 0;
+  int deviceSms = 0;
+  uint64_t seq = 0;  // next call's sequence number
+  epLlPending pending[2];
+  void* zeroCopy[2] = {nullptr, nullptr};
+  size_t zeroCopyBytes = 0;
+  std::vector<epLlHandle*> handles;
+};
+
+/* Creates comm->ll on first use (collective). */
+epResult_t epLlEnsureState(epComm* comm);
+/* Frees everything (registered as a comm cleanup). */
+void epLlFreeState(epComm* comm);
+/* SetArgs for buffer set b. */
+ep::ll::SetArgs epLlSetArgs(epComm* comm, int b);
+/* Blocks to launch for a call asking for numSms (0: EP_LL_NUM_SMS or all). */
+int epLlBlocks(epComm* comm, int numSms);
+
+#endif  // EP_LL_STATE_H_
