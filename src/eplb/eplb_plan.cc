@@ -154,22 +154,33 @@ void refineMaxLoad(const std::vector<double>& w, const std::vector<int>* keys, s
 
 }  // namespace
 
-void balancedPacking(const std::vector<double>& w, int m, const std::vector<int>* keys, bool refine,
-                     std::vector<int>* pack, std::vector<int>* rank) {
+namespace {
+
+/* balancedPacking with optional anchors: items with anchor[i] >= 0 are put in
+ * that pack first (in item order), the others follow the greedy rule. */
+void packItems(const std::vector<double>& w, int m, const std::vector<int>* keys, bool refine,
+               const std::vector<int>* anchor, std::vector<int>* pack, std::vector<int>* rank) {
   const int n = (int)w.size();
   const int cap = n / m;
   pack->assign(n, 0);
   rank->assign(n, 0);
-  if (cap == 1) {
+  if (cap == 1 && anchor == nullptr) {
     for (int i = 0; i < n; i++) (*pack)[i] = i;
     return;
   }
-  std::vector<int> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return w[a] > w[b]; });
-
   std::vector<std::vector<int>> packs(m);
   std::vector<double> load(m, 0.0);
+  if (anchor) {
+    for (int i = 0; i < n; i++)
+      if ((*anchor)[i] >= 0) {
+        packs[(*anchor)[i]].push_back(i);
+        load[(*anchor)[i]] += w[i];
+      }
+  }
+  std::vector<int> order;
+  for (int i = 0; i < n; i++)
+    if (!anchor || (*anchor)[i] < 0) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return w[a] > w[b]; });
   for (int item : order) {
     int best = -1;
     // Pass 0 skips packs that already hold this key; pass 1 accepts them.
@@ -184,12 +195,19 @@ void balancedPacking(const std::vector<double>& w, int m, const std::vector<int>
     load[best] += w[item];
   }
   if (keys) repairDuplicates(w, *keys, &packs, &load);
-  if (refine) refineMaxLoad(w, keys, &packs, &load);
+  if (refine && cap > 1) refineMaxLoad(w, keys, &packs, &load);
   for (int p = 0; p < m; p++)
     for (size_t r = 0; r < packs[p].size(); r++) {
       (*pack)[packs[p][r]] = p;
       (*rank)[packs[p][r]] = (int)r;
     }
+}
+
+}  // namespace
+
+void balancedPacking(const std::vector<double>& w, int m, const std::vector<int>* keys, bool refine,
+                     std::vector<int>* pack, std::vector<int>* rank) {
+  packItems(w, m, keys, refine, nullptr, pack, rank);
 }
 
 void replicateExperts(const std::vector<double>& w, int r, std::vector<int>* phy2log, std::vector<int>* phyRank,
@@ -209,7 +227,13 @@ void replicateExperts(const std::vector<double>& w, int r, std::vector<int>* phy
   }
 }
 
-void planLayer(const double* w, const PlanShape& s, const PlanOptions& opt, LayerPlan* out) {
+namespace {
+
+/* One layer. anchored == false: the EPLB procedure. anchored == true: the same
+ * replication, but every expert keeps its contiguous home GPU e / (E/P) (groups
+ * stay on their contiguous node) and only the redundant slots are placed
+ * greedily; used as a second candidate (see planLayer). */
+void planLayerImpl(const double* w, const PlanShape& s, const PlanOptions& opt, bool anchored, LayerPlan* out) {
   const bool hier = !opt.forceGlobal && s.numGroups % s.numNodes == 0;
   const int E = s.numExperts, R = s.numSlots, P = s.numGpus;
   const int G = hier ? s.numGroups : 1, N = hier ? s.numNodes : 1;
@@ -221,10 +245,14 @@ void planLayer(const double* w, const PlanShape& s, const PlanOptions& opt, Laye
 
   // 1. Groups onto nodes. mlog ("node-major logical") numbers the experts so
   //    that node k holds mlog ids k*epn .. (k+1)*epn-1.
-  std::vector<double> groupLoad(G, 0.0);
-  for (int e = 0; e < E; e++) groupLoad[e / gs] += w[e];
-  std::vector<int> gNode, gRank;
-  balancedPacking(groupLoad, N, nullptr, opt.refine, &gNode, &gRank);
+  std::vector<int> gNode(G), gRank(G);
+  if (anchored) {
+    for (int g = 0; g < G; g++) gNode[g] = g / gpn, gRank[g] = g % gpn;
+  } else {
+    std::vector<double> groupLoad(G, 0.0);
+    for (int e = 0; e < E; e++) groupLoad[e / gs] += w[e];
+    balancedPacking(groupLoad, N, nullptr, opt.refine, &gNode, &gRank);
+  }
   std::vector<int> mlog2log(E);
   for (int e = 0; e < E; e++) {
     int g = e / gs;
@@ -243,8 +271,14 @@ void planLayer(const double* w, const PlanShape& s, const PlanOptions& opt, Laye
     //    that replicas of one expert are kept apart.
     std::vector<double> slotLoad(ppn);
     for (int i = 0; i < ppn; i++) slotLoad[i] = tw[phy2mlog[i]] / mlogcnt[phy2mlog[i]];
+    std::vector<int> anchor;
+    if (anchored) {  // slots 0..epn-1 are the originals, in mlog order
+      anchor.assign(ppn, -1);
+      for (int i = 0; i < epn; i++) anchor[i] = i / (epn / gpusPerNode);
+    }
     std::vector<int> gpu, rank;
-    balancedPacking(slotLoad, gpusPerNode, opt.avoidDuplicates ? &phy2mlog : nullptr, opt.refine, &gpu, &rank);
+    packItems(slotLoad, gpusPerNode, opt.avoidDuplicates ? &phy2mlog : nullptr, opt.refine,
+              anchored ? &anchor : nullptr, &gpu, &rank);
 
     // 4. Slot i goes to position gpu*ppg + rank of the node; map back to logical ids.
     for (int i = 0; i < ppn; i++) {
@@ -253,6 +287,140 @@ void planLayer(const double* w, const PlanShape& s, const PlanOptions& opt, Laye
       out->phyRank[p] = phyRank[i];
     }
     for (int j = 0; j < epn; j++) out->logcnt[mlog2log[k * epn + j]] = mlogcnt[j];
+  }
+}
+
+/* Third candidate, incremental: start from the contiguous placement (expert e
+ * on GPU e / (E/P), so groups stay on their contiguous node) and fill the
+ * redundant slots one at a time, each time with the (expert, GPU without that
+ * expert) pair that gives the lowest max GPU load of the node once the
+ * expert's load is re-split over its replicas (ties: lowest expert, then GPU).
+ * Choosing replicas and their GPUs together avoids the cases where the
+ * largest-load-per-replica rule forces a bad split. Then the local search. */
+void planLayerIncremental(const double* w, const PlanShape& s, const PlanOptions& opt, LayerPlan* out) {
+  const bool hier = !opt.forceGlobal && s.numGroups % s.numNodes == 0;
+  const int E = s.numExperts, R = s.numSlots, P = s.numGpus;
+  const int N = hier ? s.numNodes : 1;
+  const int epn = E / N, ppn = R / N, gpn = P / N, ppg = R / P, epg = E / P;
+  out->hierarchical = hier;
+  out->phy2log.assign(R, -1);
+  out->phyRank.assign(R, 0);
+  out->logcnt.assign(E, 1);
+  for (int k = 0; k < N; k++) {
+    // Node-local state: per GPU the list of (expert, replica rank).
+    std::vector<std::vector<int>> items(gpn), ranks(gpn);
+    std::vector<int> cnt(epn, 1);
+    std::vector<std::vector<char>> holds(epn, std::vector<char>(gpn, 0));
+    for (int j = 0; j < epn; j++) {
+      const int g = j / epg;
+      items[g].push_back(j);
+      ranks[g].push_back(0);
+      holds[j][g] = 1;
+    }
+    std::vector<double> load(gpn, 0.0);
+    std::vector<std::vector<int>> holders(epn);
+    for (int j = 0; j < epn; j++) {
+      load[j / epg] += w[k * epn + j];
+      holders[j].push_back(j / epg);
+    }
+    for (int extra = epn; extra < ppn; extra++) {
+      int bestX = -1, bestG = -1;
+      double bestMax = 0;
+      for (int x = 0; x < epn; x++) {
+        const double wx = w[k * epn + x];
+        const double share = wx / (cnt[x] + 1), drop = wx / cnt[x] - share;
+        double holderMax = 0;
+        for (int h : holders[x]) holderMax = std::max(holderMax, load[h] - drop);
+        // The two largest loads among the other GPUs, so that excluding the target is O(1).
+        int top1 = -1;
+        double l1 = 0, l2 = 0;
+        for (int g = 0; g < gpn; g++) {
+          if (holds[x][g]) continue;
+          if (top1 < 0 || load[g] > l1) {
+            l2 = (top1 < 0) ? 0 : l1;
+            l1 = load[g], top1 = g;
+          } else if (load[g] > l2) {
+            l2 = load[g];
+          }
+        }
+        for (int g = 0; g < gpn; g++) {
+          if (holds[x][g] || (int)items[g].size() >= ppg) continue;
+          const double others = (g == top1) ? l2 : l1;
+          const double mx = std::max(std::max(holderMax, others), load[g] + share);
+          if (bestX < 0 || mx < bestMax) bestX = x, bestG = g, bestMax = mx;
+        }
+      }
+      if (bestX < 0) {  // every GPU with room already holds every expert: a duplicate is unavoidable
+        for (int g = 0; g < gpn && bestX < 0; g++)
+          if ((int)items[g].size() < ppg) bestX = 0, bestG = g;
+        for (int x = 1; x < epn; x++)
+          if (w[k * epn + x] / cnt[x] > w[k * epn + bestX] / cnt[bestX]) bestX = x;
+      }
+      {
+        const double wx = w[k * epn + bestX];
+        const double share = wx / (cnt[bestX] + 1), drop = wx / cnt[bestX] - share;
+        for (int h : holders[bestX]) load[h] -= drop;
+        load[bestG] += share;
+        if (!holds[bestX][bestG]) holders[bestX].push_back(bestG);
+      }
+      items[bestG].push_back(bestX);
+      ranks[bestG].push_back(cnt[bestX]);
+      holds[bestX][bestG] = 1;
+      cnt[bestX]++;
+    }
+    // Local search on the per-slot loads, keeping replicas apart.
+    std::vector<double> slotW;
+    std::vector<int> keys, slotRank;
+    std::vector<std::vector<int>> packs(gpn);
+    std::fill(load.begin(), load.end(), 0.0);
+    for (int g = 0; g < gpn; g++)
+      for (size_t i = 0; i < items[g].size(); i++) {
+        const int x = items[g][i];
+        packs[g].push_back((int)slotW.size());
+        slotW.push_back(w[k * epn + x] / cnt[x]);
+        keys.push_back(x);
+        slotRank.push_back(ranks[g][i]);
+        load[g] += slotW.back();
+      }
+    if (opt.refine) refineMaxLoad(slotW, opt.avoidDuplicates ? &keys : nullptr, &packs, &load);
+    for (int g = 0; g < gpn; g++)
+      for (size_t i = 0; i < packs[g].size(); i++) {
+        const int item = packs[g][i];
+        const int p = k * ppn + g * ppg + (int)i;
+        out->phy2log[p] = k * epn + keys[item];
+        out->phyRank[p] = slotRank[item];
+      }
+    for (int j = 0; j < epn; j++) out->logcnt[k * epn + j] = cnt[j];
+  }
+}
+
+double maxGpuLoad(const double* w, const LayerPlan& plan, int numGpus) {
+  std::vector<double> g;
+  gpuLoads(w, plan.phy2log.data(), plan.logcnt.data(), (int)plan.phy2log.size(), numGpus, &g);
+  return *std::max_element(g.begin(), g.end());
+}
+
+}  // namespace
+
+void planLayer(const double* w, const PlanShape& s, const PlanOptions& opt, LayerPlan* out) {
+  planLayerImpl(w, s, opt, false, out);
+  // Greedy packing is a heuristic and can lose to the plain contiguous placement
+  // on small or near-uniform layers. In the default mode, also plan with every
+  // expert anchored on its contiguous home GPU and keep that plan when its max
+  // GPU load is strictly lower. (Upstream mode stays bit-identical to upstream.)
+  if (!opt.refine || s.numExperts % s.numGpus != 0) return;
+  double best = maxGpuLoad(w, *out, s.numGpus);
+  for (int variant = 0; variant < 2; variant++) {
+    LayerPlan alt;
+    if (variant == 0)
+      planLayerImpl(w, s, opt, true, &alt);
+    else
+      planLayerIncremental(w, s, opt, &alt);
+    const double m = maxGpuLoad(w, alt, s.numGpus);
+    if (m < best * (1 - 1e-12)) {
+      best = m;
+      *out = std::move(alt);
+    }
   }
 }
 
