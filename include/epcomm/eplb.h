@@ -37,10 +37,11 @@ extern "C" {
 /* Use the global policy even when G % N == 0 (e.g. decode, where only the
  * per-GPU balance matters because there is no NVLink forwarding). */
 #define EP_EPLB_FLAG_FORCE_GLOBAL 1
-/* Reproduce the upstream reference packing exactly, including its flaw of
- * putting two replicas of one expert on the same GPU. By default epcomm never
- * does that when it can be avoided (it prefers a GPU without the expert and
- * then repairs any leftover duplicate by a load-aware swap). */
+/* Reproduce the upstream reference (deepseek-ai/EPLB) exactly, including its
+ * flaw of putting two replicas of one expert on the same GPU. By default
+ * epcomm never does that when it can be avoided, improves each packing by a
+ * local search, and (when E % P == 0) also tries plans anchored on the
+ * contiguous placement, keeping the one with the lowest max GPU load. */
 #define EP_EPLB_FLAG_UPSTREAM_PACKING 2
 
 /* Upper bound of the replica count of one expert, i.e. a safe `maxReplicas`

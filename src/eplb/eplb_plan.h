@@ -7,7 +7,10 @@
  * largest load per replica, and LPT packing with a per-pack cardinality cap.
  * Hierarchical: groups -> nodes, then replication and packing inside each
  * node. Global: the same with one group and one node. Ties always go to the
- * lowest index, which makes the plan a pure function of the inputs.
+ * lowest index, which makes the plan a pure function of the inputs. By
+ * default (not upstream mode) duplicates on a GPU are avoided, packings are
+ * refined by local search, and two contiguous-anchored candidates compete
+ * (planLayer keeps the lowest max GPU load).
  *************************************************************************/
 #ifndef EP_EPLB_PLAN_H_
 #define EP_EPLB_PLAN_H_
