@@ -29,6 +29,9 @@ EP_MAJOR := $(shell sed -n 's/^\#define EP_MAJOR \([0-9]*\)/\1/p' include/epcomm
 EP_MINOR := $(shell sed -n 's/^\#define EP_MINOR \([0-9]*\)/\1/p' include/epcomm.h)
 EP_PATCH := $(shell sed -n 's/^\#define EP_PATCH \([0-9]*\)/\1/p' include/epcomm.h)
 EP_VERSION := $(EP_MAJOR).$(EP_MINOR).$(EP_PATCH)
+# Stamps the pkg/ templates (@PREFIX@ @VERSION@ @MAJOR@ @MINOR@ @CUDA_HOME@).
+PKG_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(EP_VERSION)|g' -e 's|@MAJOR@|$(EP_MAJOR)|g' \
+  -e 's|@MINOR@|$(EP_MINOR)|g' -e 's|@CUDA_HOME@|$(CUDA_HOME)|g'
 
 OPT := $(if $(filter 1,$(DEBUG)),-O0 -g,-O2 -g)
 INCLUDES := -Iinclude -Isrc -I. -I$(CUDA_HOME)/include
@@ -69,7 +72,8 @@ EXE_LDFLAGS := -Wl,-rpath,'$$ORIGIN/../lib'
 # symbols, which the shared library keeps hidden.
 STATIC_LINK := -Wl,--whole-archive $(LIBA) -Wl,--no-whole-archive $(CUDA_LIBS) $(SYS_LIBS)
 
-.PHONY: all lib tools tests perf test test-gpu clean install deps pkg.debian.build pkg.debian.test pkg.debian.clean
+.PHONY: all lib tools tests perf test test-gpu clean install deps pkg.debian.build pkg.debian.test pkg.debian.clean \
+  check-env-doc
 all: lib tools tests perf $(BUILDDIR)/lib/pkgconfig/epcomm.pc
 
 lib: $(BUILDDIR)/lib/libepcomm.so $(LIBA)
@@ -100,7 +104,7 @@ $(LIBA): $(LIB_OBJ)
 
 $(BUILDDIR)/lib/pkgconfig/epcomm.pc: pkg/epcomm.pc.in include/epcomm.h
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(EP_VERSION)|g' -e 's|@CUDA_HOME@|$(CUDA_HOME)|g' $< > $@
+	$(PKG_SED) $< > $@
 
 # ---------------------------------------------------------------- tools
 .SECONDEXPANSION:
@@ -137,11 +141,14 @@ $(BUILDDIR)/bin/ep_%: $$(addprefix $(BUILDDIR)/obj/,$$(addsuffix .o,$$(wildcard 
 
 # make test: the CPU suite. GPU suites run too and report each case skipped when no GPU is present.
 # The multi-process cases run under mpirun (4 ranks, --oversubscribe) and eprun.
+# GoogleTest JSON reports go to $(BUILDDIR)/test-results (.ci/summarize_tests.py adds them up).
 test: tests
+	@rm -rf $(BUILDDIR)/test-results && mkdir -p $(BUILDDIR)/test-results
+	pkg/check_exports.sh $(BUILDDIR)/lib/libepcomm.so
 	$(BUILDDIR)/test/ep_c_abi_test
-	$(BUILDDIR)/test/ep_unit_tests
+	$(BUILDDIR)/test/ep_unit_tests --gtest_output=json:$(BUILDDIR)/test-results/ep_unit_tests.json
 	tests/run_mpi_tests.sh $(BUILDDIR)/test/ep_unit_tests
-	$(BUILDDIR)/test/ep_gpu_tests
+	$(BUILDDIR)/test/ep_gpu_tests --gtest_output=json:$(BUILDDIR)/test-results/ep_gpu_tests.json
 
 # ---------------------------------------------------------------- install / packaging
 install: all
@@ -152,10 +159,11 @@ install: all
 	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/
 	cd $(DESTDIR)$(PREFIX)/lib && ln -sf libepcomm.so.$(EP_VERSION) $(SONAME) && ln -sf $(SONAME) libepcomm.so
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(EP_VERSION)|g' -e 's|@CUDA_HOME@|$(CUDA_HOME)|g' \
-	  pkg/epcomm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/epcomm.pc
-	sed -e 's|@VERSION@|$(EP_VERSION)|g' pkg/cmake/epcommConfig.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/epcomm/epcommConfig.cmake
-	sed -e 's|@VERSION@|$(EP_VERSION)|g' pkg/cmake/epcommConfigVersion.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/epcomm/epcommConfigVersion.cmake
+	$(PKG_SED) pkg/epcomm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/epcomm.pc
+	$(PKG_SED) pkg/cmake/epcommConfig.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/epcomm/epcommConfig.cmake
+	$(PKG_SED) pkg/cmake/epcommConfigVersion.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/epcomm/epcommConfigVersion.cmake
+	install -d $(DESTDIR)$(PREFIX)/share/doc/epcomm
+	install -m 644 README.md LICENSE.txt docs/env.md $(DESTDIR)$(PREFIX)/share/doc/epcomm/
 	install -m 755 $(TOOL_BINS) $(PERF_BINS) $(DESTDIR)$(PREFIX)/bin/
 
 pkg.debian.build: all
@@ -164,6 +172,10 @@ pkg.debian.build: all
 # Installs the .deb files into a scratch root and builds a program against them.
 pkg.debian.test: pkg.debian.build
 	BUILDDIR=$(BUILDDIR) CUDA_HOME=$(CUDA_HOME) pkg/debian/test_install.sh
+
+# Every EP_* knob read by the code must be documented in docs/env.md.
+check-env-doc:
+	pkg/check_env_doc.sh
 
 pkg.debian.clean:
 	rm -rf $(BUILDDIR)/pkg
