@@ -21,18 +21,40 @@ __global__ void gatherRows(char* dst, const char* src0, size_t n0, const char* s
   }
 }
 
+// 8 BF16 per thread with 16-byte loads when hidden allows, else 2.
+template <int V>
 __global__ void reduceRowsBf16(__nv_bfloat16* out, const __nv_bfloat16* rows, const int32_t* off,
                                const int32_t* list, int numTokens, int hidden) {
   for (int t = blockIdx.x; t < numTokens; t += gridDim.x) {
     const int lo = off[t], hi = off[t + 1];
-    for (int h = threadIdx.x * 2; h < hidden; h += blockDim.x * 2) {
-      float2 acc = make_float2(0.f, 0.f);
+    for (int h = threadIdx.x * V; h < hidden; h += blockDim.x * V) {
+      float acc[V];
+#pragma unroll
+      for (int v = 0; v < V; v++) acc[v] = 0.f;
       for (int j = lo; j < hi; j++) {
-        float2 v = __bfloat1622float2(*(const __nv_bfloat162*)(rows + (size_t)list[j] * hidden + h));
-        acc.x += v.x;
-        acc.y += v.y;
+        const __nv_bfloat16* src = rows + (size_t)list[j] * hidden + h;
+        if (V == 8) {
+          int4 raw = *reinterpret_cast<const int4*>(src);
+          const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+          for (int v = 0; v < V / 2; v++) {
+            float2 f = __bfloat1622float2(b[v]);
+            acc[2 * v] += f.x;
+            acc[2 * v + 1] += f.y;
+          }
+        } else {
+          float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src));
+          acc[0] += f.x;
+          acc[1] += f.y;
+        }
       }
-      *(__nv_bfloat162*)(out + (size_t)t * hidden + h) = __float22bfloat162_rn(acc);
+      __nv_bfloat162 o[V / 2];
+#pragma unroll
+      for (int v = 0; v < V / 2; v++) o[v] = __floats2bfloat162_rn(acc[2 * v], acc[2 * v + 1]);
+      if (V == 8)
+        *reinterpret_cast<int4*>(out + (size_t)t * hidden + h) = *reinterpret_cast<int4*>(o);
+      else
+        *reinterpret_cast<__nv_bfloat162*>(out + (size_t)t * hidden + h) = o[0];
     }
   }
 }
@@ -64,13 +86,18 @@ cudaError_t epTestGatherRows(void* dst, const void* src0, size_t bytes0, const v
                              const int32_t* idx, int numRows, cudaStream_t stream) {
   if (numRows <= 0) return cudaSuccess;
   const int blocks = numRows < 1024 ? numRows : 1024;  // a block per row, grid-stride
-  bool v16 = bytes0 % 16 == 0 && bytes1 % 16 == 0 && ((uintptr_t)dst | (uintptr_t)src0 | (uintptr_t)src1) % 16 == 0;
-  if (v16)
-    gatherRows<int4><<<blocks, 256, 0, stream>>>((char*)dst, (const char*)src0, bytes0, (const char*)src1, bytes1, idx,
-                                                 numRows);
+  // Widest copy unit that every size and pointer allows (16, 8, 4 or 1 bytes).
+  const uintptr_t all = (uintptr_t)dst | (uintptr_t)src0 | (uintptr_t)src1 | bytes0 | bytes1;
+  const char* s0 = (const char*)src0;
+  const char* s1 = (const char*)src1;
+  if (all % 16 == 0)
+    gatherRows<int4><<<blocks, 256, 0, stream>>>((char*)dst, s0, bytes0, s1, bytes1, idx, numRows);
+  else if (all % 8 == 0)
+    gatherRows<int2><<<blocks, 256, 0, stream>>>((char*)dst, s0, bytes0, s1, bytes1, idx, numRows);
+  else if (all % 4 == 0)
+    gatherRows<int><<<blocks, 256, 0, stream>>>((char*)dst, s0, bytes0, s1, bytes1, idx, numRows);
   else
-    gatherRows<char><<<blocks, 256, 0, stream>>>((char*)dst, (const char*)src0, bytes0, (const char*)src1, bytes1, idx,
-                                                 numRows);
+    gatherRows<char><<<blocks, 256, 0, stream>>>((char*)dst, s0, bytes0, s1, bytes1, idx, numRows);
   return cudaGetLastError();
 }
 
@@ -78,8 +105,13 @@ cudaError_t epTestReduceRowsBf16(void* out, const void* rows, const int32_t* off
                                  int hidden, cudaStream_t stream) {
   if (numTokens <= 0) return cudaSuccess;
   if (hidden % 2) return cudaErrorInvalidValue;
-  reduceRowsBf16<<<numTokens < 1024 ? numTokens : 1024, 256, 0, stream>>>(
-      (__nv_bfloat16*)out, (const __nv_bfloat16*)rows, off, list, numTokens, hidden);
+  const int blocks = numTokens < 1024 ? numTokens : 1024;
+  if (hidden % 8 == 0 && ((uintptr_t)out | (uintptr_t)rows) % 16 == 0)
+    reduceRowsBf16<8><<<blocks, 128, 0, stream>>>((__nv_bfloat16*)out, (const __nv_bfloat16*)rows, off, list,
+                                                   numTokens, hidden);
+  else
+    reduceRowsBf16<2><<<blocks, 256, 0, stream>>>((__nv_bfloat16*)out, (const __nv_bfloat16*)rows, off, list,
+                                                  numTokens, hidden);
   return cudaGetLastError();
 }
 
