@@ -107,10 +107,15 @@ $(BUILDDIR)/lib/pkgconfig/epcomm.pc: pkg/epcomm.pc.in include/epcomm.h
 	$(PKG_SED) $< > $@
 
 # ---------------------------------------------------------------- tools
-.SECONDEXPANSION:
-$(BUILDDIR)/bin/%: $$(addprefix $(BUILDDIR)/obj/,$$(subst .cc,.o,$$(wildcard tools/$$*/*.cc))) $(LIBA)
-	@mkdir -p $(dir $@)
-	$(CXX) -o $@ $(filter %.o,$^) $(EXE_LDFLAGS) $(STATIC_LINK)
+# One explicit rule per tool and per perf binary (generated with eval): two
+# pattern rules for build/bin/% and build/bin/ep_% competed, and the tool rule
+# could win for a perf binary, linking it without its objects.
+define TOOL_RULE
+$(BUILDDIR)/bin/$(1): $(patsubst %.cc,$(BUILDDIR)/obj/%.o,$(wildcard tools/$(1)/*.cc)) $(LIBA)
+	@mkdir -p $$(dir $$@)
+	$$(CXX) -o $$@ $$(filter %.o,$$^) $$(EXE_LDFLAGS) $$(STATIC_LINK)
+endef
+$(foreach t,$(TOOLS),$(eval $(call TOOL_RULE,$(t))))
 
 # ---------------------------------------------------------------- tests
 $(BUILDDIR)/obj/tests/%.cc.o: tests/%.cc
@@ -135,9 +140,13 @@ $(BUILDDIR)/test/ep_gpu_tests: $(GPU_OBJ) $(COMMON_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CXX) -o $@ $(GPU_OBJ) $(COMMON_OBJ) $(EXE_LDFLAGS) $(STATIC_LINK) $(GTEST_LIBS)
 
-$(BUILDDIR)/bin/ep_%: $$(addprefix $(BUILDDIR)/obj/,$$(addsuffix .o,$$(wildcard tests/perf/ep_$$*/*.cc tests/perf/ep_$$*/*.cu))) $(COMMON_OBJ) $(LIBA)
-	@mkdir -p $(dir $@)
-	$(CXX) -o $@ $(filter %.o,$^) $(EXE_LDFLAGS) $(STATIC_LINK)
+define PERF_RULE
+$(BUILDDIR)/bin/$(1): $(patsubst %,$(BUILDDIR)/obj/%.o,$(wildcard tests/perf/$(1)/*.cc tests/perf/$(1)/*.cu)) \
+    $(COMMON_OBJ) $(LIBA)
+	@mkdir -p $$(dir $$@)
+	$$(CXX) -o $$@ $$(filter %.o,$$^) $$(EXE_LDFLAGS) $$(STATIC_LINK)
+endef
+$(foreach p,$(PERF_DIRS),$(eval $(call PERF_RULE,$(p))))
 
 # make test: the CPU suite. GPU suites run too and report each case skipped when no GPU is present.
 # The multi-process cases run under mpirun (4 ranks, --oversubscribe) and eprun.
