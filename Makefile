@@ -73,7 +73,7 @@ EXE_LDFLAGS := -Wl,-rpath,'$$ORIGIN/../lib'
 STATIC_LINK := -Wl,--whole-archive $(LIBA) -Wl,--no-whole-archive $(CUDA_LIBS) $(SYS_LIBS)
 
 .PHONY: all lib tools tests perf test test-gpu clean install deps pkg.debian.build pkg.debian.test pkg.debian.clean \
-  check-env-doc
+  check-env-doc bundle-runtime-libs
 all: lib tools tests perf $(BUILDDIR)/lib/pkgconfig/epcomm.pc
 
 lib: $(BUILDDIR)/lib/libepcomm.so $(LIBA)
@@ -92,7 +92,7 @@ $(BUILDDIR)/obj/%.cu.o: %.cu
 
 $(LIBSO): $(LIB_OBJ) src/libepcomm.map
 	@mkdir -p $(dir $@)
-	$(CXX) -shared -o $@ $(LIB_OBJ) -Wl,-soname,$(SONAME) -Wl,--version-script=src/libepcomm.map \
+	$(CXX) -shared -o $@ $(LIB_OBJ) -Wl,-soname,$(SONAME) -Wl,--version-script=src/libepcomm.map -Wl,-rpath,'$$ORIGIN' \
 	  -Wl,--no-undefined $(CUDA_LIBS) $(SYS_LIBS)
 
 $(BUILDDIR)/lib/libepcomm.so: $(LIBSO)
@@ -191,6 +191,11 @@ pkg.debian.clean:
 
 deps:
 	scripts/install_deps.sh
+
+# Copies hwloc's runtime library into build/lib, for GPU hosts that lack it:
+# executables (rpath $$ORIGIN/../lib) and libepcomm.so (rpath $$ORIGIN) find it there.
+bundle-runtime-libs: lib
+	cp -L $$($(CC) -print-file-name=libhwloc.so.15) $(BUILDDIR)/lib/libhwloc.so.15
 
 clean:
 	rm -rf $(BUILDDIR)

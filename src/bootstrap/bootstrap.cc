@@ -91,7 +91,7 @@ epResult_t startRoot(epBootstrapHandle* h, bool loopbackOnly) {
   EPCHECK(epSockFindInterface(loopbackOnly, &h->root, nullptr));
   int fd = -1;
   EPCHECK(epSockListen(&h->root, epNowMs(), &fd));
-  epBootstrapRootStart(fd, h->magic).detach();
+  epBootstrapRootStart(fd, h->magic, -1).detach();
   EP_INFO(EP_LOG_BOOTSTRAP, "Bootstrap: root listening on %s", epSockAddrStr(h->root).c_str());
   return epSuccess;
 }
@@ -464,7 +464,8 @@ epResult_t epBootstrapInit(const epUniqueId* id, int rank, int nranks, int timeo
       epSockAddr rootAddr = h.root;
       int rootFd = -1;
       EPCHECKGOTO(epSockListen(&rootAddr, epNowMs() + timeoutMs, &rootFd), res, fail);
-      root = epBootstrapRootStart(rootFd, h.magic);
+      // Rank 0 itself connects right away, so the root never waits long for a first arrival.
+      root = epBootstrapRootStart(rootFd, h.magic, 2 * (int64_t)timeoutMs + 1000);
     }
   }
   EPCHECKGOTO(joinRoot(bs, h, myHub, &hub), res, fail);

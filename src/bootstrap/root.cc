@@ -40,10 +40,10 @@ std::string rankList(const std::vector<int>& ranks) {
   return s;
 }
 
-void rootMain(int listenFd, uint64_t magic) {
+void rootMain(int listenFd, uint64_t magic, int64_t waitFirstMs) {
   int nranks = -1;
   int timeoutMs = 0;
-  int64_t deadline = epNowMs() + kWaitFirstMs;
+  int64_t deadline = epNowMs() + (waitFirstMs < 0 ? kWaitFirstMs : waitFirstMs);
   std::vector<int> fds;
   epSockAddr hub;
   memset(&hub, 0, sizeof(hub));
@@ -118,4 +118,6 @@ void rootMain(int listenFd, uint64_t magic) {
 
 }  // namespace
 
-std::thread epBootstrapRootStart(int listenFd, uint64_t magic) { return std::thread(rootMain, listenFd, magic); }
+std::thread epBootstrapRootStart(int listenFd, uint64_t magic, int64_t waitFirstMs) {
+  return std::thread(rootMain, listenFd, magic, waitFirstMs);
+}

@@ -14,7 +14,9 @@
 #include <cstdint>
 #include <thread>
 
-/* Takes ownership of `listenFd`. */
-std::thread epBootstrapRootStart(int listenFd, uint64_t magic);
+/* Takes ownership of `listenFd`. The root gives up if no rank at all arrives
+ * within `waitFirstMs` (< 0: wait forever, as a root made by epGetUniqueId must:
+ * the id may travel for a long time before the ranks start). */
+std::thread epBootstrapRootStart(int listenFd, uint64_t magic, int64_t waitFirstMs);
 
 #endif  // EP_BOOTSTRAP_ROOT_H_

@@ -84,7 +84,8 @@ epResult_t epTopoMachineLoad(const epTopoOptions& opt, std::shared_ptr<epTopoMac
 /* The process-wide machine for default options (EP_TOPO_FILE or live), discovered on first use. */
 epResult_t epTopoMachineShared(std::shared_ptr<const epTopoMachine>* out);
 
-/* One rank's view, hung off epComm::topo. */
+/* One rank's view, hung off epComm::topo (never null after init; when live
+ * discovery failed, machine->source is "unavailable" and the lists are empty). */
 struct epTopoSystem {
   std::shared_ptr<const epTopoMachine> machine;
   int gpu = -1;           /* index into machine->gpus, -1 when the rank has no GPU or it is not in the tree */
