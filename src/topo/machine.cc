@@ -199,6 +199,18 @@ epResult_t epTopoMachineLoad(const epTopoOptions& opt, std::shared_ptr<epTopoMac
   m->numaNodes = countType(t, HWLOC_OBJ_NUMANODE);
   m->cores = countType(t, HWLOC_OBJ_CORE);
   m->pus = countType(t, HWLOC_OBJ_PU);
+  for (hwloc_obj_t o = hwloc_get_next_obj_by_type(t, HWLOC_OBJ_NUMANODE, nullptr); o;
+       o = hwloc_get_next_obj_by_type(t, HWLOC_OBJ_NUMANODE, o)) {
+    epTopoNuma n;
+    n.os = (int)o->os_index;
+    n.bytes = o->attr ? o->attr->numanode.local_memory : 0;
+    char* cpus = nullptr;
+    if (o->cpuset && hwloc_bitmap_list_asprintf(&cpus, o->cpuset) >= 0 && cpus) {
+      n.cpuset = cpus;
+      free(cpus);
+    }
+    m->numa.push_back(n);
+  }
   const char* host = hwloc_obj_get_info_by_name(hwloc_get_root_obj(t), "HostName");
   char hn[256] = {0};
   if (!xml || !host) {

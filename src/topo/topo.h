@@ -59,10 +59,17 @@ struct epTopoNic {
   std::string linkLayer;        /* "IB", "Ethernet" or "" */
 };
 
+struct epTopoNuma {
+  int os = -1;              /* OS index (what numactl calls the node) */
+  std::string cpuset;       /* its CPUs, list form */
+  unsigned long long bytes = 0;
+};
+
 struct epTopoMachine {
   std::string source;    /* "live" or the XML path */
   std::string hostName;
   int packages = 0, numaNodes = 0, cores = 0, pus = 0;
+  std::vector<epTopoNuma> numa;
   std::vector<epTopoGpu> gpus;
   std::vector<epTopoNic> nics;           /* after the EP_IB_HCA filter */
   std::vector<std::vector<int>> path;    /* [gpu][nic] epTopoPath */

@@ -8,6 +8,9 @@
  *************************************************************************/
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -62,6 +65,11 @@ TEST(TopoXml, DgxH100Inventory) {
     EXPECT_EQ(m->gpus[g].cpuset, g < 4 ? "0-15" : "16-31");
   }
   for (const epTopoNic& n : m->nics) EXPECT_EQ(n.activePorts, std::vector<int>{1}) << n.name;
+  ASSERT_EQ(m->numa.size(), 2u);
+  EXPECT_EQ(m->numa[0].os, 0);
+  EXPECT_EQ(m->numa[0].cpuset, "0-15");
+  EXPECT_EQ(m->numa[1].cpuset, "16-31");
+  EXPECT_EQ(m->numa[1].bytes, 1ull << 40);
 }
 
 TEST(TopoXml, DgxH100GpuNicMap) {
@@ -185,4 +193,29 @@ TEST(NicAssign, HopsBreakTiesWithinAClass) {
   EXPECT_EQ(assigned[0], std::vector<int>{1});
   epTopoAssignNics({{}}, {{}}, &nearest, &assigned);  // a GPU and no NIC
   EXPECT_TRUE(assigned[0].empty());
+}
+
+// The ep-topo tool on the DGX fixture: JSON keys the GPU-host checks rely on.
+TEST(TopoTool, JsonOnFixture) {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  ASSERT_GT(n, 0);
+  self[n] = '\0';
+  std::string dir(self);
+  dir = dir.substr(0, dir.rfind('/'));
+  std::string tool = dir + "/../bin/ep-topo";
+  if (access(tool.c_str(), X_OK) != 0) GTEST_SKIP() << "ep-topo not built next to the tests (" << tool << ")";
+  std::string cmd = tool + " --no-cuda --hca '' --json --xml " + fixture("dgx_h100.xml");
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t k;
+  while ((k = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, k);
+  EXPECT_EQ(pclose(p), 0) << out;
+  EXPECT_NE(out.find("\"bus_id\": \"0000:1b:00.0\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"nics\": [\"mlx5_3\"], \"nearest_nics\": [\"mlx5_0\",\"mlx5_3\"], \"nic_path\": \"PIX\""),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("\"numa\": [{\"os_index\": 0, \"cpuset\": \"0-15\""), std::string::npos) << out;
 }

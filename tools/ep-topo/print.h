@@ -11,5 +11,7 @@
 
 void epTopoPrintTable(const epTopoMachine& m, FILE* f);
 void epTopoPrintJson(const epTopoMachine& m, FILE* f);
+/* --comm: run under a launcher; returns the process exit status. */
+int epTopoCommReport();
 
 #endif  // EP_TOOLS_TOPO_PRINT_H_

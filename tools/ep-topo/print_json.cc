@@ -35,7 +35,11 @@ void epTopoPrintJson(const epTopoMachine& m, FILE* f) {
   fprintf(f, "{\n  \"host\": %s,\n  \"source\": %s,\n", q(m.hostName).c_str(), q(m.source).c_str());
   fprintf(f, "  \"packages\": %d, \"numa_nodes\": %d, \"cores\": %d, \"pus\": %d,\n", m.packages, m.numaNodes, m.cores,
           m.pus);
-  fprintf(f, "  \"gpus\": [");
+  fprintf(f, "  \"numa\": [");
+  for (size_t i = 0; i < m.numa.size(); i++)
+    fprintf(f, "%s{\"os_index\": %d, \"cpuset\": %s, \"bytes\": %llu}", i ? ", " : "", m.numa[i].os,
+            q(m.numa[i].cpuset).c_str(), m.numa[i].bytes);
+  fprintf(f, "],\n  \"gpus\": [");
   for (size_t g = 0; g < m.gpus.size(); g++) {
     const epTopoGpu& x = m.gpus[g];
     fprintf(f, "%s\n    {\"index\": %zu, \"cuda_dev\": %d, \"bus_id\": %s, \"model\": %s, \"numa\": %d, \"cpuset\": %s, "

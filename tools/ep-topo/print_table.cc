@@ -23,7 +23,13 @@ void epTopoPrintTable(const epTopoMachine& m, FILE* f) {
   fprintf(f, "Host %s (source: %s): %d package(s), %d NUMA node(s), %d core(s), %d PU(s)\n", m.hostName.c_str(),
           m.source.c_str(), m.packages, m.numaNodes, m.cores, m.pus);
 
-  fprintf(f, "\nGPUs: %zu\n", m.gpus.size());
+  fprintf(f, "\nNUMA nodes: %zu\n", m.numa.size());
+  for (const epTopoNuma& n : m.numa)
+    fprintf(f, "  node %-3d CPUs %-20s memory %.1f GiB\n", n.os, n.cpuset.empty() ? "?" : n.cpuset.c_str(),
+            n.bytes / 1073741824.0);
+
+  fprintf(f, "\nGPUs: %zu%s\n", m.gpus.size(),
+          m.gpus.empty() ? " (no CUDA device visible and no NVIDIA GPU in the PCI tree)" : "");
   if (!m.gpus.empty()) {
     fprintf(f, "  %-4s %-5s %-13s %-28s %-5s %s\n", "GPU", "cuda", "bus-id", "model", "NUMA", "CPUs");
     for (size_t g = 0; g < m.gpus.size(); g++) {
