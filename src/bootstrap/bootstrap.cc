@@ -84,6 +84,10 @@ uint64_t randomMagic() {
   return m ? m : 1;
 }
 
+// A local (single-process) root serves ranks that start at once: if none comes
+// within this long, the init that wanted it has failed, and the root goes away.
+constexpr int64_t kLocalRootWaitFirstMs = 10 * 60 * 1000;
+
 epResult_t startRoot(epBootstrapHandle* h, bool loopbackOnly) {
   memset(h, 0, sizeof(*h));
   h->magic = randomMagic();
@@ -91,7 +95,7 @@ epResult_t startRoot(epBootstrapHandle* h, bool loopbackOnly) {
   EPCHECK(epSockFindInterface(loopbackOnly, &h->root, nullptr));
   int fd = -1;
   EPCHECK(epSockListen(&h->root, epNowMs(), &fd));
-  epBootstrapRootStart(fd, h->magic, -1).detach();
+  epBootstrapRootStart(fd, h->magic, loopbackOnly ? kLocalRootWaitFirstMs : -1).detach();
   EP_INFO(EP_LOG_BOOTSTRAP, "Bootstrap: root listening on %s", epSockAddrStr(h->root).c_str());
   return epSuccess;
 }
