@@ -48,7 +48,6 @@ const char* epIbWcStatusName(int s) {
 
 namespace {
 
-const std::string kSysfs = "/sys";
 const uint32_t kLoopId = 0xffffffffu;  // wr_id high bits of loopback (signal apply) work requests
 
 int signalModeFromEnv(std::string* why) {
@@ -69,9 +68,9 @@ struct WinWire {
 
 class IbBackend : public epNetBackend {
  public:
-  IbBackend(epComm* comm, int nHt, int nLl)
-      : comm_(comm), ibv_(epIbv()), nHt_(nHt), nCh_(nHt + nLl), keys_(EP_NET_MAX_WINDOWS),
-        mrs_(EP_NET_MAX_WINDOWS, nullptr) {}
+  IbBackend(epComm* comm, int nHt, int nLl, const epIbBackendConfig& cfg)
+      : comm_(comm), cfg_(cfg), ibv_(cfg.ibv ? cfg.ibv : epIbv()), nHt_(nHt), nCh_(nHt + nLl),
+        keys_(EP_NET_MAX_WINDOWS), mrs_(EP_NET_MAX_WINDOWS, nullptr) {}
   ~IbBackend() override;
   epResult_t init();
   const char* name() const override { return "ib"; }
@@ -95,6 +94,7 @@ class IbBackend : public epNetBackend {
   int qpIndex(int peer, int ch) const { return peer * nCh_ + ch; }
 
   epComm* comm_;
+  epIbBackendConfig cfg_;
   const epIbvFns* ibv_;
   int nHt_, nCh_;
   epIbPort port_;
@@ -141,13 +141,13 @@ epResult_t IbBackend::openDevice() {
   std::string why;
   epNameFilter filter = epNameFilter::parse(epGetEnv("EP_IB_HCA"));
   std::vector<epIbPort> ports;
-  if (epIbListPorts(ibv_, filter, kSysfs, &ports, &why) != epSuccess) {
+  if (epIbListPorts(ibv_, filter, cfg_.sysfsRoot, &ports, &why) != epSuccess) {
     EP_WARN("NET/IB: %s", why.c_str());
     return epNotSupported;
   }
   char busId[64] = "";
   if (comm_->cudaDev >= 0) epCudaBusId(comm_->cudaDev, busId, sizeof(busId));
-  int pick = epIbChoosePort(ports, epIbGpuPciPath(kSysfs, busId), comm_->localRank);
+  int pick = epIbChoosePort(ports, epIbGpuPciPath(cfg_.sysfsRoot, busId), comm_->localRank);
   port_ = ports[pick];
   int n = 0;
   struct ibv_device** list = ibv_->getDeviceList(&n);
@@ -176,7 +176,7 @@ epResult_t IbBackend::openDevice() {
     return epSystemError;
   }
   std::vector<epIbGidEntry> gids;
-  EPCHECK(epIbReadGids(ibv_, ctx_, kSysfs, port_.dev, port_.port, port_.gidTblLen, &gids));
+  EPCHECK(epIbReadGids(ibv_, ctx_, cfg_.sysfsRoot, port_.dev, port_.port, port_.gidTblLen, &gids));
   if (epIbChooseGid(gids, port_.linkLayer, (int)epParamIbGidIndex(), (int)epParamIbRoceVersion(), &gidIndex_, &why) !=
       epSuccess) {
     EP_WARN("NET/IB: %s:%d: %s", port_.dev.c_str(), port_.port, why.c_str());
@@ -186,7 +186,7 @@ epResult_t IbBackend::openDevice() {
     if (g.index == gidIndex_) memcpy(gid_, g.raw, 16);
   caps_.nicDmabuf = epIbNicDmabufSupported(ibv_, pd_);
   caps_.gpuDmabuf = epIbGpuDmabufSupported(comm_->cudaDev);
-  caps_.peermem = epIbPeermemLoaded(kSysfs);
+  caps_.peermem = epIbPeermemLoaded(cfg_.sysfsRoot);
   EP_INFO(EP_LOG_NET, "NET/IB: rank %d GPU %s -> %s:%d (%s, gid index %d %s), dmabuf NIC %d GPU %d, peermem %d",
           comm_->rank, busId, port_.dev.c_str(), port_.port,
           port_.linkLayer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "IB", gidIndex_, epIbGidString(gid_).c_str(),
@@ -215,10 +215,10 @@ epResult_t IbBackend::createQps() {
     if (comm_->rankNode[p] != comm_->node) nQps += nCh_;
   // A CQ overflow is fatal in verbs: size it for every completion that can be outstanding.
   const bool imm = sopt_.signalMode == EP_IB_SIGNAL_IMM;
-  int perQp = sopt_.maxInflight + (imm ? sopt_.maxInflight : 0);
+  int perQp = sopt_.maxInflight + (imm ? 2 * sopt_.maxInflight : 0);
   int cqe = nQps * perQp + (imm ? sopt_.maxInflight : 0) + 16;
   if (devMaxCqe_ > 0 && cqe > devMaxCqe_) {
-    int fit = (devMaxCqe_ - 16) / ((nQps + 1) * (imm ? 2 : 1));
+    int fit = (devMaxCqe_ - 16) / ((nQps + 1) * (imm ? 3 : 1));
     EP_INFO(EP_LOG_NET, "NET/IB: %d QPs x %d in flight exceed the CQ limit %d: in-flight limit lowered to %d", nQps,
             sopt_.maxInflight, devMaxCqe_, fit);
     if (fit < 2) {
@@ -226,10 +226,12 @@ epResult_t IbBackend::createQps() {
       return epNotSupported;
     }
     sopt_.maxInflight = fit;
-    perQp = fit * (imm ? 2 : 1);
+    perQp = fit * (imm ? 3 : 1);
     cqe = nQps * perQp + (imm ? fit : 0) + 16;
   }
-  recvDepth_ = imm ? sopt_.maxInflight : 0;
+  // Receives: a WRITE_WITH_IMM that finds none is retried by the NIC (rnr_retry 7 = forever), which
+  // stalls the QP; twice the in-flight limit leaves the receiving proxy time to repost.
+  recvDepth_ = imm ? 2 * sopt_.maxInflight : 0;
   cq_ = ibv_->createCq(ctx_, cqe, nullptr, nullptr, 0);
   if (cq_ == nullptr) {
     EP_WARN("NET/IB: ibv_create_cq(%d) failed", cqe);
@@ -336,21 +338,21 @@ epResult_t IbBackend::init() {
     EP_WARN("NET/IB: libibverbs.so.1 not loadable");
     return epNotSupported;
   }
-  int mode = signalModeFromEnv(&why);
+  int mode = cfg_.signalMode >= 0 ? cfg_.signalMode : signalModeFromEnv(&why);
   if (mode < 0) {
     EP_WARN("NET/IB: %s", why.c_str());
     return epInvalidArgument;
   }
   sopt_.signalMode = mode;
-  int64_t inflight = epParamIbMaxInflight();
+  int64_t inflight = cfg_.maxInflight > 0 ? cfg_.maxInflight : epParamIbMaxInflight();
   EP_ARG_CHECK(inflight >= 2 && inflight <= 32768, "EP_IB_MAX_INFLIGHT=%lld must be in [2, 32768]",
                (long long)inflight);
   sopt_.maxInflight = (int)inflight;
   EPCHECK(openDevice());
   if (port_.maxQpWr > 0 && sopt_.maxInflight > port_.maxQpWr) sopt_.maxInflight = port_.maxQpWr;
-  int64_t ar = epParamIbAdaptiveRouting();
+  int64_t ar = cfg_.adaptiveRouting > -2 ? cfg_.adaptiveRouting : epParamIbAdaptiveRouting();
   sopt_.adaptiveRouting = ar < 0 ? port_.linkLayer == IBV_LINK_LAYER_INFINIBAND : ar != 0;
-  int64_t chunk = epParamIbChunkBytes();
+  int64_t chunk = cfg_.maxChunk > 0 ? (int64_t)cfg_.maxChunk : epParamIbChunkBytes();
   uint64_t maxMsg = port_.maxMsgSz ? port_.maxMsgSz : (1u << 30);
   sopt_.maxChunk = (uint32_t)((chunk > 0 && (uint64_t)chunk < maxMsg) ? (uint64_t)chunk : maxMsg);
   EPCHECK(createQps());
@@ -513,12 +515,17 @@ bool IbBackend::idle() const {
 epResult_t epIbProbe(epComm* comm, std::string* why) {
   std::vector<epIbPort> ports;
   epNameFilter filter = epNameFilter::parse(epGetEnv("EP_IB_HCA"));
-  return epIbListPorts(epIbv(), filter, kSysfs, &ports, why);
+  return epIbListPorts(epIbv(), filter, "/sys", &ports, why);
 }
 
-epResult_t epIbBackendCreate(epComm* comm, int nChannels, int nLlChannels, std::unique_ptr<epNetBackend>* out) {
-  std::unique_ptr<IbBackend> b(new IbBackend(comm, nChannels, nLlChannels));
+epResult_t epIbBackendCreateWith(epComm* comm, int nChannels, int nLlChannels, const epIbBackendConfig& cfg,
+                                 std::unique_ptr<epNetBackend>* out) {
+  std::unique_ptr<IbBackend> b(new IbBackend(comm, nChannels, nLlChannels, cfg));
   EPCHECK(b->init());
   *out = std::move(b);
   return epSuccess;
+}
+
+epResult_t epIbBackendCreate(epComm* comm, int nChannels, int nLlChannels, std::unique_ptr<epNetBackend>* out) {
+  return epIbBackendCreateWith(comm, nChannels, nLlChannels, epIbBackendConfig(), out);
 }

@@ -26,6 +26,7 @@
 #include <string>
 
 #include "epcomm.h"
+#include "transports/ib/ibvwrap.h"
 #include "transports/proxy/net_backend.h"
 
 struct epComm;
@@ -33,6 +34,19 @@ struct epComm;
 /* epSuccess when a usable port exists; else epNotSupported with `why`. */
 epResult_t epIbProbe(epComm* comm, std::string* why);
 epResult_t epIbBackendCreate(epComm* comm, int nChannels, int nLlChannels, std::unique_ptr<epNetBackend>* out);
+
+/* What epIbBackendCreate takes from the process (verbs table, sysfs, knobs);
+ * unit tests pass a fake NIC and explicit modes instead. */
+struct epIbBackendConfig {
+  const epIbvFns* ibv = nullptr;  /* nullptr: epIbv() */
+  std::string sysfsRoot = "/sys";
+  int signalMode = -1;            /* -1: EP_IB_SIGNAL */
+  int adaptiveRouting = -2;       /* -2: EP_IB_ADAPTIVE_ROUTING */
+  int maxInflight = 0;            /* 0: EP_IB_MAX_INFLIGHT */
+  uint32_t maxChunk = 0;          /* 0: EP_IB_CHUNK_BYTES, else the port maximum */
+};
+epResult_t epIbBackendCreateWith(epComm* comm, int nChannels, int nLlChannels, const epIbBackendConfig& cfg,
+                                 std::unique_ptr<epNetBackend>* out);
 
 /* Readable text for a work-completion status (verbs' own is not in our table). */
 const char* epIbWcStatusName(int status);

@@ -121,6 +121,7 @@ epResult_t epNetInit(epComm* comm, int nHt, int nLl) {
   epProxyOptions opt;
   opt.rank = comm->rank;
   opt.cudaDev = comm->cudaDev;
+  opt.onError = [comm](epResult_t res, const char* msg) { epCommSetAsyncError(comm, res, "net proxy: %s", msg); };
   net->proxy.reset(new epProxy(net->backend.get(), net->windows.get(), hostRings, opt));
   EPCHECK(net->proxy->start());
 
@@ -129,7 +130,7 @@ epResult_t epNetInit(epComm* comm, int nHt, int nLl) {
   net->dev.rank = comm->rank;
   net->dev.nranks = comm->nranks;
   net->dev.timeoutNs = (uint64_t)comm->config.timeoutMs * 1000000ull;
-  net->dev.status = comm->devStatus;
+  net->dev.status = comm->devStatusDev;  // device alias of the host-mapped status
   EP_INFO(EP_LOG_NET, "Net: %s backend, %d channels x %lld ring slots", net->backend->name(), nChannels,
           (long long)slots);
   EPCHECK(epBootstrapBarrier(comm->bootstrap));

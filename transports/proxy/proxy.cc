@@ -54,6 +54,7 @@ void epProxy::fail(epResult_t res, const char* fmt, ...) {
       errMsg_ = buf;
     }
     EP_WARN("proxy: %s", buf);
+    if (opt_.onError) opt_.onError(res, buf);
     // Producers waiting for credit see this and give up instead of timing out.
     for (auto& s : rings_) epNetStoreRelease(&s.r.ctl->error, (uint64_t)res);
   }

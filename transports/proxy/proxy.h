@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -36,6 +37,9 @@ struct epProxyOptions {
   int cudaDev = -1;     /* proxy thread's CUDA device; -1: none (CPU tests) */
   bool bindNuma = true; /* pin the thread to cudaDev's NUMA node (hwloc) */
   int opsPerPass = 64;  /* ops taken from one ring before moving to the next (fairness) */
+  /* Called once, from the proxy thread, with the first fatal error (e.g. to
+   * make epCommGetAsyncError report it). */
+  std::function<void(epResult_t, const char*)> onError;
 };
 
 struct epProxyStats {
