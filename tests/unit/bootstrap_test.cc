@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: Apache-2.0
  *************************************************************************/
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -320,4 +321,62 @@ TEST(BootstrapSocket, ParseHostPort) {
   EXPECT_EQ(epSockAddrStr(a), "[::1]:4243");
   ASSERT_EQ(epSockParseHostPort("localhost:80", &a), epSuccess);
   EXPECT_EQ(epSockAddrPort(a), 80);
+}
+
+// The root refuses a wrong-magic hello with a reply saying why, and logs it:
+// the root runs in a re-executed child with EP_DEBUG=WARN and a log file.
+TEST(Bootstrap, WrongMagicRefusedAndLogged) {
+  if (getenv("EP_UNITTEST_CHILD")) {  // the child: rank 0 of 2, root at EP_COMM_ID; rank 1 never comes
+    epUniqueId id;
+    ASSERT_EQ(epBootstrapGetUniqueId(&id), epSuccess);
+    epBootstrap* bs = nullptr;
+    EXPECT_EQ(epBootstrapInit(&id, 0, 2, 2500, &bs), epTimeout);
+    return;
+  }
+  int port = epFreePort();
+  char dir[] = "/tmp/ep_bs_logXXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string log = std::string(dir) + "/root.log";
+  pid_t pid = fork();
+  if (pid == 0) {
+    setenv("EP_UNITTEST_CHILD", "1", 1);
+    setenv("EP_DEBUG", "WARN", 1);
+    setenv("EP_DEBUG_FILE", log.c_str(), 1);
+    setenv("EP_COMM_ID", ("127.0.0.1:" + std::to_string(port)).c_str(), 1);
+    execl("/proc/self/exe", "ep_unit_tests", "--gtest_filter=Bootstrap.WrongMagicRefusedAndLogged", (char*)nullptr);
+    _exit(127);
+  }
+  epSockAddr root;
+  ASSERT_EQ(epSockParseHostPort(("127.0.0.1:" + std::to_string(port)).c_str(), &root), epSuccess);
+  int fd = -1;
+  ASSERT_EQ(epSockConnect(root, epNowMs() + 10000, &fd), epSuccess);
+  epRootHello h;
+  memset(&h, 0, sizeof(h));
+  h.magic = 0x0123456789abcdefull;  // not the id's magic
+  h.wire = EP_BOOTSTRAP_WIRE;
+  h.rank = 1;
+  h.nranks = 2;
+  h.timeoutMs = 1000;
+  ASSERT_EQ(epSockSend(fd, &h, sizeof(h), epNowMs() + 5000), epSuccess);
+  epRootReply reply;
+  ASSERT_EQ(epSockRecv(fd, &reply, sizeof(reply), epNowMs() + 5000), epSuccess);
+  epSockClose(&fd);
+  EXPECT_EQ(reply.code, epInvalidUsage);
+  reply.msg[sizeof(reply.msg) - 1] = '\0';
+  EXPECT_NE(std::string(reply.msg).find("wrong magic 0x0123456789abcdef"), std::string::npos) << reply.msg;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "root child failed, status " << status;
+  FILE* f = fopen(log.c_str(), "r");
+  ASSERT_NE(f, nullptr) << log;
+  std::string text;
+  char buf[4096];
+  size_t k;
+  while ((k = fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, k);
+  fclose(f);
+  EXPECT_NE(text.find("refused connection from 127.0.0.1"), std::string::npos) << text;
+  EXPECT_NE(text.find("wrong magic"), std::string::npos) << text;
+  EXPECT_NE(text.find("rank(s) 1 of 2 did not join"), std::string::npos) << text;  // the wrong-magic peer did not count
+  unlink(log.c_str());
+  rmdir(dir);
 }
