@@ -129,8 +129,18 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   p.sa = epLlSetArgs(comm, b);
   const int blocks = epLlBlocks(comm, in->numSms);
 
-  p.phases = in->hook ? ep::ll::kPhaseSend : (ep::ll::kPhaseSend | ep::ll::kPhaseRecv);
-  EPCHECK(ep::ll::launchDispatch(p, blocks, stream));
+  if (in->hook || !epLlFused()) {
+    p.phases = ep::ll::kPhaseSend;
+    EPCHECK(ep::ll::launchDispatch(p, blocks, stream));
+    if (!in->hook) {
+      DispatchParams r = p;
+      r.phases = ep::ll::kPhaseRecv;
+      EPCHECK(ep::ll::launchDispatch(r, blocks, stream));
+    }
+  } else {
+    p.phases = ep::ll::kPhaseSend | ep::ll::kPhaseRecv;
+    EPCHECK(ep::ll::launchDispatch(p, blocks, stream));
+  }
   st->seq++;
   handle->filled = true;
   handle->T = p.T;
@@ -225,8 +235,18 @@ EP_API epResult_t epLowLatencyCombine(epComm_t comm, const epLlCombineInput_t* i
   p.hW = handle->w;
   p.sa = epLlSetArgs(comm, b);
   const int blocks = epLlBlocks(comm, in->numSms);
-  p.phases = in->hook ? ep::ll::kPhaseSend : (ep::ll::kPhaseSend | ep::ll::kPhaseRecv);
-  EPCHECK(ep::ll::launchCombine(p, blocks, stream));
+  if (in->hook || !epLlFused()) {
+    p.phases = ep::ll::kPhaseSend;
+    EPCHECK(ep::ll::launchCombine(p, blocks, stream));
+    if (!in->hook) {
+      CombineParams r = p;
+      r.phases = ep::ll::kPhaseRecv;
+      EPCHECK(ep::ll::launchCombine(r, blocks, stream));
+    }
+  } else {
+    p.phases = ep::ll::kPhaseSend | ep::ll::kPhaseRecv;
+    EPCHECK(ep::ll::launchCombine(p, blocks, stream));
+  }
   st->seq++;
   if (in->hook) {
     epLlPending& pd = st->pending[b];

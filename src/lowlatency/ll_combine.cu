@@ -25,7 +25,31 @@ namespace {
 
 constexpr int kBatch = 4;  // rows loaded before they are summed (latency hiding)
 
-__device__ void send_rows(const CombineParams& p, int* sCnt) {
+// Loads up to kBatch rows (16 channels per lane) of the picks in *m (taking
+// them off the mask), with their weights; missing ones are zero.
+__device__ __forceinline__ void load_batch(const uint16_t* x, int H, int ch0, bool active, int flat, float w,
+                                           unsigned* m, int4 (&v)[kBatch][2], float (&wk)[kBatch], int (&kk)[kBatch]) {
+#pragma unroll
+  for (int b = 0; b < kBatch; b++) {
+    int k = *m ? __ffs(*m) - 1 : -1;
+    if (*m) *m &= *m - 1;
+    int src = k < 0 ? 0 : k;
+    int f = __shfl_sync(0xffffffffu, flat, src);
+    wk[b] = __shfl_sync(0xffffffffu, w, src);
+    kk[b] = k;
+    if (k >= 0 && active) {
+      const int4* p = reinterpret_cast<const int4*>(x + (size_t)f * H + ch0);
+      v[b][0] = dev::ld_nc_na(p);
+      v[b][1] = dev::ld_nc_na(p + 1);
+    } else {
+      wk[b] = 0.f;
+      v[b][0] = make_int4(0, 0, 0, 0);
+      v[b][1] = v[b][0];
+    }
+  }
+}
+
+__device__ void send_rows(const CombineParams& p, int* sCnt, const int* sSrcT) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, H = p.H, me = p.rank;
   const int C = (H + kChunk - 1) / kChunk;
@@ -34,39 +58,28 @@ __device__ void send_rows(const CombineParams& p, int* sCnt) {
   for (int u = blockIdx.x * nw + warp; u < nunits; u += gridDim.x * nw) {
     int st = u / C, c = u - st * C;
     int s = st / M, t = st - s * M;
-    if (t >= __ldg(p.hSrcT + s)) continue;
+    if (t >= sSrcT[s]) continue;
     size_t h = ((size_t)s * M + t) * K;
-    int flat = lane < K ? __ldg(p.hFlatRow + h + lane) : -1;
+    int flat = -1;
+    float w = 0.f;
+    if (lane < K) {
+      flat = __ldg(p.hFlatRow + h + lane);
+      w = __ldg(p.hW + h + lane);
+    }
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
     int ch0 = c * kChunk + lane * 16;
     bool active = ch0 < H;
+    unsigned m = lmask;
+    int4 v[kBatch][2];
+    float wk[kBatch];
+    int kk[kBatch];
     if (p.reduce) {
-      float w = flat >= 0 ? __ldg(p.hW + h + lane) : 0.f;
       float acc[16];
 #pragma unroll
       for (int i = 0; i < 16; i++) acc[i] = 0.f;
-      unsigned m = lmask;
       while (m) {
-        int4 v[kBatch][2];
-        float wk[kBatch];
-#pragma unroll
-        for (int b = 0; b < kBatch; b++) {
-          int k = m ? __ffs(m) - 1 : -1;
-          if (m) m &= m - 1;
-          int kk = k < 0 ? 0 : k;
-          int f = __shfl_sync(0xffffffffu, flat, kk);
-          wk[b] = __shfl_sync(0xffffffffu, w, kk);
-          if (k >= 0 && active) {
-            const int4* src = reinterpret_cast<const int4*>(p.x + (size_t)f * H + ch0);
-            v[b][0] = dev::ld_nc_na(src);
-            v[b][1] = dev::ld_nc_na(src + 1);
-          } else {
-            wk[b] = 0.f;
-            v[b][0] = make_int4(0, 0, 0, 0);
-            v[b][1] = v[b][0];
-          }
-        }
+        load_batch(p.x, H, ch0, active, flat, w, &m, v, wk, kk);
 #pragma unroll
         for (int b = 0; b < kBatch; b++) {
           float f[16];
@@ -83,38 +96,41 @@ __device__ void send_rows(const CombineParams& p, int* sCnt) {
       }
       if (lane == 0) atomicAdd(&sCnt[s], 1);
     } else {
-      unsigned m = lmask;
+      int n = 0;
       while (m) {
-        int k = __ffs(m) - 1;
-        m &= m - 1;
-        int f = __shfl_sync(0xffffffffu, flat, k);
-        if (active) {
-          const int4* src = reinterpret_cast<const int4*>(p.x + (size_t)f * H + ch0);
-          int4 a = dev::ld_nc_na(src), b = dev::ld_nc_na(src + 1);
-          int4* dst = sa.ps.ptr<int4>(s, sa.dataOff + (((size_t)t * K + k) * H + ch0) * 2);
-          dev::st_na(dst, a);
-          dev::st_na(dst + 1, b);
+        load_batch(p.x, H, ch0, active, flat, w, &m, v, wk, kk);
+#pragma unroll
+        for (int b = 0; b < kBatch; b++) {
+          if (kk[b] < 0) continue;
+          n++;
+          if (active) {
+            int4* dst = sa.ps.ptr<int4>(s, sa.dataOff + (((size_t)t * K + kk[b]) * H + ch0) * 2);
+            dev::st_na(dst, v[b][0]);
+            dev::st_na(dst + 1, v[b][1]);
+          }
         }
-        if (lane == 0) atomicAdd(&sCnt[s], 1);
       }
+      if (lane == 0) atomicAdd(&sCnt[s], n);
     }
   }
 }
 
 // Chunks each expert rank sends to this rank, from this rank's own routing.
-__device__ void expected_counts(const CombineParams& p, int* sExp) {
-  const int K = p.K, E = p.E, L = p.L;
+// ids: the routing staged in shared memory (one coalesced pass).
+__device__ void expected_counts(const CombineParams& p, int* sIds, int* sExp) {
+  const int K = p.K, E = p.E, L = p.L, TK = p.T * p.K;
+  for (int i = threadIdx.x; i < TK; i += blockDim.x) {
+    long long id = load_topk(p.topk, p.topk64, i);
+    sIds[i] = (id >= 0 && id < E) ? (int)(id / L) : -1;  // destination rank, -1 masked
+  }
+  __syncthreads();
   for (int t = threadIdx.x; t < p.T; t += blockDim.x) {
     for (int k = 0; k < K; k++) {
-      long long id = load_topk(p.topk, p.topk64, t * K + k);
-      if (id < 0 || id >= E) continue;
-      int d = (int)(id / L);
+      int d = sIds[t * K + k];
+      if (d < 0) continue;
       if (p.reduce) {
         bool dup = false;
-        for (int k2 = 0; k2 < k; k2++) {
-          long long id2 = load_topk(p.topk, p.topk64, t * K + k2);
-          dup |= (id2 >= 0 && id2 < E && (int)(id2 / L) == d);
-        }
+        for (int k2 = 0; k2 < k; k2++) dup |= sIds[t * K + k2] == d;
         if (dup) continue;
       }
       atomicAdd(&sExp[d], 1);
@@ -200,25 +216,30 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
   const int tid = threadIdx.x, nt = blockDim.x;
   int* sCnt = reinterpret_cast<int*>(smem);  // [R] chunks sent to each rank
   int* sExp = sCnt + R;                      // [R] chunk messages expected from each rank
+  int* sSrcT = sExp + R;                     // [R] tokens of each source (from the handle)
+  int* sIds = sSrcT + R;                     // [T x K] destination rank of each pick
   const uint32_t sendEpoch = *(volatile uint32_t*)&sa.ctl->sendEpoch[sa.set] + 1;
   const uint32_t recvEpoch = *(volatile uint32_t*)&sa.ctl->recvEpoch[sa.set] + 1;
   if (tid == 0) sFail = 0;
   for (int d = tid; d < R; d += nt) {
     sCnt[d] = 0;
     sExp[d] = 0;
+    if (p.phases & kPhaseSend) sSrcT[d] = p.hSrcT[d];
   }
   __syncthreads();
 
   if (p.phases & kPhaseSend) {
-    if (wait_acks(sa, R, sendEpoch, &sFail)) send_rows(p, sCnt);
-    sa.ps.fence_before_signal();
+    if (wait_acks(sa, R, sendEpoch, &sFail)) send_rows(p, sCnt, sSrcT);
+    // One release per destination, after the barrier: the barrier orders every
+    // warp's stores before it, and release is cumulative (per-warp system
+    // fences instead cost ~1 us each, serialised per SM).
     __syncthreads();
     for (int d = tid; d < R; d += nt)
       if (sCnt[d] > 0) sa.ps.signal_add(d, sa.sigOff + sizeof(int) * ((size_t)R + me), sCnt[d]);
   }
 
   if (p.phases & kPhaseRecv) {
-    expected_counts(p, sExp);
+    expected_counts(p, sIds, sExp);
     __syncthreads();
     const uint32_t* consumed = sa.ctl->consumed + (size_t)sa.set * R;
     for (int d = tid; d < R; d += nt) {
@@ -230,7 +251,7 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
   }
 
   if (last_block(sa.ctl, sa.set, &sFlag)) {
-    if ((p.phases & kPhaseRecv) && !sFail && !dev::has_error(sa.status)) {
+    if ((p.phases & kPhaseRecv) && !sFail) {
       for (int d = tid; d < R; d += nt) sa.ctl->consumed[(size_t)sa.set * R + d] += (uint32_t)(sExp[d] * C);
     }
     __syncthreads();
@@ -239,7 +260,6 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
       if (p.phases & kPhaseRecv) sa.ctl->recvEpoch[sa.set] = recvEpoch;
     }
     if (p.phases & kPhaseRecv) {
-      __threadfence_system();
       for (int d = tid; d < R; d += nt) sa.ps.signal_set(d, sa.sigOff + sizeof(int) * (2 * (size_t)R + me), (int)recvEpoch);
     }
   }
@@ -251,7 +271,7 @@ epResult_t launchCombine(const CombineParams& p, int blocks, cudaStream_t stream
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(blocks);
   cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = sizeof(int) * 2 * (size_t)p.R;
+  cfg.dynamicSmemBytes = sizeof(int) * (3 * (size_t)p.R + (size_t)p.M * p.K);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeCooperative;

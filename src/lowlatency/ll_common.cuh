@@ -24,9 +24,18 @@ __device__ __forceinline__ long long load_topk(const void* topk, int topk64, int
   return topk64 ? reinterpret_cast<const long long*>(topk)[i] : (long long)reinterpret_cast<const int*>(topk)[i];
 }
 
+// True once some wait of this communicator has timed out (another block's,
+// or an earlier call's that was not cleaned): waiting on is pointless then.
+// Other recorded errors (a bad expert id) do not stop the protocol: that slot
+// is treated as masked on both sides. Reads host-mapped memory: only on the
+// slow path of a wait.
+__device__ __forceinline__ bool timed_out(const epDeviceStatus* st) {
+  return st != nullptr && dev::ld_volatile(&st->kind) == EP_DEVERR_TIMEOUT;
+}
+
 // Polls the int at `p` (local memory, written by peers) until (int)(v - target) >= 0
 // (wrap-safe "v >= target"). Returns false on timeout (recorded) or when
-// another block already failed.
+// another wait already timed out.
 __device__ __forceinline__ bool wait_reach(const int* p, uint32_t target, const SetArgs& sa, int what, int peer) {
   dev::Deadline dl(sa.timeoutNs);
   int spins = 0;
@@ -35,7 +44,7 @@ __device__ __forceinline__ bool wait_reach(const int* p, uint32_t target, const 
     if ((int)(v - target) >= 0) return true;
     if (++spins == 1024) {
       spins = 0;
-      if (dev::has_error(sa.status)) return false;
+      if (timed_out(sa.status)) return false;
       if (dl.expired()) {
         dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, what, peer, (long long)target);
         return false;
@@ -51,7 +60,7 @@ __device__ __forceinline__ bool wait_equal(const int* p, uint32_t target, const 
     if ((uint32_t)dev::ld_acquire_sys(p) == target) return true;
     if (++spins == 1024) {
       spins = 0;
-      if (dev::has_error(sa.status)) return false;
+      if (timed_out(sa.status)) return false;
       if (dl.expired()) {
         dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, what, peer, (long long)target);
         return false;

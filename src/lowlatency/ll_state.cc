@@ -15,6 +15,9 @@
 #include "core/param.h"
 
 EP_PARAM(LlNumSms, "LL_NUM_SMS", 0)
+EP_PARAM(LlFused, "LL_FUSED", 1)
+
+bool epLlFused() { return epParamLlFused() != 0; }
 
 using ep::ll::Layout;
 

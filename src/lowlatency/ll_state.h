@@ -69,5 +69,8 @@ void epLlFreeState(epComm* comm);
 ep::ll::SetArgs epLlSetArgs(epComm* comm, int b);
 /* Blocks to launch for a call asking for numSms (0: EP_LL_NUM_SMS or all). */
 int epLlBlocks(epComm* comm, int numSms);
+/* EP_LL_FUSED (default 1): a non-hooked call runs its send and receive phases
+ * in one cooperative launch; 0: two ordinary launches (send, then receive). */
+bool epLlFused();
 
 #endif  // EP_LL_STATE_H_

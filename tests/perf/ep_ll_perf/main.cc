@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,7 @@
 #include "tests/common/routing.h"
 #include "tests/common/timing.h"
 #include "tests/common/world.h"
+#include "tests/perf/ep_ll_perf/spin.h"
 
 namespace {
 
@@ -128,6 +130,42 @@ struct Ctx {
   epTestDevBuf fp8rows, gIdx, send, recv, cSend, cRecv, cOff, cList, cOut;
 };
 
+// Hook phases, measured as DeepEP's hook figures are: every rank enters the
+// send phase together (stream drained, out-of-band barrier), the send is
+// timed; then, once every rank's sends are complete, the receive phase alone
+// is timed (nothing is left in flight: it measures the receive work). A busy
+// kernel ahead of each timed call keeps host launch latency out.
+epResult_t timeHook(Ctx& c, const std::function<epResult_t(int, epLlHook_t*)>& send, std::vector<double>* sUs,
+                    std::vector<double>* rUs) {
+  cudaEvent_t e[4];
+  for (auto& x : e) EP_TEST_CUDA(cudaEventCreate(&x));
+  for (int i = 0; i < c.o.warmup + c.o.iters; i++) {
+    epLlHook_t h;
+    EP_TEST_CUDA(cudaStreamSynchronize(c.stream));
+    EP_TEST_EP(epTestOobBarrier(c.oob));
+    EP_TEST_CUDA(llPerfSpin(20000, c.stream));
+    EP_TEST_CUDA(cudaEventRecord(e[0], c.stream));
+    EP_TEST_EP(send(i, &h));
+    EP_TEST_CUDA(cudaEventRecord(e[1], c.stream));
+    EP_TEST_CUDA(cudaStreamSynchronize(c.stream));
+    EP_TEST_EP(epTestOobBarrier(c.oob));
+    EP_TEST_CUDA(llPerfSpin(20000, c.stream));
+    EP_TEST_CUDA(cudaEventRecord(e[2], c.stream));
+    EP_TEST_EP(epLowLatencyRecv(c.comm, h, c.stream));
+    EP_TEST_CUDA(cudaEventRecord(e[3], c.stream));
+    EP_TEST_CUDA(cudaEventSynchronize(e[3]));
+    float a = 0, b = 0;
+    EP_TEST_CUDA(cudaEventElapsedTime(&a, e[0], e[1]));
+    EP_TEST_CUDA(cudaEventElapsedTime(&b, e[2], e[3]));
+    if (i >= c.o.warmup) {
+      sUs->push_back(a * 1000.0);
+      rUs->push_back(b * 1000.0);
+    }
+  }
+  for (auto& x : e) cudaEventDestroy(x);
+  return epSuccess;
+}
+
 double gatherMax(Ctx& c, double v) {
   std::vector<double> all(c.R);
   all[c.w.rank] = v;
@@ -209,34 +247,14 @@ epResult_t run(Ctx& c, std::vector<Row>* rows) {
       Row r{T, "dispatch", var, gatherMax(c, tm.medianUs), gatherMax(c, tm.minUs), dBytes, -1};
       rows->push_back(r);
       if (o.hook) {
-        // Send and receive phases, each bracketed by its own events.
         in.hook = 1;
+        // Send and receive phases, each bracketed by its own events.
         std::vector<double> sUs, rUs;
-        cudaEvent_t e0, e1, e2;
-        EP_TEST_CUDA(cudaEventCreate(&e0));
-        EP_TEST_CUDA(cudaEventCreate(&e1));
-        EP_TEST_CUDA(cudaEventCreate(&e2));
-        for (int i = 0; i < o.warmup + o.iters; i++) {
-          epLlHook_t h;
+        EP_TEST_EP(timeHook(c, [&](int i, epLlHook_t* h) {
           in.x = c.x[i & 1].p;
-          EP_TEST_CUDA(cudaEventRecord(e0, c.stream));
-          EP_TEST_EP(epLowLatencyDispatch(c.comm, &in, &out, c.handle, &h, c.stream));
-          EP_TEST_CUDA(cudaEventRecord(e1, c.stream));
-          EP_TEST_EP(epLowLatencyRecv(c.comm, h, c.stream));
-          EP_TEST_CUDA(cudaEventRecord(e2, c.stream));
-          EP_TEST_CUDA(cudaEventSynchronize(e2));
-          float a = 0, b = 0;
-          EP_TEST_CUDA(cudaEventElapsedTime(&a, e0, e1));
-          EP_TEST_CUDA(cudaEventElapsedTime(&b, e1, e2));
-          if (i >= o.warmup) {
-            sUs.push_back(a * 1000.0);
-            rUs.push_back(b * 1000.0);
-          }
-        }
+          return epLowLatencyDispatch(c.comm, &in, &out, c.handle, h, c.stream);
+        }, &sUs, &rUs));
         in.hook = 0;
-        cudaEventDestroy(e0);
-        cudaEventDestroy(e1);
-        cudaEventDestroy(e2);
         rows->push_back(Row{T, "dispatch hook send", var, gatherMax(c, epTestMedian(sUs)), 0, dBytes, -1});
         rows->push_back(Row{T, "dispatch hook recv", var, gatherMax(c, epTestMedian(rUs)), 0, 0, -1});
       }
@@ -266,30 +284,11 @@ epResult_t run(Ctx& c, std::vector<Row>* rows) {
         if (o.hook) {
           cin.hook = 1;
           std::vector<double> sUs, rUs;
-          cudaEvent_t e0, e1, e2;
-          EP_TEST_CUDA(cudaEventCreate(&e0));
-          EP_TEST_CUDA(cudaEventCreate(&e1));
-          EP_TEST_CUDA(cudaEventCreate(&e2));
-          for (int i = 0; i < o.warmup + o.iters; i++) {
-            epLlHook_t h;
+          EP_TEST_EP(timeHook(c, [&](int i, epLlHook_t* h) {
             cin.x = c.y[i & 1].p;
-            EP_TEST_CUDA(cudaEventRecord(e0, c.stream));
-            EP_TEST_EP(epLowLatencyCombine(c.comm, &cin, &cout, c.handle, &h, c.stream));
-            EP_TEST_CUDA(cudaEventRecord(e1, c.stream));
-            EP_TEST_EP(epLowLatencyRecv(c.comm, h, c.stream));
-            EP_TEST_CUDA(cudaEventRecord(e2, c.stream));
-            EP_TEST_CUDA(cudaEventSynchronize(e2));
-            float a = 0, b = 0;
-            EP_TEST_CUDA(cudaEventElapsedTime(&a, e0, e1));
-            EP_TEST_CUDA(cudaEventElapsedTime(&b, e1, e2));
-            if (i >= o.warmup) {
-              sUs.push_back(a * 1000.0);
-              rUs.push_back(b * 1000.0);
-            }
-          }
-          cudaEventDestroy(e0);
-          cudaEventDestroy(e1);
-          cudaEventDestroy(e2);
+            return epLowLatencyCombine(c.comm, &cin, &cout, c.handle, h, c.stream);
+          }, &sUs, &rUs));
+          cin.hook = 0;
           rows->push_back(Row{T, "combine hook send", cvar, gatherMax(c, epTestMedian(sUs)), 0, cBytes, -1});
           rows->push_back(Row{T, "combine hook recv", cvar, gatherMax(c, epTestMedian(rUs)), 0, 0, -1});
         }
