@@ -223,7 +223,7 @@ TEST(Bootstrap, WrongMagicRefused) {
       *report = epThreadLastError();
       return r == epInvalidUsage ? 0 : 10 + (int)r;
     }
-    if (i == 1) usleep(300 * 1000);
+    if (i == 1) usleep(1500 * 1000);  // the intruder comes first, even on a loaded machine
     if (epBootstrapInit(&id, i, 2, 5000, &bs) != epSuccess) {
       *report = epThreadLastError();
       return 1;
@@ -245,8 +245,8 @@ TEST(Bootstrap, DuplicateRankRefused) {
   ASSERT_EQ(epBootstrapGetUniqueId(&id), epSuccess);
   auto res = epForkRanks(3, [&](int i, std::string* report) {
     int rank = i == 2 ? 0 : i;
-    if (i == 2) usleep(200 * 1000);
-    if (i == 1) usleep(600 * 1000);
+    if (i == 2) usleep(700 * 1000);   // after the real rank 0 ...
+    if (i == 1) usleep(2000 * 1000);  // ... and before rank 1 completes the communicator
     epBootstrap* bs = nullptr;
     epResult_t r = epBootstrapInit(&id, rank, 2, 5000, &bs);
     *report = epThreadLastError();

@@ -189,7 +189,7 @@ TEST(Comm, MissingRankTimesOut) {
   std::string commId = epFreeCommId();
   auto res = epForkRanks(2, [&](int rank, std::string* report) {
     epConfig_t cfg = quickConfig();
-    cfg.bootstrapTimeoutMs = 800;
+    cfg.bootstrapTimeoutMs = 1500;
     epComm_t comm = nullptr;
     epResult_t r = childInit(commId, rank, 3, &cfg, &comm);  // rank 2 never comes
     *report = lastError();
