@@ -114,7 +114,7 @@ section_topo() {
   else skip_step topo ep-topo "build/bin/ep-topo not built"; fi
 }
 
-HT_FILTER='*HtLayout*:*HtDispatchCombine*:HtStress.*:HtBadInput.*'
+HT_FILTER='*HtLayout*:*HtDispatchCombine*:HtStress.*:HtBadInput*'
 section_ht() {
   [ -x build/test/ep_gpu_tests ] || { skip_step ht "GPU suite" "build/test/ep_gpu_tests not built"; return; }
   [ ${#RANKS[@]} -gt 0 ] || { skip_step ht "GPU suite" "no rank count <= $NGPU GPUs"; return; }
@@ -155,14 +155,27 @@ section_perf_ht() {
     "${MPIRUN[@]}" -np "$MAXR" build/bin/ep_ht_perf -t 4096 --fp8 --sms 24 --routing hot -n "$iters" $perf_args
 }
 
+LL_FILTER='Ll*'
 section_ll() {
-  # LL engineer: add the LL GPU suite run here (filter for the LL tests) and
-  # the perf arguments you want; this default only runs what exists.
-  if [ -x build/bin/ep_ll_perf ]; then
-    run_step ll "ep_ll_perf, $MAXR ranks" perf_ll.log "${MPIRUN[@]}" -np "$MAXR" build/bin/ep_ll_perf $perf_args
+  if [ -x build/test/ep_gpu_tests ] && [ ${#RANKS[@]} -gt 0 ]; then
+    for n in "${RANKS[@]}"; do
+      run_step ll "LL GPU suite, $n ranks" "ll_np$n.log" \
+        "${MPIRUN[@]}" -np "$n" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no
+    done
   else
-    skip_step ll ep_ll_perf "build/bin/ep_ll_perf not built"
+    skip_step ll "LL GPU suite" "build/test/ep_gpu_tests not built or no rank count <= $NGPU GPUs"
   fi
+  [ -x build/bin/ep_ll_perf ] || { skip_step ll ep_ll_perf "build/bin/ep_ll_perf not built"; return; }
+  local iters=50
+  [ $quick -eq 1 ] && iters=20
+  # Token sweep (dedup/per-expert, reduce/per-expert, hook phases, NCCL baseline in the same run).
+  run_step ll "ep_ll_perf token sweep, $MAXR ranks" perf_ll.log \
+    "${MPIRUN[@]}" -np "$MAXR" build/bin/ep_ll_perf --tokens 1,8,32,64,128 --iters "$iters"
+  [ $quick -eq 1 ] && return
+  run_step ll "ep_ll_perf 32 SMs, $MAXR ranks" perf_ll_sms32.log \
+    "${MPIRUN[@]}" -np "$MAXR" -x EP_LL_NUM_SMS=32 build/bin/ep_ll_perf --tokens 128 --no-hook --iters "$iters"
+  run_step ll "ep_ll_perf skewed (hot expert), $MAXR ranks" perf_ll_hot.log \
+    "${MPIRUN[@]}" -np "$MAXR" build/bin/ep_ll_perf --tokens 128 --routing hot --no-hook --iters "$iters"
 }
 
 # ---------------------------------------------------------------- run

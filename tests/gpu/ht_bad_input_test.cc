@@ -137,6 +137,49 @@ epResult_t takeAsync(epComm_t comm) {
   return a;
 }
 
+// Mode-a notify of the workload; *nrecv = rows this rank receives.
+void notifyHostSync(epComm_t comm, Workload& wl, cudaStream_t st, int* nrecv) {
+  std::vector<int> perExpert(wl.E / wl.R);
+  *nrecv = -1;
+  EP_HT_ASSERT_OK(epDispatchNotify(comm, &wl.in, wl.handle, nrecv, perExpert.data(), st), comm);
+  ASSERT_EQ(wl.ref.numRecv, *nrecv) << "notify: rows to receive";
+}
+
+// After refused or failed calls the comm must still work: a mode-b notify +
+// dispatch whose rows match the reference bitwise, with no device error.
+void expectDispatchStillCorrect(epComm_t comm, Workload& wl, cudaStream_t st, const char* when) {
+  Outs o;
+  o.alloc(wl.T * wl.R, 2, wl.H, wl.K, st);
+  EP_HT_ASSERT_OK(epDispatchNotify(comm, &wl.in, wl.handle, nullptr, nullptr, st), comm);
+  EP_HT_ASSERT_OK(epDispatch(comm, &wl.in, &o.od, wl.handle, st), comm);
+  EP_HT_ASSERT_CUDA(cudaStreamSynchronize(st));
+  EXPECT_EQ(epSuccess, takeAsync(comm)) << when;
+  std::vector<uint8_t> hx, hs, hn;
+  EP_HT_ASSERT_CUDA(o.x.download(&hx));
+  EP_HT_ASSERT_CUDA(o.src.download(&hs));
+  EP_HT_ASSERT_CUDA(o.n.download(&hn));
+  epTestHtDispatchGot got;
+  memcpy(&got.numRecv, hn.data(), 4);
+  got.x = hx.data();
+  got.srcIdx = (const int32_t*)hs.data();
+  epTestCheck chk;
+  epTestCheckDispatch(wl.ref, wl.ps, wl.K, got, true, &chk);
+  EXPECT_TRUE(chk.ok()) << when << ": " << chk.summary();
+  o.expectGuardsUntouched(when);
+}
+
+// Tests that provoke device-side errors or timeouts: on the fault comm.
+class HtBadInputFault : public testing::Test {
+ protected:
+  void SetUp() override {
+    EP_HT_REQUIRE_GPU();
+    std::string err;
+    fc = htFaultComm(&err);
+    ASSERT_NE(nullptr, fc) << err;
+  }
+  epComm_t fc = nullptr;
+};
+
 // ---------------------------------------------------------------- host-detected
 TEST(HtBadInput, HiddenNotMultipleOfVectorWidth) {
   EP_HT_REQUIRE_GPU();
@@ -309,8 +352,8 @@ TEST(HtBadInput, NullPointersAndBadDescriptors) {
   expectRefusedByNotifyOrDispatch(comm, in, wl.handle, &o, st, "xType int32");
   // A valid notify, then bad dispatch outputs / combine descriptors.
   int nrecv = -1;
-  std::vector<int> perExpert(wl.E / wl.R);
-  EP_HT_ASSERT_OK(epDispatchNotify(comm, &wl.in, wl.handle, &nrecv, perExpert.data(), st), comm);
+  notifyHostSync(comm, wl, st, &nrecv);
+  if (HasFatalFailure()) return;
   od = o.od;
   od.recvX = nullptr;
   if (nrecv > 0) EXPECT_REFUSED(epDispatch(comm, &wl.in, &od, wl.handle, st), comm);
@@ -328,22 +371,7 @@ TEST(HtBadInput, NullPointersAndBadDescriptors) {
   if (wl.T > 0) EXPECT_REFUSED(epCombine(comm, &cin, &cout, wl.handle, st), comm);
   EP_HT_ASSERT_CUDA(cudaStreamSynchronize(st));
   o.expectGuardsUntouched("bad descriptors");
-  // The notify above leaves a valid layout: a correct dispatch still works.
-  o.alloc(nrecv, 2, wl.H, wl.K, st);
-  EP_HT_ASSERT_OK(epDispatch(comm, &wl.in, &o.od, wl.handle, st), comm);
-  EP_HT_ASSERT_CUDA(cudaStreamSynchronize(st));
-  std::vector<uint8_t> hx, hs;
-  EP_HT_ASSERT_CUDA(o.x.download(&hx));
-  EP_HT_ASSERT_CUDA(o.src.download(&hs));
-  epTestHtDispatchGot got;
-  got.numRecv = nrecv;
-  got.x = hx.data();
-  got.srcIdx = (const int32_t*)hs.data();
-  epTestCheck chk;
-  epTestCheckDispatch(wl.ref, wl.ps, wl.K, got, true, &chk);
-  EXPECT_TRUE(chk.ok()) << "dispatch after refused calls: " << chk.summary();
-  o.expectGuardsUntouched("dispatch after refused calls");
-  EXPECT_EQ(epSuccess, takeAsync(comm));
+  expectDispatchStillCorrect(comm, wl, st, "dispatch after refused calls");
 }
 
 TEST(HtBadInput, HandleFromAnotherComm) {
@@ -383,19 +411,14 @@ TEST(HtBadInput, HandleFromAnotherComm) {
 // Mode a: the host knows the row count, so a short capacity may be refused
 // before the call, or (like mode b) caught on the device; either way with
 // epInvalidArgument/epInvalidUsage and nothing written past the capacity.
-TEST(HtBadInput, CapacityInsufficientModeA) {
-  EP_HT_REQUIRE_GPU();
+TEST_F(HtBadInputFault, CapacityInsufficientModeA) {
   HtEnv& env = htEnv();
-  std::string err;
-  epComm_t fc = htFaultComm(&err);
-  ASSERT_NE(nullptr, fc) << err;
   Workload wl;
   wl.setUp(fc, 17);
   if (HasFatalFailure()) return;
   int nrecv = -1;
-  std::vector<int> perExpert(wl.E / wl.R);
-  EP_HT_ASSERT_OK(epDispatchNotify(fc, &wl.in, wl.handle, &nrecv, perExpert.data(), env.stream), fc);
-  ASSERT_EQ(wl.ref.numRecv, nrecv);
+  notifyHostSync(fc, wl, env.stream, &nrecv);
+  if (HasFatalFailure()) return;
   Outs o;
   o.alloc(std::max(nrecv - 1, 0), 4, wl.H, wl.K, env.stream);
   epResult_t r = epDispatch(fc, &wl.in, &o.od, wl.handle, env.stream);
@@ -410,12 +433,8 @@ TEST(HtBadInput, CapacityInsufficientModeA) {
 }
 
 // ---------------------------------------------------------------- device-detected (fault comm)
-TEST(HtBadInput, ExpertIdOutOfRangeReportedAfterTheCall) {
-  EP_HT_REQUIRE_GPU();
+TEST_F(HtBadInputFault, ExpertIdOutOfRangeReportedAfterTheCall) {
   HtEnv& env = htEnv();
-  std::string err;
-  epComm_t fc = htFaultComm(&err);
-  ASSERT_NE(nullptr, fc) << err;
   Workload wl;
   wl.setUp(fc, 19);
   if (HasFatalFailure()) return;
@@ -454,32 +473,11 @@ TEST(HtBadInput, ExpertIdOutOfRangeReportedAfterTheCall) {
     EXPECT_TRUE(isRefusal(r) || (r == epSuccess && isRefusal(a)))
         << "notify with a bad id: call -> " << htErr(r, fc) << ", async -> " << htErr(a, fc);
   }
-  // The comm still works: a correct round of notify + dispatch.
-  int nrecv = -1;
-  std::vector<int> perExpert(wl.E / wl.R);
-  EP_HT_ASSERT_OK(epDispatchNotify(fc, &wl.in, wl.handle, &nrecv, perExpert.data(), env.stream), fc);
-  EXPECT_EQ(wl.ref.numRecv, nrecv) << "notify after the bad-id errors";
-  Outs o;
-  o.alloc(std::max(nrecv, 0), 2, wl.H, wl.K, env.stream);
-  EP_HT_ASSERT_OK(epDispatch(fc, &wl.in, &o.od, wl.handle, env.stream), fc);
-  EP_HT_ASSERT_CUDA(cudaStreamSynchronize(env.stream));
-  EXPECT_EQ(epSuccess, takeAsync(fc));
-  std::vector<uint8_t> hx;
-  EP_HT_ASSERT_CUDA(o.x.download(&hx));
-  epTestHtDispatchGot got;
-  got.numRecv = nrecv;
-  got.x = hx.data();
-  epTestCheck chk;
-  epTestCheckDispatch(wl.ref, wl.ps, wl.K, got, true, &chk);
-  EXPECT_TRUE(chk.ok()) << "dispatch after the bad-id errors: " << chk.summary();
+  expectDispatchStillCorrect(fc, wl, env.stream, "dispatch after the bad-id errors");
 }
 
-TEST(HtBadInput, CapacityInsufficientModeBDetectedOnDeviceNoOutOfBoundsWrites) {
-  EP_HT_REQUIRE_GPU();
+TEST_F(HtBadInputFault, CapacityInsufficientModeBDetectedOnDeviceNoOutOfBoundsWrites) {
   HtEnv& env = htEnv();
-  std::string err;
-  epComm_t fc = htFaultComm(&err);
-  ASSERT_NE(nullptr, fc) << err;
   Workload wl;
   wl.setUp(fc, 20);
   if (HasFatalFailure()) return;
@@ -494,40 +492,21 @@ TEST(HtBadInput, CapacityInsufficientModeBDetectedOnDeviceNoOutOfBoundsWrites) {
   EXPECT_EQ(epInvalidUsage, a) << "capacity " << cap << " < " << wl.ref.numRecv
                                << " rows: expected epInvalidUsage from epCommGetAsyncError, got " << htErr(a, fc);
   o.expectGuardsUntouched("mode b, capacity = rows / 2");
-  // The comm still works afterwards.
-  Outs ok;
-  ok.alloc(wl.T * wl.R, 2, wl.H, wl.K, env.stream);
-  EP_HT_ASSERT_OK(epDispatchNotify(fc, &wl.in, wl.handle, nullptr, nullptr, env.stream), fc);
-  EP_HT_ASSERT_OK(epDispatch(fc, &wl.in, &ok.od, wl.handle, env.stream), fc);
-  EP_HT_ASSERT_CUDA(cudaStreamSynchronize(env.stream));
-  EXPECT_EQ(epSuccess, takeAsync(fc));
-  std::vector<uint8_t> hx, hn;
-  EP_HT_ASSERT_CUDA(ok.x.download(&hx));
-  EP_HT_ASSERT_CUDA(ok.n.download(&hn));
-  epTestHtDispatchGot got;
-  memcpy(&got.numRecv, hn.data(), 4);
-  got.x = hx.data();
-  epTestCheck chk;
-  epTestCheckDispatch(wl.ref, wl.ps, wl.K, got, true, &chk);
-  EXPECT_TRUE(chk.ok()) << "dispatch after the overflow: " << chk.summary();
+  expectDispatchStillCorrect(fc, wl, env.stream, "dispatch after the overflow");
 }
 
 // Last: a rank that never joins a call must produce epTimeout naming the
 // channel and the peer, never a hang. Leaves the fault comm unusable, so it
 // is destroyed afterwards.
-TEST(HtBadInput, ZZ_TimeoutWhenPeersNeverJoin) {
-  EP_HT_REQUIRE_GPU();
+TEST_F(HtBadInputFault, ZZ_TimeoutWhenPeersNeverJoin) {
   HtEnv& env = htEnv();
   if (env.nranks < 2) GTEST_SKIP() << "needs >= 2 ranks: a peer that never joins";
-  std::string err;
-  epComm_t fc = htFaultComm(&err);
-  ASSERT_NE(nullptr, fc) << err;
   Workload wl;
   wl.setUp(fc, 21);
   if (HasFatalFailure()) return;
   int nrecv = -1;
-  std::vector<int> perExpert(wl.E / wl.R);
-  EP_HT_ASSERT_OK(epDispatchNotify(fc, &wl.in, wl.handle, &nrecv, perExpert.data(), env.stream), fc);
+  notifyHostSync(fc, wl, env.stream, &nrecv);
+  if (HasFatalFailure()) return;
   Outs o;
   o.alloc(std::max(nrecv, 1), 4, wl.H, wl.K, env.stream);
   if (env.rank == 0) {

@@ -28,6 +28,7 @@ namespace {
 const int kIters = 1000;
 
 struct Set {
+  std::vector<epTestRouting> all;
   epTestRouting routing;
   epTestHtRecvRef ref;
   epHtHandle_t handle = nullptr;
@@ -61,9 +62,9 @@ TEST(HtStress, BackToBack1000CallsStable) {
     rs.maskRate = 0.05;
     rs.kind = s ? epTestRoutingKind::Hot : epTestRoutingKind::Uniform;
     rs.seed = 900 + s;
-    std::vector<epTestRouting> all = epTestMakeAllRoutings(rs, R);
-    S.routing = all[me];
-    S.ref = epTestHtRecvRefCompute(all, me, 1);
+    S.all = epTestMakeAllRoutings(rs, R);
+    S.routing = S.all[me];
+    S.ref = epTestHtRecvRefCompute(S.all, me, 1);
     epTestPayloadSpec ps;
     ps.hidden = H;
     ps.seed = 1900 + s;
@@ -145,19 +146,8 @@ TEST(HtStress, BackToBack1000CallsStable) {
     S.cin.x = S.cx.p;
     S.cin.topkWeights = S.rW.as<float>();
     S.cin.hidden = H;
-    std::vector<epTestRouting> all;
-    {
-      epTestRoutingSpec rs;
-      rs.numTokens = T;
-      rs.numTopk = K;
-      rs.numExperts = E;
-      rs.maskRate = 0.05;
-      rs.kind = s ? epTestRoutingKind::Hot : epTestRoutingKind::Uniform;
-      rs.seed = 900 + s;
-      all = epTestMakeAllRoutings(rs, R);
-    }
     std::vector<double> ref, sumAbs;
-    epTestHtCombineRef(all, me, H, 77 + s, nullptr, nullptr, &ref, &sumAbs);
+    epTestHtCombineRef(S.all, me, H, 77 + s, nullptr, nullptr, &ref, &sumAbs);
     std::vector<float> fref(ref.size()), ftol(ref.size());
     for (size_t i = 0; i < ref.size(); i++) {
       fref[i] = (float)ref[i];

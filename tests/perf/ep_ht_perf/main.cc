@@ -51,6 +51,32 @@ struct Row {
   std::vector<Sample> ranks;
 };
 
+// A row over all ranks: means of per-rank medians and of per-rank GB/s, the
+// slowest rank's GB/s, and the NCCL baseline when every rank has it.
+struct Aggregate {
+  double us = 0, gb = 0, nvlGb = 0, minGb = 1e30, bytes = 0, ncclUs = 0, ncclA2aUs = 0;
+  bool haveNccl = true, haveA2a = true, failed = false;
+};
+
+Aggregate aggregate(const Row& r) {
+  Aggregate a;
+  const double n = (double)r.ranks.size();
+  for (const Sample& s : r.ranks) {
+    const double g = s.us > 0 ? s.logical / (s.us * 1e3) : 0;
+    a.us += s.us / n;
+    a.gb += g / n;
+    a.nvlGb += (s.us > 0 ? s.nvl / (s.us * 1e3) : 0) / n;
+    a.minGb = std::min(a.minGb, g);
+    a.bytes += s.logical / n;
+    a.ncclUs += s.ncclUs / n;
+    a.ncclA2aUs += s.ncclA2aUs / n;
+    a.haveNccl &= s.ncclUs > 0;
+    a.haveA2a &= s.ncclA2aUs > 0;
+    a.failed |= s.checkFailed != 0;
+  }
+  return a;
+}
+
 // One rotating input set: routing, rows, handle, outputs, NCCL plan.
 struct Set {
   epTestRouting routing;
@@ -294,22 +320,12 @@ epResult_t addRow(Ctx& c, int T, int sms, const char* call, const Sample& mine) 
   for (const Sample& s : row.ranks)
     if (s.checkFailed) c.anyCheckFailed = true;
   if (c.me == 0) {
-    double us = 0, gb = 0, nvl = 0, minGb = 1e30, ncclUs = 0;
-    bool haveNccl = true;
-    for (const Sample& s : row.ranks) {
-      us += s.us / c.R;
-      double g = s.us > 0 ? s.logical / (s.us * 1e3) : 0;
-      gb += g / c.R;
-      nvl += (s.us > 0 ? s.nvl / (s.us * 1e3) : 0) / c.R;
-      minGb = std::min(minGb, g);
-      if (s.ncclUs < 0) haveNccl = false;
-      ncclUs += s.ncclUs / c.R;
-    }
-    printf("%-8d %-5d %-14s %10.1f", T, sms, call, us);
-    if (mine.logical > 0) printf(" %9.1f %9.1f %9.1f", gb, nvl, minGb);
+    const Aggregate a = aggregate(row);
+    printf("%-8d %-5d %-14s %10.1f", T, sms, call, a.us);
+    if (a.bytes > 0) printf(" %9.1f %9.1f %9.1f", a.gb, a.nvlGb, a.minGb);
     else printf(" %9s %9s %9s", "-", "-", "-");
-    if (haveNccl) printf(" %10.1f %8.2fx", ncclUs, ncclUs / us);
-    printf("%s\n", mine.checkFailed ? "  CHECK FAILED" : "");
+    if (a.haveNccl) printf(" %10.1f %8.2fx", a.ncclUs, a.ncclUs / a.us);
+    printf("%s\n", a.failed ? "  CHECK FAILED" : "");
     fflush(stdout);
   }
   c.rows.push_back(row);
@@ -477,27 +493,14 @@ void printTable(const Ctx& c, const std::string& header) {
          "NCCL alltoallv only (us) | NCCL logical GB/s | speedup vs NCCL |\n");
   printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : c.rows) {
-    double us = 0, gb = 0, nvl = 0, minGb = 1e30, nu = 0, na = 0, bytes = 0;
-    bool haveNccl = true, haveA2a = true, failed = false;
-    for (const Sample& s : r.ranks) {
-      us += s.us / c.R;
-      double g = s.us > 0 ? s.logical / (s.us * 1e3) : 0;
-      gb += g / c.R;
-      nvl += (s.us > 0 ? s.nvl / (s.us * 1e3) : 0) / c.R;
-      minGb = std::min(minGb, g);
-      nu += s.ncclUs / c.R;
-      na += s.ncclA2aUs / c.R;
-      bytes += s.logical / c.R;
-      haveNccl &= s.ncclUs > 0;
-      haveA2a &= s.ncclA2aUs > 0;
-      failed |= s.checkFailed != 0;
-    }
-    printf("| %d | %s | %s%s | %.1f |", r.tokens, r.sms ? std::to_string(r.sms).c_str() : "default",
-           r.call.c_str(), failed ? " (CHECK FAILED)" : "", us);
-    if (bytes > 0) printf(" %.1f | %.1f | %.1f |", gb, nvl, minGb);
+    const Aggregate a = aggregate(r);
+    printf("| %d | %s | %s%s | %.1f |", r.tokens, r.sms ? std::to_string(r.sms).c_str() : "default", r.call.c_str(),
+           a.failed ? " (CHECK FAILED)" : "", a.us);
+    if (a.bytes > 0) printf(" %.1f | %.1f | %.1f |", a.gb, a.nvlGb, a.minGb);
     else printf(" - | - | - |");
-    if (haveNccl) printf(" %.1f | %s | %.1f | %.2fx |", nu, haveA2a ? std::to_string((int)(na + 0.5)).c_str() : "-",
-                         bytes / (nu * 1e3), nu / us);
+    if (a.haveNccl)
+      printf(" %.1f | %s | %.1f | %.2fx |", a.ncclUs, a.haveA2a ? std::to_string((int)(a.ncclA2aUs + 0.5)).c_str() : "-",
+             a.bytes / (a.ncclUs * 1e3), a.ncclUs / a.us);
     else printf(" - | - | - | - |");
     printf("\n");
   }
@@ -596,13 +599,9 @@ int main(int argc, char** argv) {
       FILE* f = fopen(o.csv.c_str(), "a");
       if (f) {
         for (const Row& row : c.rows) {
-          double us = 0, gb = 0, nu = 0;
-          for (const Sample& s : row.ranks) {
-            us += s.us / c.R;
-            gb += (s.us > 0 ? s.logical / (s.us * 1e3) : 0) / c.R;
-            nu += s.ncclUs / c.R;
-          }
-          fprintf(f, "%d,%d,%s,%.2f,%.2f,%.2f\n", row.tokens, row.sms, row.call.c_str(), us, gb, nu);
+          const Aggregate a = aggregate(row);
+          fprintf(f, "%d,%d,%s,%.2f,%.2f,%.2f,%.2f\n", row.tokens, row.sms, row.call.c_str(), a.us, a.gb, a.nvlGb,
+                  a.haveNccl ? a.ncclUs : -1.0);
         }
         fclose(f);
       }

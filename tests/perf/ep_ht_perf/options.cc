@@ -36,7 +36,7 @@ const char* kUsage =
     "      --alignment N       per-expert count alignment (default 1)\n"
     "      --seed N            data/routing seed\n"
     "      --no-nccl           skip the NCCL baseline\n"
-    "      --csv FILE          rank 0 appends one CSV line per row\n"
+    "      --csv FILE          rank 0 appends per row: tokens,sms,call,us,logical GB/s,NVLink GB/s,NCCL us\n"
     "Metrics (BENCHMARKS.md): logical GB/s = bytes of every received row, own rank included, / time;\n"
     "NVLink GB/s counts only rows from other ranks; BF16 row = 2H, FP8 row = H + 4H/128; combine counts the\n"
     "dispatch's rows in BF16. Times are CUDA-event medians per rank; the table shows the mean over ranks\n"
