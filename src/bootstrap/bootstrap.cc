@@ -50,16 +50,6 @@ namespace {
 // late rank is then named by rank 0, not wrongly blamed on rank 0.
 int64_t peerDeadline(const epBootstrap* bs) { return epNowMs() + 2 * (int64_t)bs->timeoutMs + 1000; }
 
-std::string rankList(const std::vector<int>& ranks) {
-  std::string s;
-  for (size_t i = 0; i < ranks.size(); i++) {
-    if (i) s += ",";
-    if (i == 16) { s += "... (" + std::to_string(ranks.size()) + " in all)"; break; }
-    s += std::to_string(ranks[i]);
-  }
-  return s;
-}
-
 /* ---------------------------------------------------------------- unique ids */
 
 // Process-local record of (id magic, rank) pairs already given to a
@@ -175,7 +165,7 @@ epResult_t hubGather(epBootstrap* bs, const std::vector<size_t>& expect, const s
       for (int r = 1; r < n; r++)
         if (pending[r]) missing.push_back(r);
       return failAll(bs, epTimeout,
-                     "Bootstrap: rank(s) " + rankList(missing) + " of " + std::to_string(n) +
+                     "Bootstrap: rank(s) " + epRankList(missing) + " of " + std::to_string(n) +
                          " did not enter collective #" + std::to_string(bs->seq) + " within " +
                          std::to_string(bs->timeoutMs) + " ms (EP_BOOTSTRAP_TIMEOUT)");
     }
@@ -286,7 +276,7 @@ epResult_t hubAccept(epBootstrap* bs, int listenFd) {
       for (int r = 1; r < n; r++)
         if (bs->peerFd[r] < 0) missing.push_back(r);
       return failAll(bs, epTimeout,
-                     "Bootstrap: rank(s) " + rankList(missing) + " passed the root but did not connect to rank 0 within " +
+                     "Bootstrap: rank(s) " + epRankList(missing) + " passed the root but did not connect to rank 0 within " +
                          std::to_string(bs->timeoutMs) + " ms");
     }
     if (res != epSuccess) return failAll(bs, res, "Bootstrap: accept on rank 0 failed");

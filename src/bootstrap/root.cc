@@ -30,16 +30,6 @@ void reply(int fd, int code, int nranks, const epSockAddr* hub, const std::strin
   (void)epSockSend(fd, &r, sizeof(r), epNowMs() + 2000);
 }
 
-std::string rankList(const std::vector<int>& ranks) {
-  std::string s;
-  for (size_t i = 0; i < ranks.size(); i++) {
-    if (i) s += ",";
-    if (i == 16) { s += "... (" + std::to_string(ranks.size()) + " in all)"; break; }
-    s += std::to_string(ranks[i]);
-  }
-  return s;
-}
-
 void rootMain(int listenFd, uint64_t magic, int64_t waitFirstMs) {
   int nranks = -1;
   int timeoutMs = 0;
@@ -104,7 +94,7 @@ void rootMain(int listenFd, uint64_t magic, int64_t waitFirstMs) {
     std::vector<int> missing;
     for (int r = 0; r < nranks; r++)
       if (fds[r] < 0) missing.push_back(r);
-    std::string msg = "bootstrap: rank(s) " + rankList(missing) + " of " + std::to_string(nranks) +
+    std::string msg = "bootstrap: rank(s) " + epRankList(missing) + " of " + std::to_string(nranks) +
                       " did not join within " + std::to_string(timeoutMs) +
                       " ms (EP_BOOTSTRAP_TIMEOUT). HINT: check that every rank was started and uses the same unique id";
     EP_WARN("Bootstrap root: %s", msg.c_str());

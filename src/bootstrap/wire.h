@@ -17,6 +17,8 @@
 #define EP_BOOTSTRAP_WIRE_H_
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "bootstrap/socket.h"
 
@@ -66,5 +68,19 @@ struct epFrame {
   int32_t code;     /* ERROR: the epResult_t to return */
   int32_t origin;   /* ABORT/ERROR: the rank where it started */
 };
+
+/* "2,5,7" (first 16, then a count): how missing ranks are named in errors. */
+inline std::string epRankList(const std::vector<int>& ranks) {
+  std::string s;
+  for (size_t i = 0; i < ranks.size(); i++) {
+    if (i) s += ",";
+    if (i == 16) {
+      s += "... (" + std::to_string(ranks.size()) + " in all)";
+      break;
+    }
+    s += std::to_string(ranks[i]);
+  }
+  return s;
+}
 
 #endif  // EP_BOOTSTRAP_WIRE_H_

@@ -8,12 +8,30 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/config.h"
 #include "core/param.h"
 
 namespace {
 std::string lastError() { return epThreadLastError(); }
+
+// Params are cached per process, so env-knob cases run in a fresh exec of this
+// binary (EP_UNITTEST_CHILD set, only `test` selected) with `env` applied.
+void runInFreshProcess(const char* test, std::vector<std::pair<const char*, const char*>> env) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    setenv("EP_UNITTEST_CHILD", "1", 1);
+    for (auto& kv : env) setenv(kv.first, kv.second, 1);
+    std::string filter = std::string("--gtest_filter=") + test;
+    execl("/proc/self/exe", "ep_unit_tests", filter.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << test << ": child failed, status " << status;
+}
 }  // namespace
 
 TEST(Config, InitializerFillsHeader) {
@@ -132,19 +150,8 @@ TEST(Config, EnvKnobsApply) {
     EXPECT_EQ(r.llMaxTokensPerRank, 128);
     return;
   }
-  pid_t pid = fork();
-  if (pid == 0) {
-    setenv("EP_UNITTEST_CHILD", "1", 1);
-    setenv("EP_TIMEOUT_MS", "4321", 1);
-    setenv("EP_NUM_SMS", "32", 1);
-    setenv("EP_NET", "ib", 1);
-    setenv("EP_LL_MAX_TOKENS", "128", 1);
-    execl("/proc/self/exe", "ep_unit_tests", "--gtest_filter=Config.EnvKnobsApply", (char*)nullptr);
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child failed, status " << status;
+  runInFreshProcess("Config.EnvKnobsApply",
+                    {{"EP_TIMEOUT_MS", "4321"}, {"EP_NUM_SMS", "32"}, {"EP_NET", "ib"}, {"EP_LL_MAX_TOKENS", "128"}});
 }
 
 TEST(Config, BadEnvValueIsInvalidArgument) {
@@ -154,14 +161,5 @@ TEST(Config, BadEnvValueIsInvalidArgument) {
     EXPECT_NE(lastError().find("EP_EMULATE_NODES"), std::string::npos) << lastError();
     return;
   }
-  pid_t pid = fork();
-  if (pid == 0) {
-    setenv("EP_UNITTEST_CHILD", "1", 1);
-    setenv("EP_EMULATE_NODES", "0", 1);
-    execl("/proc/self/exe", "ep_unit_tests", "--gtest_filter=Config.BadEnvValueIsInvalidArgument", (char*)nullptr);
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child failed, status " << status;
+  runInFreshProcess("Config.BadEnvValueIsInvalidArgument", {{"EP_EMULATE_NODES", "0"}});
 }
