@@ -76,7 +76,8 @@ LlEnv& llEnv() {
     return e;
   }
   epTestDefaultCommId();
-  epConfig_t cfg = llConfig(30000, "ll-tests");
+  // EP_TIMEOUT_MS (e.g. gpu_suite.sh under compute-sanitizer) wins over the suite's 30 s.
+  epConfig_t cfg = llConfig(getenv("EP_TIMEOUT_MS") ? EP_CONFIG_UNDEF_INT : 30000, "ll-tests");
   epResult_t r = epTestCommInitAt(e.rank, e.nranks, kLlCommPortOffset, &cfg, &e.comm);
   if (r != epSuccess) {
     e.initError = "LL comm init failed: " + llErr(r, nullptr);
@@ -302,7 +303,9 @@ bool llCheckDispatch(LlEnv& env, const LlPlan& plan) {
   std::vector<int32_t> src((size_t)L * RM);
   std::vector<float> w((size_t)L * RM);
   EXPECT_EQ(cudaSuccess, cudaMemcpy(src.data(), env.srcInfo.p, src.size() * 4, cudaMemcpyDeviceToHost));
-  if (c.withWeights) EXPECT_EQ(cudaSuccess, cudaMemcpy(w.data(), env.recvW.p, w.size() * 4, cudaMemcpyDeviceToHost));
+  if (c.withWeights) {
+    EXPECT_EQ(cudaSuccess, cudaMemcpy(w.data(), env.recvW.p, w.size() * 4, cudaMemcpyDeviceToHost));
+  }
   std::vector<uint8_t> scales;
   if (c.fp8) {
     scales.resize((size_t)L * RM * S * 4);
