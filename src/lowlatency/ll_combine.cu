@@ -25,9 +25,25 @@ namespace {
 
 constexpr int kBatch = 4;  // rows loaded before they are summed (latency hiding)
 
-// Loads up to kBatch rows (16 channels per lane) of the picks in *m (taking
-// them off the mask), with their weights; missing ones are zero.
-__device__ __forceinline__ void load_batch(const uint16_t* x, int H, int ch0, bool active, int flat, float w,
+// Channels of a 512-channel chunk that a lane owns: 8 at chA = c*512 + 8*lane
+// and 8 at chA + 256. Each 16-byte access instruction of the warp then covers
+// 512 contiguous bytes: whole 32-byte sectors, which matters for the stores
+// that cross NVLink (16 contiguous channels per lane would write every sector
+// in two halves, from two instructions).
+struct Lane2 {
+  int chA, chB;
+  bool a, b;
+  __device__ __forceinline__ Lane2(int c, int lane, int H) {
+    chA = c * kChunk + lane * 8;
+    chB = chA + kChunk / 2;
+    a = chA < H;
+    b = chB < H;
+  }
+};
+
+// Loads up to kBatch rows (this lane's 16 channels) of the picks in *m
+// (taking them off the mask), with their weights; missing ones are zero.
+__device__ __forceinline__ void load_batch(const uint16_t* x, int H, const Lane2& ln, int flat, float w,
                                            unsigned* m, int4 (&v)[kBatch][2], float (&wk)[kBatch], int (&kk)[kBatch]) {
 #pragma unroll
   for (int b = 0; b < kBatch; b++) {
@@ -37,14 +53,14 @@ __device__ __forceinline__ void load_batch(const uint16_t* x, int H, int ch0, bo
     int f = __shfl_sync(0xffffffffu, flat, src);
     wk[b] = __shfl_sync(0xffffffffu, w, src);
     kk[b] = k;
-    if (k >= 0 && active) {
-      const int4* p = reinterpret_cast<const int4*>(x + (size_t)f * H + ch0);
-      v[b][0] = dev::ld_nc_na(p);
-      v[b][1] = dev::ld_nc_na(p + 1);
+    v[b][0] = make_int4(0, 0, 0, 0);
+    v[b][1] = v[b][0];
+    if (k >= 0) {
+      const uint16_t* row = x + (size_t)f * H;
+      if (ln.a) v[b][0] = dev::ld_nc_na(reinterpret_cast<const int4*>(row + ln.chA));
+      if (ln.b) v[b][1] = dev::ld_nc_na(reinterpret_cast<const int4*>(row + ln.chB));
     } else {
       wk[b] = 0.f;
-      v[b][0] = make_int4(0, 0, 0, 0);
-      v[b][1] = v[b][0];
     }
   }
 }
@@ -68,8 +84,7 @@ __device__ void send_rows(const CombineParams& p, int* sCnt, const int* sSrcT) {
     }
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
-    int ch0 = c * kChunk + lane * 16;
-    bool active = ch0 < H;
+    const Lane2 ln(c, lane, H);
     unsigned m = lmask;
     int4 v[kBatch][2];
     float wk[kBatch];
@@ -79,7 +94,7 @@ __device__ void send_rows(const CombineParams& p, int* sCnt, const int* sSrcT) {
 #pragma unroll
       for (int i = 0; i < 16; i++) acc[i] = 0.f;
       while (m) {
-        load_batch(p.x, H, ch0, active, flat, w, &m, v, wk, kk);
+        load_batch(p.x, H, ln, flat, w, &m, v, wk, kk);
 #pragma unroll
         for (int b = 0; b < kBatch; b++) {
           float f[16];
@@ -89,25 +104,21 @@ __device__ void send_rows(const CombineParams& p, int* sCnt, const int* sSrcT) {
           for (int i = 0; i < 16; i++) acc[i] = fmaf(wk[b], f[i], acc[i]);
         }
       }
-      if (active) {
-        int4* dst = sa.ps.ptr<int4>(s, sa.dataOff + (((size_t)me * M + t) * H + ch0) * 2);
-        dev::st_na(dst, pack8(acc));
-        dev::st_na(dst + 1, pack8(acc + 8));
-      }
+      uint16_t* dst = sa.ps.ptr<uint16_t>(s, sa.dataOff + ((size_t)me * M + t) * H * 2);
+      if (ln.a) dev::st_na(reinterpret_cast<int4*>(dst + ln.chA), pack8(acc));
+      if (ln.b) dev::st_na(reinterpret_cast<int4*>(dst + ln.chB), pack8(acc + 8));
       if (lane == 0) atomicAdd(&sCnt[s], 1);
     } else {
       int n = 0;
       while (m) {
-        load_batch(p.x, H, ch0, active, flat, w, &m, v, wk, kk);
+        load_batch(p.x, H, ln, flat, w, &m, v, wk, kk);
 #pragma unroll
         for (int b = 0; b < kBatch; b++) {
           if (kk[b] < 0) continue;
           n++;
-          if (active) {
-            int4* dst = sa.ps.ptr<int4>(s, sa.dataOff + (((size_t)t * K + kk[b]) * H + ch0) * 2);
-            dev::st_na(dst, v[b][0]);
-            dev::st_na(dst + 1, v[b][1]);
-          }
+          uint16_t* dst = sa.ps.ptr<uint16_t>(s, sa.dataOff + ((size_t)t * K + kk[b]) * H * 2);
+          if (ln.a) dev::st_na(reinterpret_cast<int4*>(dst + ln.chA), v[b][0]);
+          if (ln.b) dev::st_na(reinterpret_cast<int4*>(dst + ln.chB), v[b][1]);
         }
       }
       if (lane == 0) atomicAdd(&sCnt[s], n);
@@ -158,8 +169,7 @@ __device__ void reduce_tokens(const CombineParams& p) {
       kmask = __ballot_sync(0xffffffffu, valid);
       if (valid) w = p.weights[t * K + lane];
     }
-    int ch0 = c * kChunk + lane * 16;
-    bool active = ch0 < H;
+    const Lane2 ln(c, lane, H);
     float acc[16];
 #pragma unroll
     for (int i = 0; i < 16; i++) acc[i] = 0.f;
@@ -174,15 +184,15 @@ __device__ void reduce_tokens(const CombineParams& p) {
         int kk = k < 0 ? 0 : k;
         int d = __shfl_sync(0xffffffffu, dest, kk);
         wk[b] = p.reduce ? 1.f : __shfl_sync(0xffffffffu, w, kk);
-        if (k >= 0 && active) {
+        v[b][0] = make_int4(0, 0, 0, 0);
+        v[b][1] = v[b][0];
+        if (k >= 0) {
           size_t row = p.reduce ? (size_t)d * M + t : (size_t)t * K + k;
-          const int4* src = reinterpret_cast<const int4*>(data + row * H + ch0);
-          v[b][0] = dev::ld_nc_na(src);
-          v[b][1] = dev::ld_nc_na(src + 1);
+          const uint16_t* src = data + row * H;
+          if (ln.a) v[b][0] = dev::ld_nc_na(reinterpret_cast<const int4*>(src + ln.chA));
+          if (ln.b) v[b][1] = dev::ld_nc_na(reinterpret_cast<const int4*>(src + ln.chB));
         } else {
           wk[b] = 0.f;
-          v[b][0] = make_int4(0, 0, 0, 0);
-          v[b][1] = v[b][0];
         }
       }
 #pragma unroll
@@ -199,11 +209,9 @@ __device__ void reduce_tokens(const CombineParams& p) {
         }
       }
     }
-    if (active) {
-      int4* dst = reinterpret_cast<int4*>(p.out + (size_t)t * H + ch0);
-      dst[0] = pack8(acc);
-      dst[1] = pack8(acc + 8);
-    }
+    uint16_t* dst = p.out + (size_t)t * H;
+    if (ln.a) *reinterpret_cast<int4*>(dst + ln.chA) = pack8(acc);
+    if (ln.b) *reinterpret_cast<int4*>(dst + ln.chB) = pack8(acc + 8);
   }
 }
 
