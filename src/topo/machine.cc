@@ -251,6 +251,13 @@ epResult_t epTopoMachineLoad(const epTopoOptions& opt, std::shared_ptr<epTopoMac
     if (cudaGetDeviceProperties(&prop, d) == cudaSuccess) it->model = prop.name;
     else (void)cudaGetLastError();
   }
+  bool anyVisible = std::any_of(m->gpus.begin(), m->gpus.end(), [](const epTopoGpu& g) { return g.cudaDev >= 0; });
+  if (!opt.allGpus && !xml && anyVisible) {
+    size_t before = m->gpus.size();
+    m->gpus.erase(std::remove_if(m->gpus.begin(), m->gpus.end(), [](const epTopoGpu& g) { return g.cudaDev < 0; }),
+                  m->gpus.end());
+    m->hiddenGpus = (int)(before - m->gpus.size());
+  }
   std::vector<hwloc_obj_t> gpuObj;
   for (epTopoGpu& g : m->gpus) {
     gpuObj.push_back(pciByBusId(t, g.busId));
@@ -295,6 +302,35 @@ epResult_t epTopoMachineLoad(const epTopoOptions& opt, std::shared_ptr<epTopoMac
           m->numaNodes, m->nvlinkSource.c_str());
   *out = m;
   return epSuccess;
+}
+
+std::vector<std::vector<int>> epTopoAssignAmong(const epTopoMachine& m, const std::vector<std::string>& busIds) {
+  std::vector<int> idx;  // machine GPU index of each known bus id, in the caller's order
+  std::vector<int> where(busIds.size(), -1);
+  for (size_t i = 0; i < busIds.size(); i++)
+    for (size_t g = 0; g < m.gpus.size(); g++)
+      if (m.gpus[g].busId == busIds[i]) {
+        where[i] = (int)idx.size();
+        idx.push_back((int)g);
+      }
+  // Assign in bus order, like the machine-wide map, so the result does not
+  // depend on the order the caller lists the GPUs in.
+  std::vector<int> order(idx.size());
+  for (size_t k = 0; k < order.size(); k++) order[k] = (int)k;
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return m.gpus[idx[a]].busId < m.gpus[idx[b]].busId; });
+  std::vector<std::vector<int>> path, hops, nearest, assigned;
+  for (int k : order) {
+    path.push_back(m.path[idx[k]]);
+    hops.push_back(m.hops[idx[k]]);
+  }
+  epTopoAssignNics(path, hops, &nearest, &assigned);
+  std::vector<std::vector<int>> out(busIds.size());
+  for (size_t i = 0; i < busIds.size(); i++) {
+    if (where[i] < 0) continue;
+    for (size_t k = 0; k < order.size(); k++)
+      if (order[k] == where[i]) out[i] = assigned[k];
+  }
+  return out;
 }
 
 epResult_t epTopoMachineShared(std::shared_ptr<const epTopoMachine>* out) {

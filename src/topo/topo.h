@@ -71,6 +71,7 @@ struct epTopoMachine {
   int packages = 0, numaNodes = 0, cores = 0, pus = 0;
   std::vector<epTopoNuma> numa;
   std::vector<epTopoGpu> gpus;
+  int hiddenGpus = 0;                    /* NVIDIA GPUs in the tree left out (allGpus = false) */
   std::vector<epTopoNic> nics;           /* after the EP_IB_HCA filter */
   std::vector<std::vector<int>> path;    /* [gpu][nic] epTopoPath */
   std::vector<std::vector<int>> hops;    /* [gpu][nic] PCI tree edges between them */
@@ -84,6 +85,9 @@ struct epTopoOptions {
   const char* xmlFile = nullptr;   /* nullptr: EP_TOPO_FILE, else the live machine */
   const char* hcaFilter = nullptr; /* nullptr: EP_IB_HCA */
   bool useCuda = true;             /* match CUDA devices and probe NVLink */
+  /* false: on a live machine where CUDA sees GPUs, keep only those (a container
+   * may show the host's other GPUs in sysfs); true: every NVIDIA GPU in the tree. */
+  bool allGpus = true;
 };
 
 /* Discovers a machine. Not cached: see epTopoMachineShared. */
@@ -91,12 +95,18 @@ epResult_t epTopoMachineLoad(const epTopoOptions& opt, std::shared_ptr<epTopoMac
 /* The process-wide machine for default options (EP_TOPO_FILE or live), discovered on first use. */
 epResult_t epTopoMachineShared(std::shared_ptr<const epTopoMachine>* out);
 
+/* NIC assignment among a chosen set of GPUs (e.g. those a communicator uses
+ * on this node), by PCI bus id; GPUs unknown to the machine get no NICs.
+ * Every process that passes the same set gets the same answer, whatever its
+ * CUDA_VISIBLE_DEVICES. Returns [i] = NIC indices for busIds[i]. */
+std::vector<std::vector<int>> epTopoAssignAmong(const epTopoMachine& m, const std::vector<std::string>& busIds);
+
 /* One rank's view, hung off epComm::topo (never null after init; when live
  * discovery failed, machine->source is "unavailable" and the lists are empty). */
 struct epTopoSystem {
   std::shared_ptr<const epTopoMachine> machine;
   int gpu = -1;           /* index into machine->gpus, -1 when the rank has no GPU or it is not in the tree */
-  std::vector<int> nics;  /* machine->gpuNics[gpu] (all NICs when gpu < 0) */
+  std::vector<int> nics;  /* NICs assigned among the GPUs of this rank's node (all NICs when gpu < 0) */
   int numa = -1;
   std::string cpuset;
 };

@@ -2,6 +2,7 @@
  * epcomm: one rank's topology view at init (see topo.h).
  * SPDX-License-Identifier: Apache-2.0
  *************************************************************************/
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/checks.h"
@@ -26,7 +27,16 @@ epResult_t epTopoCommInit(epComm* comm) {
   for (size_t g = 0; g < m->gpus.size(); g++)
     if (!bus.empty() && m->gpus[g].busId == bus) view->gpu = (int)g;
   if (view->gpu >= 0) {
-    view->nics = m->gpuNics[view->gpu];
+    // Spread the NICs over the GPUs this communicator uses on this node (the
+    // same set in every local process), not over every GPU in the box.
+    std::vector<std::string> nodeGpus;
+    for (int r : comm->nodeRanks) {
+      const std::string& b = comm->rankBusId[r];
+      if (!b.empty() && std::find(nodeGpus.begin(), nodeGpus.end(), b) == nodeGpus.end()) nodeGpus.push_back(b);
+    }
+    std::vector<std::vector<int>> among = epTopoAssignAmong(*m, nodeGpus);
+    for (size_t i = 0; i < nodeGpus.size(); i++)
+      if (nodeGpus[i] == bus) view->nics = among[i];
     view->numa = m->gpus[view->gpu].numa;
     view->cpuset = m->gpus[view->gpu].cpuset;
   } else {

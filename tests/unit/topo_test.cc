@@ -219,3 +219,27 @@ TEST(TopoTool, JsonOnFixture) {
       << out;
   EXPECT_NE(out.find("\"numa\": [{\"os_index\": 0, \"cpuset\": \"0-15\""), std::string::npos) << out;
 }
+
+// A communicator's NICs are spread over the GPUs it uses on the node, the same
+// way in every process, whatever order or subset each process sees.
+TEST(TopoXml, AssignAmongCommunicatorGpus) {
+  auto m = load("dgx_h100.xml");
+  ASSERT_TRUE(m);
+  auto names = [&](const std::vector<int>& v) {
+    std::string s;
+    for (int n : v) s += (s.empty() ? "" : ",") + m->nics[n].name;
+    return s;
+  };
+  // Two GPUs of one switch: one NIC each.
+  auto two = epTopoAssignAmong(*m, {"0000:1b:00.0", "0000:1a:00.0"});
+  EXPECT_EQ(names(two[0]), "mlx5_3");
+  EXPECT_EQ(names(two[1]), "mlx5_0");
+  // Alone on its switch, a GPU gets both NICs there.
+  auto one = epTopoAssignAmong(*m, {"0000:1b:00.0"});
+  EXPECT_EQ(names(one[0]), "mlx5_0,mlx5_3");
+  // A GPU the machine does not know gets nothing (and does not disturb the others).
+  auto odd = epTopoAssignAmong(*m, {"0000:ff:00.0", "0000:c2:00.0", "0000:c3:00.0"});
+  EXPECT_TRUE(odd[0].empty());
+  EXPECT_EQ(names(odd[1]), "mlx5_10");
+  EXPECT_EQ(names(odd[2]), "mlx5_11");
+}

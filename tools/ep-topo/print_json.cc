@@ -39,7 +39,7 @@ void epTopoPrintJson(const epTopoMachine& m, FILE* f) {
   for (size_t i = 0; i < m.numa.size(); i++)
     fprintf(f, "%s{\"os_index\": %d, \"cpuset\": %s, \"bytes\": %llu}", i ? ", " : "", m.numa[i].os,
             q(m.numa[i].cpuset).c_str(), m.numa[i].bytes);
-  fprintf(f, "],\n  \"gpus\": [");
+  fprintf(f, "],\n  \"hidden_gpus\": %d,\n  \"gpus\": [", m.hiddenGpus);
   for (size_t g = 0; g < m.gpus.size(); g++) {
     const epTopoGpu& x = m.gpus[g];
     fprintf(f, "%s\n    {\"index\": %zu, \"cuda_dev\": %d, \"bus_id\": %s, \"model\": %s, \"numa\": %d, \"cpuset\": %s, "

@@ -30,6 +30,9 @@ void epTopoPrintTable(const epTopoMachine& m, FILE* f) {
 
   fprintf(f, "\nGPUs: %zu%s\n", m.gpus.size(),
           m.gpus.empty() ? " (no CUDA device visible and no NVIDIA GPU in the PCI tree)" : "");
+  if (m.hiddenGpus)
+    fprintf(f, "  (%d more NVIDIA GPU(s) in the PCI tree are not visible to CUDA here; --all-gpus lists them)\n",
+            m.hiddenGpus);
   if (!m.gpus.empty()) {
     fprintf(f, "  %-4s %-5s %-13s %-28s %-5s %s\n", "GPU", "cuda", "bus-id", "model", "NUMA", "CPUs");
     for (size_t g = 0; g < m.gpus.size(); g++) {
