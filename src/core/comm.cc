@@ -227,6 +227,7 @@ EP_API epResult_t epCommInitAll(epComm_t* comms, int ndev, const int* devlist, c
   epUniqueId id;
   EPCHECK(epBootstrapGetLocalUniqueId(&id));
   std::vector<epResult_t> res(ndev, epSuccess);
+  std::vector<std::string> why(ndev);  // each rank's error text lives in its thread: bring it back
   std::vector<std::thread> threads;
   for (int i = 0; i < ndev; i++) {
     threads.emplace_back([&, i] {
@@ -238,12 +239,16 @@ EP_API epResult_t epCommInitAll(epComm_t* comms, int ndev, const int* devlist, c
         return;
       }
       res[i] = initRank(&comms[i], ndev, &id, i, cfg, devs[i]);
+      if (res[i] != epSuccess) why[i] = epThreadLastError();
     });
   }
   for (auto& t : threads) t.join();
   epResult_t first = epSuccess;
   for (int i = 0; i < ndev; i++)
-    if (res[i] != epSuccess && first == epSuccess) first = res[i];
+    if (res[i] != epSuccess && first == epSuccess) {
+      first = res[i];
+      EP_WARN("epCommInitAll: rank %d (device %d) failed: %s", i, devs[i], why[i].c_str());
+    }
   if (first != epSuccess) {
     for (int i = 0; i < ndev; i++)
       if (comms[i]) {

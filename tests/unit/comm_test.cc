@@ -110,6 +110,8 @@ TEST(Comm, EmulatedNodesMustDivide) {
   cfg.emulateNodes = 3;
   EXPECT_EQ(epCommInitAll(comms, 4, nullptr, &cfg), epInvalidUsage);
   for (int i = 0; i < 4; i++) EXPECT_EQ(comms[i], nullptr);
+  // The reason, found in a per-rank init thread, reaches the caller's thread.
+  EXPECT_NE(lastError().find("EP_EMULATE_NODES=3 does not divide"), std::string::npos) << lastError();
 }
 
 TEST(Comm, MultiProcessInitRank) {

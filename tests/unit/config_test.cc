@@ -13,25 +13,11 @@
 
 #include "core/config.h"
 #include "core/param.h"
+#include "tests/unit/fork_ranks.h"
 
 namespace {
 std::string lastError() { return epThreadLastError(); }
 
-// Params are cached per process, so env-knob cases run in a fresh exec of this
-// binary (EP_UNITTEST_CHILD set, only `test` selected) with `env` applied.
-void runInFreshProcess(const char* test, std::vector<std::pair<const char*, const char*>> env) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    setenv("EP_UNITTEST_CHILD", "1", 1);
-    for (auto& kv : env) setenv(kv.first, kv.second, 1);
-    std::string filter = std::string("--gtest_filter=") + test;
-    execl("/proc/self/exe", "ep_unit_tests", filter.c_str(), (char*)nullptr);
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << test << ": child failed, status " << status;
-}
 }  // namespace
 
 TEST(Config, InitializerFillsHeader) {
@@ -150,8 +136,10 @@ TEST(Config, EnvKnobsApply) {
     EXPECT_EQ(r.llMaxTokensPerRank, 128);
     return;
   }
-  runInFreshProcess("Config.EnvKnobsApply",
-                    {{"EP_TIMEOUT_MS", "4321"}, {"EP_NUM_SMS", "32"}, {"EP_NET", "ib"}, {"EP_LL_MAX_TOKENS", "128"}});
+  // Params are cached per process: resolve them in a fresh exec with the env set.
+  EXPECT_TRUE(epRunTestInFreshProcess(
+      "Config.EnvKnobsApply",
+      {{"EP_TIMEOUT_MS", "4321"}, {"EP_NUM_SMS", "32"}, {"EP_NET", "ib"}, {"EP_LL_MAX_TOKENS", "128"}}));
 }
 
 TEST(Config, BadEnvValueIsInvalidArgument) {
@@ -161,5 +149,5 @@ TEST(Config, BadEnvValueIsInvalidArgument) {
     EXPECT_NE(lastError().find("EP_EMULATE_NODES"), std::string::npos) << lastError();
     return;
   }
-  runInFreshProcess("Config.BadEnvValueIsInvalidArgument", {{"EP_EMULATE_NODES", "0"}});
+  EXPECT_TRUE(epRunTestInFreshProcess("Config.BadEnvValueIsInvalidArgument", {{"EP_EMULATE_NODES", "0"}}));
 }

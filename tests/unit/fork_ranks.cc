@@ -77,6 +77,22 @@ std::vector<epForkResult> epForkRanks(int n, const std::function<int(int, std::s
   return res;
 }
 
+bool epRunTestInFreshProcess(const char* test, const std::vector<std::pair<const char*, const char*>>& env) {
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setenv("EP_UNITTEST_CHILD", "1", 1);
+    for (const auto& kv : env) setenv(kv.first, kv.second, 1);
+    std::string filter = std::string("--gtest_filter=") + test;
+    execl("/proc/self/exe", "ep_unit_tests", filter.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 int epFreePort() {
   int s = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a;

@@ -14,6 +14,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 struct epForkResult {
@@ -23,6 +24,12 @@ struct epForkResult {
 
 std::vector<epForkResult> epForkRanks(int n, const std::function<int(int rank, std::string* report)>& fn,
                                       int timeoutSec = 60);
+
+/* Runs one test of this binary in a fresh exec (EP_UNITTEST_CHILD=1 plus `env`
+ * set), for cases that depend on env knobs, which are cached per process.
+ * The test body checks getenv("EP_UNITTEST_CHILD") to know it is the child.
+ * Returns true when the child exited 0. */
+bool epRunTestInFreshProcess(const char* test, const std::vector<std::pair<const char*, const char*>>& env);
 
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int epFreePort();

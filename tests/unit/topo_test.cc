@@ -17,6 +17,8 @@
 
 #include "core/debug.h"
 #include "topo/nic_assign.h"
+#include "core/comm.h"
+#include "tests/unit/fork_ranks.h"
 #include "topo/topo.h"
 
 namespace {
@@ -242,4 +244,29 @@ TEST(TopoXml, AssignAmongCommunicatorGpus) {
   EXPECT_TRUE(odd[0].empty());
   EXPECT_EQ(names(odd[1]), "mlx5_10");
   EXPECT_EQ(names(odd[2]), "mlx5_11");
+}
+
+// EP_TOPO_FILE reaches communicator init: the rank's view comes from the file,
+// and a file that does not load fails init instead of being ignored.
+TEST(TopoComm, TopoFileAtInit) {
+  if (getenv("EP_UNITTEST_CHILD")) {
+    epComm_t comm = nullptr;
+    epConfig_t cfg = EP_CONFIG_INITIALIZER;
+    epResult_t r = epCommInitAll(&comm, 1, nullptr, &cfg);
+    if (std::string(getenv("EP_TOPO_FILE")).find("nonexistent") != std::string::npos) {
+      EXPECT_EQ(r, epInvalidArgument);
+      EXPECT_NE(std::string(epGetLastError(nullptr)).find("EP_TOPO_FILE"), std::string::npos);
+      return;
+    }
+    ASSERT_EQ(r, epSuccess) << epGetLastError(nullptr);
+    ASSERT_NE(comm->topo, nullptr);
+    EXPECT_EQ(comm->topo->machine->hostName, "dgx-h100-fixture");
+    EXPECT_EQ(comm->topo->machine->gpus.size(), 8u);
+    EXPECT_EQ(comm->topo->machine->nics.size(), 7u);  // EP_IB_HCA=^mlx5_11 applies too
+    EXPECT_EQ(epCommDestroy(comm), epSuccess);
+    return;
+  }
+  EXPECT_TRUE(epRunTestInFreshProcess("TopoComm.TopoFileAtInit",
+                                      {{"EP_TOPO_FILE", fixture("dgx_h100.xml").c_str()}, {"EP_IB_HCA", "^mlx5_11"}}));
+  EXPECT_TRUE(epRunTestInFreshProcess("TopoComm.TopoFileAtInit", {{"EP_TOPO_FILE", "/nonexistent/x.xml"}}));
 }
