@@ -31,8 +31,17 @@ int epCudaCurrentDevice() {
 }
 
 epResult_t epCudaBusId(int dev, char* busId, size_t len) {
-  CUDACHECK(cudaDeviceGetPCIBusId(busId, (int)len, dev));
-  for (char* p = busId; *p; p++) *p = (char)tolower(*p);
+  char raw[64];
+  CUDACHECK(cudaDeviceGetPCIBusId(raw, (int)sizeof(raw), dev));
+  // One spelling everywhere (hwloc, NVML and sysfs differ in case and domain
+  // width): "dddd:bb:dd.f", lower case.
+  unsigned dom = 0, bus = 0, d = 0, fn = 0;
+  if (sscanf(raw, "%x:%x:%x.%x", &dom, &bus, &d, &fn) == 4) {
+    snprintf(busId, len, "%04x:%02x:%02x.%x", dom, bus, d, fn);
+  } else {
+    snprintf(busId, len, "%s", raw);
+    for (char* p = busId; *p; p++) *p = (char)tolower(*p);
+  }
   return epSuccess;
 }
 
