@@ -380,3 +380,39 @@ TEST(Bootstrap, WrongMagicRefusedAndLogged) {
   unlink(log.c_str());
   rmdir(dir);
 }
+
+TEST(BootstrapSocket, SocketIfname) {
+  epSockAddr a;
+  std::string ifName;
+  setenv("EP_SOCKET_IFNAME", "=lo", 1);
+  ASSERT_EQ(epSockFindInterface(false, &a, &ifName), epSuccess);
+  EXPECT_EQ(ifName, "lo");
+  EXPECT_TRUE(epSockAddrIsLoopback(a));
+  EXPECT_EQ(epSockAddrPort(a), 0);
+  setenv("EP_SOCKET_IFNAME", "no_such_if", 1);
+  EXPECT_EQ(epSockFindInterface(false, &a, &ifName), epInvalidArgument);
+  EXPECT_NE(std::string(epThreadLastError()).find("EP_SOCKET_IFNAME=no_such_if"), std::string::npos);
+  setenv("EP_SOCKET_IFNAME", "^lo", 1);  // excluding loopback: some other interface, or a clear error
+  epResult_t r = epSockFindInterface(false, &a, &ifName);
+  if (r == epSuccess) EXPECT_NE(ifName, "lo");
+  else EXPECT_EQ(r, epInvalidArgument);
+  unsetenv("EP_SOCKET_IFNAME");
+  ASSERT_EQ(epSockFindInterface(true, &a, &ifName), epSuccess);
+  EXPECT_TRUE(epSockAddrIsLoopback(a));
+}
+
+TEST(Bootstrap, SingleRankAndBadBroadcastRoot) {
+  unsetenv("EP_COMM_ID");
+  epUniqueId id;
+  ASSERT_EQ(epBootstrapGetLocalUniqueId(&id), epSuccess);
+  epBootstrap* bs = nullptr;
+  ASSERT_EQ(epBootstrapInit(&id, 0, 1, 5000, &bs), epSuccess);
+  EXPECT_EQ(epBootstrapRank(bs), 0);
+  EXPECT_EQ(epBootstrapSize(bs), 1);
+  int v = 5;
+  EXPECT_EQ(epBootstrapAllGather(bs, &v, sizeof(v)), epSuccess);
+  EXPECT_EQ(v, 5);
+  EXPECT_EQ(epBootstrapBroadcast(bs, &v, sizeof(v), 1), epInvalidArgument);
+  EXPECT_EQ(epBootstrapBarrier(bs), epSuccess);
+  EXPECT_EQ(epBootstrapDestroy(bs), epSuccess);
+}
