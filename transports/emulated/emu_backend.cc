@@ -106,6 +106,7 @@ epResult_t EmuBackend::init() {
   EP_USAGE_CHECK(comm_->cudaDev >= 0, "Net: the emulated transport needs a GPU on every rank (rank %d has none)",
                  comm_->rank);
   CUDACHECK(cudaSetDevice(comm_->cudaDev));
+  CUDACHECK(epEmuPreloadSignalKernel());
   for (auto& c : ch_) {
     CUDACHECK(cudaStreamCreateWithFlags(&c.copy, cudaStreamNonBlocking));
     CUDACHECK(cudaStreamCreateWithFlags(&c.sig, cudaStreamNonBlocking));

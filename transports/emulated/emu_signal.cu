@@ -33,3 +33,8 @@ cudaError_t epEmuLaunchSignals(const epEmuSignalBatch& batch, cudaStream_t strea
   applySignals<<<1, 32, 0, stream>>>(batch);
   return cudaGetLastError();
 }
+
+cudaError_t epEmuPreloadSignalKernel() {
+  cudaFuncAttributes attr;
+  return cudaFuncGetAttributes(&attr, applySignals);
+}

@@ -30,4 +30,10 @@ struct epEmuSignalBatch {
 /* Enqueues the batch on `stream` (kernel parameters: no host buffer to keep alive). */
 cudaError_t epEmuLaunchSignals(const epEmuSignalBatch& batch, cudaStream_t stream);
 
+/* Loads the signal kernel now. With CUDA lazy loading (the default), the
+ * first launch would load the module, and a module load waits for running
+ * kernels: a kernel that spins on a signal this kernel must apply would
+ * deadlock the device. Called once at backend creation. */
+cudaError_t epEmuPreloadSignalKernel();
+
 #endif  // EP_TRANSPORT_EMU_SIGNAL_H_
