@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -372,4 +373,17 @@ TEST(Comm, CleanupsRunNewestFirst) {
   epCommAddCleanup(comm, [](epComm*) { order.push_back(2); });
   EXPECT_EQ(epCommDestroy(comm), epSuccess);
   EXPECT_EQ(order, (std::vector<int>{2, 1}));
+}
+
+// Ranks made by epCommInitAll live in one process: destroying them one after
+// the other from one thread must not wait for a closing barrier.
+TEST(Comm, InitAllSequentialDestroyIsPrompt) {
+  if (haveGpu()) GTEST_SKIP() << "CUDA device present: this case covers GPU-less ranks";
+  epComm_t comms[3];
+  epConfig_t cfg = EP_CONFIG_INITIALIZER;  // default bootstrap timeout (minutes)
+  ASSERT_EQ(epCommInitAll(comms, 3, nullptr, &cfg), epSuccess) << lastError();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 3; i++) EXPECT_EQ(epCommDestroy(comms[i]), epSuccess) << lastError();
+  // A liveness bound, not a speed check: a closing barrier would block for the 120 s timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
 }
