@@ -304,6 +304,17 @@ TEST(IbPost, ImmSignalsAreDeliveredAsImmediates) {
   EXPECT_EQ(fakeib::stats().posts, 1u) << "data and signal fused into one write-with-imm";
 }
 
+TEST(IbPost, OpLargerThanTheInflightLimitIsRefusedNotStalled) {
+  Pair p(4);
+  epIbSendOptions o;
+  o.maxInflight = 4;
+  o.maxChunk = 100;
+  epIbQpSender s(p.ibv, p.a, 1, 1, 0, o, &p.keys, (uint64_t)(uintptr_t)&p.scratch, p.scratchMr->lkey);
+  EXPECT_EQ(s.post(putSignal(1000), 0), epInvalidUsage) << "10 writes + 1 atomic can never fit 4 slots";
+  EXPECT_EQ(s.post(putSignal(300), 1), epSuccess) << "3 writes + 1 atomic fit exactly";
+  EXPECT_EQ(fakeib::stats().posts, 4u);
+}
+
 TEST(IbPost, MismatchedCompletionIsAnError) {
   Pair p(8);
   epIbSendOptions o;

@@ -168,6 +168,11 @@ epResult_t epIbQpSender::post(const epNetOpFields& f, uint64_t ticket) {
     steps[0] = epIbStep{EP_IB_STEP_WRITE, 0, 0, false};
     n = now = 1;
   }
+  if (now > opt_.maxInflight) {  // could never be posted: refuse instead of stalling the ring forever
+    EP_WARN("NET/IB: one op needs %d work requests but EP_IB_MAX_INFLIGHT is %d: raise it or EP_IB_CHUNK_BYTES",
+            now, opt_.maxInflight);
+    return epInvalidUsage;
+  }
   if (inflight_ + now > opt_.maxInflight) return epInProgress;
   if (hasDeferred && now == 0 && held_.empty() && completedSeq_ + 1 == nextSeq_ &&
       inflight_ + 1 <= opt_.maxInflight) {
