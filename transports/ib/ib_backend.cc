@@ -18,6 +18,7 @@
 #include "core/checks.h"
 #include "core/comm.h"
 #include "core/cuda_util.h"
+#include "topo/topo.h"
 #include "transports/ib/ib_devices.h"
 #include "transports/ib/ib_gdr.h"
 #include "transports/ib/ib_gid.h"
@@ -147,8 +148,21 @@ epResult_t IbBackend::openDevice() {
   }
   char busId[64] = "";
   if (comm_->cudaDev >= 0) epCudaBusId(comm_->cudaDev, busId, sizeof(busId));
-  int pick = epIbChoosePort(ports, epIbGpuPciPath(cfg_.sysfsRoot, busId), comm_->localRank);
+  // The topology's assignment first (PCI-nearest, ties spread over the node's GPUs); our own
+  // sysfs distance when the topology has no NIC for this rank (or names a port we cannot use).
+  int pick = -1;
+  const char* how = "topology";
+  if (comm_->topo && comm_->topo->machine && !comm_->topo->nics.empty()) {
+    const std::string& want = comm_->topo->machine->nics[comm_->topo->nics[0]].name;
+    for (size_t i = 0; i < ports.size() && pick < 0; i++)
+      if (ports[i].dev == want) pick = (int)i;
+  }
+  if (pick < 0) {
+    pick = epIbChoosePort(ports, epIbGpuPciPath(cfg_.sysfsRoot, busId), comm_->localRank);
+    how = "PCI distance";
+  }
   port_ = ports[pick];
+  EP_INFO(EP_LOG_NET, "NET/IB: %s:%d chosen by %s", port_.dev.c_str(), port_.port, how);
   int n = 0;
   struct ibv_device** list = ibv_->getDeviceList(&n);
   if (list == nullptr || port_.devIndex >= n) {

@@ -13,6 +13,7 @@
 #include "core/checks.h"
 #include "core/comm.h"
 #include "core/param.h"
+#include "topo/topo.h"
 #include "transports/emulated/emu_backend.h"
 #include "transports/ib/ib_backend.h"
 
@@ -121,6 +122,7 @@ epResult_t epNetInit(epComm* comm, int nHt, int nLl) {
   epProxyOptions opt;
   opt.rank = comm->rank;
   opt.cudaDev = comm->cudaDev;
+  if (comm->topo) opt.cpuset = comm->topo->cpuset;
   opt.onError = [comm](epResult_t res, const char* msg) { epCommSetAsyncError(comm, res, "net proxy: %s", msg); };
   net->proxy.reset(new epProxy(net->backend.get(), net->windows.get(), hostRings, opt));
   EPCHECK(net->proxy->start());

@@ -174,7 +174,7 @@ void epProxy::threadMain() {
       fail(epCudaError, "cudaSetDevice(%d) in the proxy thread: %s", opt_.cudaDev, cudaGetErrorString(e));
       return;
     }
-    if (opt_.bindNuma) epProxyBindToGpu(opt_.cudaDev);
+    if (opt_.bindNuma) epProxyBindToGpu(opt_.cudaDev, opt_.cpuset);
   }
   EP_INFO(EP_LOG_PROXY, "proxy thread started: %zu rings, backend %s", rings_.size(), backend_->name());
   uint64_t idle = 0;

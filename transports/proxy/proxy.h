@@ -36,6 +36,7 @@ struct epProxyOptions {
   int rank = -1;        /* for log lines */
   int cudaDev = -1;     /* proxy thread's CUDA device; -1: none (CPU tests) */
   bool bindNuma = true; /* pin the thread to cudaDev's NUMA node (hwloc) */
+  std::string cpuset;   /* CPUs to pin to (from src/topo); empty: ask hwloc about cudaDev */
   int opsPerPass = 64;  /* ops taken from one ring before moving to the next (fairness) */
   /* Called once, from the proxy thread, with the first fatal error (e.g. to
    * make epCommGetAsyncError report it). */

@@ -15,8 +15,23 @@
 
 EP_PARAM(ProxyAffinity, "PROXY_AFFINITY", 1)
 
-bool epProxyBindToGpu(int cudaDev) {
+bool epProxyBindToGpu(int cudaDev, const std::string& cpuset) {
   if (epParamProxyAffinity() == 0) return false;
+  if (!cpuset.empty()) {
+    hwloc_topology_t topo;
+    hwloc_bitmap_t set = hwloc_bitmap_alloc();
+    bool pinned = false;
+    if (set && hwloc_bitmap_list_sscanf(set, cpuset.c_str()) == 0 && !hwloc_bitmap_iszero(set) &&
+        hwloc_topology_init(&topo) == 0) {
+      // Binding needs a topology object but not a discovered one.
+      if (hwloc_topology_load(topo) == 0) pinned = hwloc_set_cpubind(topo, set, HWLOC_CPUBIND_THREAD) == 0;
+      hwloc_topology_destroy(topo);
+    }
+    if (set) hwloc_bitmap_free(set);
+    EP_INFO(EP_LOG_PROXY, "proxy affinity: GPU %d -> CPUs %s (from the topology)%s", cudaDev, cpuset.c_str(),
+            pinned ? "" : ": binding failed, unpinned");
+    if (pinned) return true;
+  }
   char busId[32];
   if (cudaDeviceGetPCIBusId(busId, sizeof(busId), cudaDev) != cudaSuccess) {
     EP_INFO(EP_LOG_PROXY, "proxy affinity: no PCI bus id for device %d, thread left unpinned", cudaDev);

@@ -10,7 +10,11 @@
 #ifndef EP_TRANSPORT_PROXY_AFFINITY_H_
 #define EP_TRANSPORT_PROXY_AFFINITY_H_
 
-/* Returns true when the thread was pinned. */
-bool epProxyBindToGpu(int cudaDev);
+#include <string>
+
+/* Pins to `cpuset` (hwloc list form "0-27,56-83", as src/topo computes for the
+ * rank) when it is not empty, else to the CPUs hwloc finds near the GPU.
+ * Returns true when the thread was pinned. */
+bool epProxyBindToGpu(int cudaDev, const std::string& cpuset = "");
 
 #endif  // EP_TRANSPORT_PROXY_AFFINITY_H_
