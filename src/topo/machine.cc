@@ -185,6 +185,11 @@ epResult_t epTopoMachineLoad(const epTopoOptions& opt, std::shared_ptr<epTopoMac
   // hwloc 2 drops I/O objects by default; KEEP_IMPORTANT keeps PCI devices,
   // the bridges above them and OS devices, which is all we need.
   hwloc_topology_set_io_types_filter(t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+  // GPU-vendor plugins (if libhwloc-plugins is installed) would initialise
+  // OpenCL/GL/CUDA/NVML stacks inside our process, slowly and for nothing: GPUs
+  // are matched by PCI bus id and NVLink comes from nvlink.cc.
+  for (const char* plugin : {"opencl", "gl", "cuda", "nvml", "rsmi", "levelzero"})
+    (void)hwloc_topology_set_components(t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, plugin);
   if (xml && hwloc_topology_set_xml(t, xml) != 0) {
     EP_WARN("TOPO: cannot use EP_TOPO_FILE=%s: %s", xml, strerror(errno));
     hwloc_topology_destroy(t);
