@@ -5,8 +5,17 @@
  * Owned by src/core/comm.cc. Kernel families keep their own state behind the
  * `ht`, `ll` and `net` pointers, created on first use; the family registers a
  * cleanup (epCommAddCleanup) that epCommDestroy runs, newest first, after a
- * barrier so that no peer still touches shared buffers. The core therefore
- * has no link-time dependency on any kernel family.
+ * barrier so that no peer still touches shared buffers (no barrier when every
+ * rank lives in this process, i.e. epCommInitAll: those are destroyed one by
+ * one from one thread). The core therefore has no link-time dependency on any
+ * kernel family.
+ *
+ * What init guarantees to kernel families: bootstrap connected; config
+ * resolved and identical on all ranks; placement vectors filled; nvlinkPeer;
+ * topo (never null: this rank's NUMA node, CPU set and assigned NICs, see
+ * topo/topo.h); devStatus/devStatusDev when the rank has a GPU. Report errors
+ * found by a host thread with epCommSetAsyncError, by a kernel through
+ * devStatusDev (device/status.h); epCommGetAsyncError reports both.
  *************************************************************************/
 #ifndef EP_COMM_H_
 #define EP_COMM_H_
