@@ -42,6 +42,7 @@ constexpr int unrollFor() { return kR <= 4 ? 4 : 2; }  // 16-byte vectors per la
 
 struct CombineParams {
   Buf b;
+  epHtTune tune;
   int C;
   int T;
   int H;
@@ -120,7 +121,7 @@ __device__ __forceinline__ void send_dst(const CombineParams& p, int c, int dst,
           fence_proxy_async_global();
         }
         __syncwarp();
-        if (lane == 0 && tail != pub) st_release_sys(tailRemote, (int)tail);
+        if (lane == 0 && tail != pub) publish_tail(p.tune, tailRemote, (int)tail);
         pub = tail;
         while ((int)(tail - headC) >= p.cap) {
           if (warp_tick(spin, abortFlag, p.status, c, dst, kWaitRingSpace)) {
@@ -141,13 +142,14 @@ __device__ __forceinline__ void send_dst(const CombineParams& p, int c, int dst,
       bulk_wait_read<0>();
       if (k + S < n) issue_load(k + S);
     }
-    if ((k % kSendPubEvery) == kSendPubEvery - 1 && k >= kSendLag) {
+    const int lag = send_lag(p.tune);
+    if ((k % p.tune.pubEvery) == p.tune.pubEvery - 1 && k >= lag) {
       if (lane == 0) {
-        bulk_wait<kSendLag>();
+        bulk_wait_lag(p.tune);
         fence_proxy_async_global();
-        st_release_sys(tailRemote, (int)(tail - kSendLag));
+        publish_tail(p.tune, tailRemote, (int)(tail - lag));
       }
-      pub = tail - kSendLag;
+      pub = tail - lag;
     }
     __syncwarp();
   }
@@ -157,7 +159,7 @@ __device__ __forceinline__ void send_dst(const CombineParams& p, int c, int dst,
   }
   __syncwarp();
   if (!aborted && lane == 0) {
-    if (tail != pub) st_release_sys(tailRemote, (int)tail);
+    if (tail != pub) publish_tail(p.tune, tailRemote, (int)tail);
     *p.b.sendPos(c, dst) = (int)tail;
   }
 }
@@ -175,8 +177,9 @@ __device__ __forceinline__ void try_publish(const CombineParams& p, const RedSme
   if (m > pubTok && (force || m - pubTok >= kPubTokens || m == t1)) {
     const int R = p.b.R();
     for (int r = 0; r < R; r++) {
+      if (r == p.b.me()) continue;  // own rows are read from x directly: no ring
       const int slots = m < t1 ? p.h.slotPrefix[(size_t)m * R + r] : p.h.sendChanCount[r * EP_HT_MAX_CHANNELS + c];
-      st_release_sys(p.b.headAt(r, c), (int)(base[r] + slots));
+      publish_head(p.b.headAt(r, c), (int)(base[r] + slots));
     }
     *reinterpret_cast<volatile int*>(rs.pubTok) = m;
   }
@@ -208,16 +211,20 @@ __device__ __forceinline__ void reduce(const CombineParams& p, const RedSmem& rs
   const int* tailPtr = lane < R ? p.b.tailIn(c, lane) : nullptr;
   const char* ring = lane < R ? p.b.ringIn(c, lane) : nullptr;
   uint32_t tailSeen = myBase;
+  const int me = p.b.me();
+  const int selfRow0 = p.h.rankPrefix[me] + p.h.recvChanPrefix[me * EP_HT_MAX_CHANNELS + c];
   const int nVec = p.H / 8;
   bool aborted = false;
   for (int t = t0 + wr; t < t1; t += kRed) {
     const bool in = lane < R && p.h.isTokenInRank[(size_t)t * R + lane];
-    const uint32_t abs = in ? myBase + (uint32_t)p.h.slotPrefix[(size_t)t * R + lane] : 0;
+    const int k = in ? p.h.slotPrefix[(size_t)t * R + lane] : 0;
+    const uint32_t abs = myBase + (uint32_t)k;
+    const bool viaRing = in && lane != me;
     const unsigned m = __ballot_sync(0xffffffffu, in);
-    unsigned need = __ballot_sync(0xffffffffu, in && (int)(tailSeen - abs) <= 0);
+    unsigned need = __ballot_sync(0xffffffffu, viaRing && (int)(tailSeen - abs) <= 0);
     while (need) {
       if ((need >> lane) & 1) tailSeen = (uint32_t)ld_acquire_sys(tailPtr);
-      need = __ballot_sync(0xffffffffu, in && (int)(tailSeen - abs) <= 0);
+      need = __ballot_sync(0xffffffffu, viaRing && (int)(tailSeen - abs) <= 0);
       if (!need) break;
       if ((spin.n & 1023u) == 1023u && lane == 0) try_publish(p, rs, c, t0, t1, base, true);
       if (warp_tick(spin, abortFlag, p.status, c, __ffs(need) - 1, kWaitRingData)) {
@@ -226,11 +233,15 @@ __device__ __forceinline__ void reduce(const CombineParams& p, const RedSmem& rs
       }
     }
     if (aborted) break;
-    const char* mySlot = in ? ring + (size_t)(abs % (uint32_t)p.cap) * p.sl.slotBytes : nullptr;
+    // Rows from other ranks sit in our rings; our own row is read from x in place.
+    const char* mySlot = !in ? nullptr
+                         : viaRing ? ring + (size_t)(abs % (uint32_t)p.cap) * p.sl.slotBytes
+                                   : p.x + (size_t)(selfRow0 + k) * p.sl.xBytes;
     const int4* src[kR];
 #pragma unroll
     for (int r = 0; r < kR; r++)
       src[r] = reinterpret_cast<const int4*>(__shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(mySlot), r < R ? r : 0));
+    const int selfK = __shfl_sync(0xffffffffu, k, me < R ? me : 0);
     const int4* b0 = p.bias0 ? reinterpret_cast<const int4*>(p.bias0 + (size_t)t * p.H) : nullptr;
     const int4* b1 = p.bias1 ? reinterpret_cast<const int4*>(p.bias1 + (size_t)t * p.H) : nullptr;
     int4* o = reinterpret_cast<int4*>(p.out + (size_t)t * p.H);
@@ -271,8 +282,14 @@ __device__ __forceinline__ void reduce(const CombineParams& p, const RedSmem& rs
     if (p.outW && lane < p.K) {
       float w = 0.f;
 #pragma unroll
-      for (int r = 0; r < kR; r++)
-        if ((m >> r) & 1) w += reinterpret_cast<const float*>(reinterpret_cast<const char*>(src[r]) + p.sl.wOff)[lane];
+      for (int r = 0; r < kR; r++) {
+        if (!((m >> r) & 1)) continue;
+        if (r == me) {
+          w += p.weights[(size_t)(selfRow0 + selfK) * p.K + lane];
+        } else {
+          w += reinterpret_cast<const float*>(reinterpret_cast<const char*>(src[r]) + p.sl.wOff)[lane];
+        }
+      }
       p.outW[(size_t)t * p.K + lane] = w;
     }
     __syncwarp();
@@ -286,9 +303,9 @@ __device__ __forceinline__ void reduce(const CombineParams& p, const RedSmem& rs
   if (lane == 0) *reinterpret_cast<volatile int*>(&rs.prog[wr]) = t1;
   // All reducers done: final heads (exact), and our positions for the next call.
   named_barrier(1, kRed * 32);
-  if (wr == 0 && lane < R) {
+  if (wr == 0 && lane < R && lane != me) {
     const uint32_t fin = myBase + (uint32_t)p.h.sendChanCount[lane * EP_HT_MAX_CHANNELS + c];
-    st_release_sys(p.b.headAt(lane, c), (int)fin);
+    publish_head(p.b.headAt(lane, c), (int)fin);
     *p.b.recvPos(c, lane) = (int)fin;
   }
 }
@@ -322,7 +339,8 @@ __global__ void __launch_bounds__((kR + kRed) * 32, 1) combine_kernel(CombinePar
   if (warp < kR) {
     if (warp < R) {
       const int dst = (p.b.me() + c + warp) % R;
-      send_dst(p, c, dst, stages + (size_t)warp * p.S * stageBytes, bars + warp * p.S, spin, abortFlag);
+      if (dst != p.b.me())  // own rows are read in place by the reducers
+        send_dst(p, c, dst, stages + (size_t)warp * p.S * stageBytes, bars + warp * p.S, spin, abortFlag);
     }
   } else {
     reduce<kR>(p, rs, c, warp - kR, spin, abortFlag);
@@ -402,6 +420,7 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
   CombineParams p;
   p.b.lay = st->lay;
   p.b.peers = st->peers;
+  p.tune = epHtTuneGet();
   p.C = C;
   p.T = T;
   p.H = in->hidden;

@@ -33,12 +33,13 @@ namespace ep {
 namespace ht {
 namespace {
 
-constexpr int kProd = 2;
-constexpr int kDispatchThreads = (kProd + 2) * 32;
+constexpr int kMaxProd = 4;  // producer warps compiled in; tune.nProd of them work
+constexpr int kDispatchThreads = (kMaxProd + 2) * 32;
 constexpr int kRecvPubEvery = 4;  // consumed slots between two head publications
 
 struct DispatchParams {
   Buf b;
+  epHtTune tune;
   int C;
   int T;
   epHtSlotLayout sl;
@@ -70,7 +71,7 @@ __device__ __forceinline__ void produce(const DispatchParams& p, const SendSmem&
                                         Spin& spin, int* abortFlag) {
   const int lane = lane_id();
   const int R = p.b.R();
-  for (int i = w; i < n; i += kProd) {
+  for (int i = w; i < n; i += p.tune.nProd) {
     if (!producer_wait_empty(sm, i, spin, abortFlag, p.status, c)) return;
     const int t = t0 + i;
     char* stg = sm.stages + (size_t)(i % sm.S) * sm.slotBytes;
@@ -95,6 +96,45 @@ __device__ __forceinline__ void produce(const DispatchParams& p, const SendSmem&
   }
 }
 
+// Writes one received slot (staged in shared memory) to the caller's outputs:
+// the row by a bulk store (lane 0; the caller commits the group), the
+// metadata by the lanes, with top-k ids mapped to local experts.
+__device__ __forceinline__ void deliver_row(const DispatchParams& p, int row, const char* sm) {
+  const int lane = lane_id();
+  const int lo = p.b.me() * p.L;
+  if (lane == 0) bulk_store(p.recvX + (size_t)row * p.sl.xBytes, sm, p.sl.xBytes);
+  if (p.recvScales)
+    for (int j = lane; j < p.sl.scaleCols; j += 32)
+      p.recvScales[(size_t)row * p.sl.scaleCols + j] = reinterpret_cast<const int*>(sm + p.sl.scaleOff)[j];
+  if (lane < p.sl.K) {
+    int local = -1;
+    if (p.topk) {
+      const int g = reinterpret_cast<const int*>(sm + p.sl.idxOff)[lane];
+      local = (g >= lo && g < lo + p.L) ? g - lo : -1;
+      if (p.recvTopkIdx) p.recvTopkIdx[(size_t)row * p.sl.K + lane] = local;
+    }
+    if (p.weights && p.recvTopkWeights) {
+      const float wv = reinterpret_cast<const float*>(sm + p.sl.wOff)[lane];
+      p.recvTopkWeights[(size_t)row * p.sl.K + lane] = (p.topk && local < 0) ? 0.f : wv;
+    }
+  }
+  if (lane == 0 && p.recvSrcIdx) p.recvSrcIdx[row] = *reinterpret_cast<const int*>(sm + p.sl.srcOff);
+}
+
+// Our own tokens skip the rings: the issuer writes them straight to recvX.
+struct SelfDeliver {
+  const DispatchParams* p;
+  int row;  // next row of ours in recvX
+  bool overflow;
+  __device__ __forceinline__ void operator()(const char* stage) {
+    if (row < p->capacity) deliver_row(*p, row, stage);
+    else overflow = true;
+    row++;
+    fence_proxy_async();  // our generic reads of the stage precede the next bulk load into it
+    __syncwarp();
+  }
+};
+
 template <int kR>
 __device__ __forceinline__ void receive(const DispatchParams& p, int c, char* stages, uint64_t* full, int* infoS,
                                         int* infoK, Spin& spin, int* abortFlag) {
@@ -107,7 +147,7 @@ __device__ __forceinline__ void receive(const DispatchParams& p, int c, char* st
   const int* tailPtr = nullptr;
   int* headRemote = nullptr;
   const char* ring = nullptr;
-  if (lane < R) {
+  if (lane < R && lane != me) {  // our own rows were delivered by the issuer
     n = p.h.recvChanCount[lane * EP_HT_MAX_CHANNELS + c];
     outBase = p.h.rankPrefix[lane] + p.h.recvChanPrefix[lane * EP_HT_MAX_CHANNELS + c];
     base = (uint32_t)*p.b.recvPos(c, lane);
@@ -121,7 +161,6 @@ __device__ __forceinline__ void receive(const DispatchParams& p, int c, char* st
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
   const int Sr = p.Sr;
-  const int lo = me * p.L;
   int issued = 0, done = 0, rr = 0;
   bool aborted = false, overflow = false;
   while (done < total) {
@@ -158,7 +197,7 @@ __device__ __forceinline__ void receive(const DispatchParams& p, int c, char* st
       // Nothing arrived: hand consumed slots back first (the sender may be
       // waiting for them), then wait for a tail to move.
       if (lane < R && base + cons != pub) {
-        st_release_sys(headRemote, (int)(base + cons));
+        publish_head(headRemote, (int)(base + cons));
         pub = base + cons;
       }
       unsigned waiting = __ballot_sync(0xffffffffu, lane < R && k < n);
@@ -177,33 +216,15 @@ __device__ __forceinline__ void receive(const DispatchParams& p, int c, char* st
     const int s = infoS[stage], kk = infoK[stage];
     const int row = __shfl_sync(0xffffffffu, outBase, s) + kk;
     const char* sm = stages + (size_t)stage * slotBytes;
-    if (row < p.capacity) {
-      if (lane == 0) bulk_store(p.recvX + (size_t)row * p.sl.xBytes, sm, p.sl.xBytes);
-      for (int j = lane; j < p.sl.scaleCols; j += 32)
-        if (p.recvScales) p.recvScales[(size_t)row * p.sl.scaleCols + j] = reinterpret_cast<const int*>(sm + p.sl.scaleOff)[j];
-      if (lane < p.sl.K) {
-        int local = -1;
-        if (p.topk) {
-          const int g = reinterpret_cast<const int*>(sm + p.sl.idxOff)[lane];
-          local = (g >= lo && g < lo + p.L) ? g - lo : -1;
-          if (p.recvTopkIdx) p.recvTopkIdx[(size_t)row * p.sl.K + lane] = local;
-        }
-        if (p.weights && p.recvTopkWeights) {
-          const float wv = reinterpret_cast<const float*>(sm + p.sl.wOff)[lane];
-          p.recvTopkWeights[(size_t)row * p.sl.K + lane] = (p.topk && local < 0) ? 0.f : wv;
-        }
-      }
-      if (lane == 0 && p.recvSrcIdx) p.recvSrcIdx[row] = *reinterpret_cast<const int*>(sm + p.sl.srcOff);
-    } else {
-      overflow = true;
-    }
+    if (row < p.capacity) deliver_row(p, row, sm);
+    else overflow = true;
     if (lane == 0) bulk_commit();
     fence_proxy_async();  // our generic reads of the stage precede the next bulk load into it
     __syncwarp();
     if (lane == s) {
       cons++;
       if ((int)(base + cons - pub) >= kRecvPubEvery) {
-        st_release_sys(headRemote, (int)(base + cons));
+        publish_head(headRemote, (int)(base + cons));
         pub = base + cons;
       }
     }
@@ -211,8 +232,8 @@ __device__ __forceinline__ void receive(const DispatchParams& p, int c, char* st
   }
   if (lane == 0) bulk_wait<0>();
   __syncwarp();
-  if (!aborted && lane < R) {
-    if (base + cons != pub) st_release_sys(headRemote, (int)(base + cons));
+  if (!aborted && lane < R && lane != me) {
+    if (base + cons != pub) publish_head(headRemote, (int)(base + cons));
     *p.b.recvPos(c, lane) = (int)(base + cons);
   }
   if (__any_sync(0xffffffffu, overflow) && lane == 0)
@@ -256,9 +277,13 @@ __global__ void __launch_bounds__(kDispatchThreads, 1) dispatch_kernel(DispatchP
   int t0, t1;
   channel_range(p.T, p.C, c, &t0, &t1);
   if (warp == 0) {
-    send_issue<kR>(p.b, c, t1 - t0, sm, p.cap, spin, abortFlag, p.status);
-  } else if (warp <= kProd) {
-    produce(p, sm, c, t0, t1 - t0, warp - 1, spin, abortFlag);
+    const int me = p.b.me();
+    SelfDeliver self{&p, p.h.rankPrefix[me] + p.h.recvChanPrefix[me * EP_HT_MAX_CHANNELS + c], false};
+    send_issue<kR>(p.b, p.tune, c, t1 - t0, sm, p.cap, self, spin, abortFlag, p.status);
+    if (__any_sync(0xffffffffu, self.overflow) && lane_id() == 0)
+      record_error(p.status, kFamilyHt, EP_DEVERR_CAPACITY_OVERFLOW, p.capacity, 0, *p.h.numRecv);
+  } else if (warp <= kMaxProd) {
+    if (warp <= p.tune.nProd) produce(p, sm, c, t0, t1 - t0, warp - 1, spin, abortFlag);
   } else {
     receive<kR>(p, c, rstages, rfull, infoS, infoK, spin, abortFlag);
   }
@@ -345,6 +370,7 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
   DispatchParams p;
   p.b.lay = st->lay;
   p.b.peers = st->peers;
+  p.tune = epHtTuneGet();
   p.C = C;
   p.T = in->numTokens;
   p.sl = sl;

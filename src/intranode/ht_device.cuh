@@ -108,8 +108,23 @@ __device__ __forceinline__ bool warp_wait_mbar(uint64_t* bar, uint32_t parity, S
 // when a producer's bulk load and its metadata are in (2 arrivals + tx bytes);
 // empty[s] when the issuer's stores no longer read the stage.
 constexpr int kSendHist = 16;   // per-item tail history (power of two)
-constexpr int kSendLag = 4;     // items whose stores may still be in flight when a tail is published
-constexpr int kSendPubEvery = 2;
+// Items whose stores may still be in flight when a tail is published (4 or 8).
+__device__ __forceinline__ int send_lag(const epHtTune& t) { return t.lag8 ? 8 : 4; }
+// Waits until at most send_lag() of this thread's latest bulk-store groups are pending.
+__device__ __forceinline__ void bulk_wait_lag(const epHtTune& t) {
+  if (t.lag8) bulk_wait<8>();
+  else bulk_wait<4>();
+}
+// Publishes a ring tail. The bulk stores it covers are complete (bulk_wait)
+// and ordered for the generic proxy (fence.proxy.async) before this runs.
+__device__ __forceinline__ void publish_tail(const epHtTune& t, int* p, int v) {
+  if (t.pubRelaxed) st_relaxed_sys(p, v);
+  else st_release_sys(p, v);
+}
+// Publishes a ring head: the slots below it have been read completely (bulk
+// loads observed complete, or loaded values already consumed), so a relaxed
+// store suffices: nothing the sender writes afterwards can reach those reads.
+__device__ __forceinline__ void publish_head(int* p, int v) { st_relaxed_sys(p, v); }
 
 struct SendSmem {
   char* stages;
@@ -142,9 +157,11 @@ __device__ __forceinline__ void producer_commit(const SendSmem& sm, int i, int m
 // stores they cover are known complete without draining the pipeline; when a
 // ring is full everything is drained and published first (else the receiver
 // could wait for slots we hold back while we wait for it: deadlock).
-template <int kR>
-__device__ __forceinline__ void send_issue(const Buf& b, int c, int nItems, const SendSmem& sm, int cap, Spin& spin,
-                                           int* abortFlag, epDeviceStatus* st) {
+// Items whose mask includes this rank are not sent through a ring: `self`
+// (called by the whole warp with the staged slot) delivers them in place.
+template <int kR, class Self>
+__device__ __forceinline__ void send_issue(const Buf& b, const epHtTune& tune, int c, int nItems, const SendSmem& sm,
+                                           int cap, Self& self, Spin& spin, int* abortFlag, epDeviceStatus* st) {
   const int lane = lane_id();
   const int R = b.R(), me = b.me();
   uint32_t tail = 0, headC = 0, pub = 0;
@@ -164,7 +181,8 @@ __device__ __forceinline__ void send_issue(const Buf& b, int c, int nItems, cons
       aborted = true;
       break;
     }
-    const int m = sm.mask[s];
+    const int mAll = sm.mask[s];
+    const int m = mAll & ~(1 << me);
     const bool mine = lane < R && ((m >> lane) & 1);
     unsigned need = __ballot_sync(0xffffffffu, mine && (int)(tail - headC) >= cap);
     if (need) {
@@ -177,7 +195,7 @@ __device__ __forceinline__ void send_issue(const Buf& b, int c, int nItems, cons
         }
         __syncwarp();
         if (lane < R && tail != pub) {
-          st_release_sys(tailRemote, (int)tail);
+          publish_tail(tune, tailRemote, (int)tail);
           pub = tail;
         }
         while (need) {
@@ -200,23 +218,30 @@ __device__ __forceinline__ void send_issue(const Buf& b, int c, int nItems, cons
       char* p = reinterpret_cast<char*>(__shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(myDst), d));
       if (lane == 0 && j < R && ((m >> d) & 1)) bulk_store(p, src, sm.slotBytes);
     }
+    if ((mAll >> me) & 1) self(src);
     if (lane == 0) bulk_commit();
     if (mine) tail++;
     if (lane < R) sm.hist[(i % kSendHist) * EP_HT_MAX_NVL_RANKS + lane] = (int)tail;
     if (lane == 0) {
-      bulk_wait_read<1>();
-      if (i >= 1) mbar_arrive(&sm.empty[(i - 1) % sm.S]);
+      if (tune.readLag2) {
+        bulk_wait_read<2>();
+        if (i >= 2) mbar_arrive(&sm.empty[(i - 2) % sm.S]);
+      } else {
+        bulk_wait_read<1>();
+        if (i >= 1) mbar_arrive(&sm.empty[(i - 1) % sm.S]);
+      }
     }
-    if ((i % kSendPubEvery) == kSendPubEvery - 1 && i >= kSendLag) {
+    const int lag = send_lag(tune);
+    if ((i % tune.pubEvery) == tune.pubEvery - 1 && i >= lag) {
       if (lane == 0) {
-        bulk_wait<kSendLag>();
+        bulk_wait_lag(tune);
         fence_proxy_async_global();
       }
       __syncwarp();
       if (lane < R) {
-        uint32_t v = (uint32_t)sm.hist[((i - kSendLag) % kSendHist) * EP_HT_MAX_NVL_RANKS + lane];
+        uint32_t v = (uint32_t)sm.hist[((i - lag) % kSendHist) * EP_HT_MAX_NVL_RANKS + lane];
         if (v != pub) {
-          st_release_sys(tailRemote, (int)v);
+          publish_tail(tune, tailRemote, (int)v);
           pub = v;
         }
       }
@@ -228,7 +253,7 @@ __device__ __forceinline__ void send_issue(const Buf& b, int c, int nItems, cons
   }
   __syncwarp();
   if (!aborted && lane < R) {
-    if (tail != pub) st_release_sys(tailRemote, (int)tail);
+    if (tail != pub) publish_tail(tune, tailRemote, (int)tail);
     *b.sendPos(c, lane) = (int)tail;
   }
 }

@@ -5,6 +5,7 @@
 #include "intranode/ht_state.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include <cuda_runtime.h>
@@ -77,6 +78,20 @@ epResult_t epHtCheckIntranode(epComm* comm, const char* fn) {
     }
   }
   return epSuccess;
+}
+
+epHtTune epHtTuneGet() {
+  auto env = [](const char* n, int d) {
+    const char* v = getenv(n);
+    return v && *v ? atoi(v) : d;
+  };
+  epHtTune t;
+  t.pubRelaxed = env("EP_HT_DEV_PUB_RELAXED", 0);
+  t.pubEvery = std::max(1, env("EP_HT_DEV_PUB_EVERY", 2));
+  t.lag8 = env("EP_HT_DEV_LAG8", 0);
+  t.readLag2 = env("EP_HT_DEV_READ_LAG2", 0);
+  t.nProd = std::min(4, std::max(1, env("EP_HT_DEV_NPROD", 2)));
+  return t;
 }
 
 int epHtChannels(epComm* comm, const epHtState* st, int numSms) {

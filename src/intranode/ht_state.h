@@ -53,6 +53,9 @@ epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epH
 /* Checks that HT intranode can run on this communicator (one NVLink domain). */
 epResult_t epHtCheckIntranode(epComm* comm, const char* fn);
 
+/* Current tuning (defaults; EP_HT_DEV_* overrides while the kernels are being tuned). */
+epHtTune epHtTuneGet();
+
 /* Channels a call uses: numSms (0: the comm's default), clamped to the buffer's. */
 int epHtChannels(epComm* comm, const epHtState* st, int numSms);
 

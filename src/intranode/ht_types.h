@@ -46,6 +46,15 @@ struct epHtBufLayout {
   long long totalBytes;
 };
 
+/* Tuning knobs of the data-path kernels (host-chosen, passed by value). */
+struct epHtTune {
+  int pubRelaxed;  /* 1: tails published with a relaxed store after the bulk stores completed (no fence) */
+  int pubEvery;    /* items between two tail publications */
+  int lag8;        /* 1: publish 8 items late instead of 4 */
+  int readLag2;    /* 1: the issuer lets 2 store groups read their stage instead of 1 */
+  int nProd;       /* producer warps in dispatch (1..4) */
+};
+
 /* Pointers into the buffers of every rank of the NVLink domain (kernel parameter). */
 struct epHtPeers {
   char* buf[EP_HT_MAX_NVL_RANKS];
