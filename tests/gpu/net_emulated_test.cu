@@ -151,6 +151,7 @@ TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) {
   epResult_t r = epTestCommInitAt(w.rank, w.size, kNetCommPortOffset, &cfg, &comm);
   ASSERT_EQ(r, epSuccess) << epGetLastError(nullptr);
   ASSERT_EQ(comm->nNodes, 2);
+  EP_COMM_SCOPE(comm);  // internal calls below log into this comm's last error, as inside an API call
   ASSERT_EQ(epNetInit(comm, kCh, 0), epSuccess) << epGetLastError(comm);
   ASSERT_EQ(comm->net->kind, EP_NET_KIND_EMULATED);
 
@@ -279,7 +280,10 @@ TEST(NetEmulated, NoNicWithoutEmulationIsNotSupported) {
     epCommDestroy(comm);
     GTEST_SKIP() << "this host has an RDMA NIC: the no-NIC error cannot be provoked";
   }
-  EXPECT_EQ(epNetInit(comm, 1, 0), epNotSupported);
+  {
+    EP_COMM_SCOPE(comm);  // as the API entry point that calls epNetInit does
+    EXPECT_EQ(epNetInit(comm, 1, 0), epNotSupported);
+  }
   std::string msg = epGetLastError(comm);
   EXPECT_NE(msg.find("EP_NET"), std::string::npos) << msg;
   EXPECT_EQ(epCommDestroy(comm), epSuccess);

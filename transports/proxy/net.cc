@@ -75,29 +75,9 @@ epResult_t chooseKind(epComm* comm, epNetKind* kind) {
   return res;
 }
 
-}  // namespace
-
-epResult_t epNetInit(epComm* comm, int nHt, int nLl) {
-  EP_ARG_CHECK(nHt >= 0 && nLl >= 0 && nHt + nLl > 0 && nHt + nLl <= 1024,
-               "Net: %d HT + %d LL channels out of range [1, 1024]", nHt, nLl);
-  if (comm->net != nullptr) {
-    const epNetState* n = comm->net;
-    EP_USAGE_CHECK(nHt <= n->nChannels - n->nLlChannels && nLl <= n->nLlChannels,
-                   "Net: already set up with %d HT + %d LL channels, %d + %d requested (the first user sizes it)",
-                   n->nChannels - n->nLlChannels, n->nLlChannels, nHt, nLl);
-    return epSuccess;
-  }
+/* Builds everything of a fresh comm->net; the caller frees it on failure. */
+epResult_t netSetup(epComm* comm, epNetState* net, int nHt, int nLl, int64_t slots) {
   const int nChannels = nHt + nLl;
-  epNetKind kind;
-  EPCHECK(chooseKind(comm, &kind));
-  const int64_t slots = epParamProxyRingSlots();
-  EP_ARG_CHECK(slots >= 2 && slots <= (1 << 20) && (slots & (slots - 1)) == 0,
-               "EP_PROXY_RING_SLOTS=%lld must be a power of two in [2, 2^20]", (long long)slots);
-  epResult_t res = epSuccess;
-  epNetState* net = new epNetState();
-  comm->net = net;
-  epCommAddCleanup(comm, netFree);
-  net->kind = kind;
   net->nChannels = nChannels;
   net->nLlChannels = nLl;
   net->windows.reset(new epNetWindowTable(comm->nranks));
@@ -111,11 +91,10 @@ epResult_t epNetInit(epComm* comm, int nHt, int nLl) {
     comm->deviceBytes += sizeof(epNetRing) * nChannels;
   }
   EPCHECK(publishDevRings(comm, net));
-  if (kind == EP_NET_KIND_EMULATED)
-    res = epEmuBackendCreate(comm, nChannels, &net->backend);
+  if (net->kind == EP_NET_KIND_EMULATED)
+    EPCHECK(epEmuBackendCreate(comm, nChannels, &net->backend));
   else
-    res = epIbBackendCreate(comm, nHt, nLl, &net->backend);
-  if (res != epSuccess) return res;  // the cleanup frees what exists
+    EPCHECK(epIbBackendCreate(comm, nHt, nLl, &net->backend));
 
   std::vector<epNetRing> hostRings;
   for (auto& r : net->rings) hostRings.push_back(r.host);
@@ -133,9 +112,36 @@ epResult_t epNetInit(epComm* comm, int nHt, int nLl) {
   net->dev.nranks = comm->nranks;
   net->dev.timeoutNs = (uint64_t)comm->config.timeoutMs * 1000000ull;
   net->dev.status = comm->devStatusDev;  // device alias of the host-mapped status
-  EP_INFO(EP_LOG_NET, "Net: %s backend, %d channels x %lld ring slots", net->backend->name(), nChannels,
+  EP_INFO(EP_LOG_NET, "Net: %s backend, %d HT + %d LL channels x %lld ring slots", net->backend->name(), nHt, nLl,
           (long long)slots);
-  EPCHECK(epBootstrapBarrier(comm->bootstrap));
+  return epBootstrapBarrier(comm->bootstrap);
+}
+
+}  // namespace
+
+epResult_t epNetInit(epComm* comm, int nHt, int nLl) {
+  EP_ARG_CHECK(nHt >= 0 && nLl >= 0 && nHt + nLl > 0 && nHt + nLl <= 1024,
+               "Net: %d HT + %d LL channels out of range [1, 1024]", nHt, nLl);
+  if (comm->net != nullptr) {
+    const epNetState* n = comm->net;
+    EP_USAGE_CHECK(nHt <= n->nChannels - n->nLlChannels && nLl <= n->nLlChannels,
+                   "Net: already set up with %d HT + %d LL channels, %d + %d requested (the first user sizes it)",
+                   n->nChannels - n->nLlChannels, n->nLlChannels, nHt, nLl);
+    return epSuccess;
+  }
+  epNetKind kind;
+  EPCHECK(chooseKind(comm, &kind));
+  const int64_t slots = epParamProxyRingSlots();
+  EP_ARG_CHECK(slots >= 2 && slots <= (1 << 20) && (slots & (slots - 1)) == 0,
+               "EP_PROXY_RING_SLOTS=%lld must be a power of two in [2, 2^20]", (long long)slots);
+  comm->net = new epNetState();
+  comm->net->kind = kind;
+  epResult_t res = netSetup(comm, comm->net, nHt, nLl, slots);
+  if (res != epSuccess) {
+    netFree(comm);  // a later epNetInit starts from scratch instead of finding half a state
+    return res;
+  }
+  epCommAddCleanup(comm, netFree);
   return epSuccess;
 }
 
