@@ -90,6 +90,7 @@ void epProxy::complete(int channel, uint64_t ticket) {
     return;
   }
   s.done[ticket & mask] = 1;
+  completions_++;
   uint64_t rel = s.released;
   while (rel < s.next && s.done[rel & mask]) {
     s.done[rel & mask] = 0;
@@ -154,15 +155,13 @@ epResult_t epProxy::step(bool* didWork) {
     epResult_t rc = stepRing(s, didWork);
     if (rc != epSuccess) return rc;
   }
-  std::vector<uint64_t> before(rings_.size());
-  for (size_t i = 0; i < rings_.size(); i++) before[i] = rings_[i].released;
+  const uint64_t before = completions_;
   epResult_t rc = backend_->progress(this);
   if (rc != epSuccess && rc != epInProgress) {
     fail(rc, "backend %s failed while polling completions", backend_->name());
     return rc;
   }
-  for (size_t i = 0; i < rings_.size(); i++)
-    if (rings_[i].released != before[i]) *didWork = true;
+  if (completions_ != before) *didWork = true;
   return (epResult_t)error_.load();
 }
 

@@ -95,6 +95,7 @@ class epProxy : public epNetCompletionSink {
   mutable std::mutex errMu_;
   std::string errMsg_;
   std::atomic<uint64_t> ops_{0}, busy_{0}, maxOutstanding_{0};
+  uint64_t completions_ = 0;  /* proxy thread only */
 };
 
 #endif  // EP_TRANSPORT_PROXY_H_
