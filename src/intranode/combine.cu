@@ -100,13 +100,18 @@ __device__ __forceinline__ void send_dst(const CombineParams& p, int c, int dst,
   if (lane == 0)
     for (int k = 0; k < n && k < S; k++) issue_load(k);
   bool aborted = false;
+  const Prof prof{p.tune.prof};
+  const long long tTotal = prof.now();
   for (int k = 0; k < n; k++) {
     const int s = k % S;
     char* stg = stages + (size_t)s * stageBytes;
+    long long t0 = prof.now();
     if (!warp_wait_mbar(&bars[s], (k / S) & 1, spin, abortFlag, p.status, c)) {
       aborted = true;
       break;
     }
+    prof.add(P_CS_LOAD, t0);
+    t0 = prof.now();
     if (p.weights) {
       const int off = (int)(((size_t)(rowBase + k) * wBytes) & 15) / 4;
       if (lane < p.K) reinterpret_cast<float*>(stg + p.sl.wOff)[lane] = reinterpret_cast<const float*>(stg + slotBytes)[off + lane];
@@ -133,6 +138,8 @@ __device__ __forceinline__ void send_dst(const CombineParams& p, int c, int dst,
         if (aborted) break;
       }
     }
+    prof.add(P_CS_SPACE, t0);
+    t0 = prof.now();
     if (lane == 0) {
       bulk_store(ring + (size_t)(tail % (uint32_t)p.cap) * slotBytes, stg, slotBytes);
       bulk_commit();
@@ -142,8 +149,10 @@ __device__ __forceinline__ void send_dst(const CombineParams& p, int c, int dst,
       bulk_wait_read<0>();
       if (k + S < n) issue_load(k + S);
     }
+    prof.add(P_CS_READ, t0);
+    t0 = prof.now();
     const int lag = send_lag(p.tune);
-    if ((k % p.tune.pubEvery) == p.tune.pubEvery - 1 && k >= lag) {
+    if ((k % p.tune.cpubEvery) == p.tune.cpubEvery - 1 && k >= lag) {
       if (lane == 0) {
         bulk_wait_lag(p.tune);
         fence_proxy_async_global();
@@ -151,8 +160,10 @@ __device__ __forceinline__ void send_dst(const CombineParams& p, int c, int dst,
       }
       pub = tail - lag;
     }
+    prof.add(P_CS_LAG, t0);
     __syncwarp();
   }
+  prof.add(P_CS_TOTAL, tTotal);
   if (lane == 0) {
     bulk_wait<0>();
     fence_proxy_async_global();
@@ -172,8 +183,8 @@ __device__ __forceinline__ void try_publish(const CombineParams& p, const RedSme
   if (atomicCAS(rs.lock, 0, 1) != 0) return;
   __threadfence_block();
   int m = t1;
-  for (int w = 0; w < kRed; w++) m = min(m, *reinterpret_cast<volatile int*>(&rs.prog[w]));
-  const int pubTok = *reinterpret_cast<volatile int*>(rs.pubTok);
+  for (int w = 0; w < kRed; w++) m = min(m, atomicAdd(&rs.prog[w], 0));
+  const int pubTok = atomicAdd(rs.pubTok, 0);
   if (m > pubTok && (force || m - pubTok >= kPubTokens || m == t1)) {
     const int R = p.b.R();
     for (int r = 0; r < R; r++) {
@@ -181,7 +192,7 @@ __device__ __forceinline__ void try_publish(const CombineParams& p, const RedSme
       const int slots = m < t1 ? p.h.slotPrefix[(size_t)m * R + r] : p.h.sendChanCount[r * EP_HT_MAX_CHANNELS + c];
       publish_head(p.b.headAt(r, c), (int)(base[r] + slots));
     }
-    *reinterpret_cast<volatile int*>(rs.pubTok) = m;
+    atomicExch(rs.pubTok, m);
   }
   __threadfence_block();
   atomicExch(rs.lock, 0);
@@ -215,7 +226,10 @@ __device__ __forceinline__ void reduce(const CombineParams& p, const RedSmem& rs
   const int selfRow0 = p.h.rankPrefix[me] + p.h.recvChanPrefix[me * EP_HT_MAX_CHANNELS + c];
   const int nVec = p.H / 8;
   bool aborted = false;
+  const Prof prof{wr == 0 ? p.tune.prof : nullptr};
+  const long long tTotal = prof.now();
   for (int t = t0 + wr; t < t1; t += kRed) {
+    long long tw = prof.now();
     const bool in = lane < R && p.h.isTokenInRank[(size_t)t * R + lane];
     const int k = in ? p.h.slotPrefix[(size_t)t * R + lane] : 0;
     const uint32_t abs = myBase + (uint32_t)k;
@@ -233,6 +247,9 @@ __device__ __forceinline__ void reduce(const CombineParams& p, const RedSmem& rs
       }
     }
     if (aborted) break;
+    __syncwarp();  // lanes read rows whose tails other lanes acquired
+    prof.add(P_CR_WAIT, tw);
+    tw = prof.now();
     // Rows from other ranks sit in our rings; our own row is read from x in place.
     const char* mySlot = !in ? nullptr
                          : viaRing ? ring + (size_t)(abs % (uint32_t)p.cap) * p.sl.slotBytes
@@ -292,15 +309,17 @@ __device__ __forceinline__ void reduce(const CombineParams& p, const RedSmem& rs
       }
       p.outW[(size_t)t * p.K + lane] = w;
     }
+    prof.add(P_CR_SUM, tw);
     __syncwarp();
     if (lane == 0) {
       __threadfence_block();
-      *reinterpret_cast<volatile int*>(&rs.prog[wr]) = t + kRed;
+      atomicExch(&rs.prog[wr], t + kRed);
       try_publish(p, rs, c, t0, t1, base, false);
     }
   }
   if (aborted) return;
-  if (lane == 0) *reinterpret_cast<volatile int*>(&rs.prog[wr]) = t1;
+  prof.add(P_CR_TOTAL, tTotal);
+  if (lane == 0) atomicExch(&rs.prog[wr], t1);
   // All reducers done: final heads (exact), and our positions for the next call.
   named_barrier(1, kRed * 32);
   if (wr == 0 && lane < R && lane != me) {
@@ -383,7 +402,8 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
                in->hidden);
   const int T = handle->numTokens;
   EP_ARG_CHECK(T == 0 || out->out != nullptr, "epCombine: out is NULL");
-  EP_ARG_CHECK(in->x != nullptr || T == 0, "epCombine: x is NULL");
+  EP_ARG_CHECK(in->x != nullptr || handle->hostNumRecv == 0 || T == 0,
+               "epCombine: x is NULL (allowed only when this rank received no rows)");
   auto a16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
   EP_ARG_CHECK(a16(in->x) && a16(out->out) && a16(in->bias0) && a16(in->bias1) && a16(in->topkWeights),
                "epCombine: x, out, biases and topkWeights must be 16-byte aligned");
@@ -420,7 +440,7 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
   CombineParams p;
   p.b.lay = st->lay;
   p.b.peers = st->peers;
-  p.tune = epHtTuneGet();
+  p.tune = epHtTuneGet(st);
   p.C = C;
   p.T = T;
   p.H = in->hidden;
@@ -439,7 +459,8 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
   p.timeoutNs = (unsigned long long)comm->config.timeoutMs * 1000000ull;
   const size_t smem = (size_t)R * S * (sl.slotBytes + kWScratch) + (size_t)R * S * 8 + (kRed + 3) * 4 + 16;
   CUDACHECK(cudaSetDevice(comm->cudaDev));
-  if (R <= 2) return launchCombine<2>(st, p, smem, stream);
-  if (R <= 4) return launchCombine<4>(st, p, smem, stream);
-  return launchCombine<8>(st, p, smem, stream);
+  epResult_t res = R <= 2 ? launchCombine<2>(st, p, smem, stream) : R <= 4 ? launchCombine<4>(st, p, smem, stream)
+                                                          : launchCombine<8>(st, p, smem, stream);
+  if (res == epSuccess) epHtProfAfter(comm, st, 1, C, stream);
+  return res;
 }

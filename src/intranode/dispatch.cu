@@ -71,8 +71,13 @@ __device__ __forceinline__ void produce(const DispatchParams& p, const SendSmem&
                                         Spin& spin, int* abortFlag) {
   const int lane = lane_id();
   const int R = p.b.R();
+  const Prof prof{w == 0 ? p.tune.prof : nullptr};
+  const long long tTotal = prof.now();
   for (int i = w; i < n; i += p.tune.nProd) {
+    long long t0 = prof.now();
     if (!producer_wait_empty(sm, i, spin, abortFlag, p.status, c)) return;
+    prof.add(P_P_EMPTY, t0);
+    t0 = prof.now();
     const int t = t0 + i;
     char* stg = sm.stages + (size_t)(i % sm.S) * sm.slotBytes;
     if (lane == 0) {
@@ -93,32 +98,37 @@ __device__ __forceinline__ void produce(const DispatchParams& p, const SendSmem&
       reinterpret_cast<float*>(stg + p.sl.wOff)[lane] = p.weights[(size_t)t * p.sl.K + lane];
     if (lane == 0) *reinterpret_cast<int*>(stg + p.sl.srcOff) = t;
     producer_commit(sm, i, mask);
+    prof.add(P_P_META, t0);
   }
+  prof.add(P_P_TOTAL, tTotal);
 }
 
 // Writes one received slot (staged in shared memory) to the caller's outputs:
 // the row by a bulk store (lane 0; the caller commits the group), the
 // metadata by the lanes, with top-k ids mapped to local experts.
+// Lane 0 only issues the bulk copy: it never has generic global stores in
+// flight, so its proxy fences and releases do not wait for them.
 __device__ __forceinline__ void deliver_row(const DispatchParams& p, int row, const char* sm) {
   const int lane = lane_id();
   const int lo = p.b.me() * p.L;
   if (lane == 0) bulk_store(p.recvX + (size_t)row * p.sl.xBytes, sm, p.sl.xBytes);
-  if (p.recvScales)
-    for (int j = lane; j < p.sl.scaleCols; j += 32)
+  if (p.recvScales && lane > 0)
+    for (int j = lane - 1; j < p.sl.scaleCols; j += 31)
       p.recvScales[(size_t)row * p.sl.scaleCols + j] = reinterpret_cast<const int*>(sm + p.sl.scaleOff)[j];
-  if (lane < p.sl.K) {
+  const int k = lane == 0 ? 31 : lane - 1;  // lane 0 takes slot 31 only when K == 32
+  if (k < p.sl.K) {
     int local = -1;
     if (p.topk) {
-      const int g = reinterpret_cast<const int*>(sm + p.sl.idxOff)[lane];
+      const int g = reinterpret_cast<const int*>(sm + p.sl.idxOff)[k];
       local = (g >= lo && g < lo + p.L) ? g - lo : -1;
-      if (p.recvTopkIdx) p.recvTopkIdx[(size_t)row * p.sl.K + lane] = local;
+      if (p.recvTopkIdx) p.recvTopkIdx[(size_t)row * p.sl.K + k] = local;
     }
     if (p.weights && p.recvTopkWeights) {
-      const float wv = reinterpret_cast<const float*>(sm + p.sl.wOff)[lane];
-      p.recvTopkWeights[(size_t)row * p.sl.K + lane] = (p.topk && local < 0) ? 0.f : wv;
+      const float wv = reinterpret_cast<const float*>(sm + p.sl.wOff)[k];
+      p.recvTopkWeights[(size_t)row * p.sl.K + k] = (p.topk && local < 0) ? 0.f : wv;
     }
   }
-  if (lane == 0 && p.recvSrcIdx) p.recvSrcIdx[row] = *reinterpret_cast<const int*>(sm + p.sl.srcOff);
+  if (lane == 31 && p.recvSrcIdx) p.recvSrcIdx[row] = *reinterpret_cast<const int*>(sm + p.sl.srcOff);
 }
 
 // Our own tokens skip the rings: the issuer writes them straight to recvX.
@@ -163,7 +173,10 @@ __device__ __forceinline__ void receive(const DispatchParams& p, int c, char* st
   const int Sr = p.Sr;
   int issued = 0, done = 0, rr = 0;
   bool aborted = false, overflow = false;
+  const Prof prof{p.tune.prof};
+  const long long tTotal = prof.now();
   while (done < total) {
+    long long t0 = prof.now();
     // Issue loads of arrived slots, round-robin over sources.
     while (issued - done < Sr - 1) {
       bool has = lane < R && k < n && (int)(tailSeen - (base + k)) > 0;
@@ -173,6 +186,11 @@ __device__ __forceinline__ void receive(const DispatchParams& p, int c, char* st
         has = lane < R && k < n && (int)(tailSeen - (base + k)) > 0;
         av = __ballot_sync(0xffffffffu, has);
         if (!av) break;
+        // New slots were published to us through the generic proxy (the
+        // acquire above); order our bulk loads of them after it. Once per
+        // refresh, not per slot: the fence is not free.
+        __syncwarp();
+        if (lane == 0) fence_proxy_async_global();
       }
       const unsigned hi = av & ~((1u << rr) - 1);
       const int s = __ffs(hi ? hi : av) - 1;
@@ -182,8 +200,9 @@ __device__ __forceinline__ void receive(const DispatchParams& p, int c, char* st
       const char* rs = reinterpret_cast<const char*>(__shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(ring), s));
       const int stage = issued % Sr;
       if (lane == 0) {
+        const long long tr = prof.now();
         bulk_wait_read<1>();        // the stage's previous bulk store no longer reads it
-        fence_proxy_async_global();  // slot bytes were published to us through the generic proxy
+        prof.add(P_R_READ, tr);
         mbar_arrive_expect_tx(&full[stage], slotBytes);
         bulk_load(stages + (size_t)stage * slotBytes, rs + (size_t)((bb + kk) % (uint32_t)p.cap) * slotBytes,
                   slotBytes, &full[stage]);
@@ -205,19 +224,26 @@ __device__ __forceinline__ void receive(const DispatchParams& p, int c, char* st
         aborted = true;
         break;
       }
+      prof.add(P_R_IDLE, t0);
+      prof.cnt(P_N_IDLE);
       continue;
     }
+    t0 = prof.now();
     // Complete the oldest load.
     const int stage = done % Sr;
     if (!warp_wait_mbar(&full[stage], (done / Sr) & 1, spin, abortFlag, p.status, c)) {
       aborted = true;
       break;
     }
+    prof.add(P_R_FULL, t0);
+    prof.cnt(P_N_SLOTS);
+    t0 = prof.now();
     const int s = infoS[stage], kk = infoK[stage];
     const int row = __shfl_sync(0xffffffffu, outBase, s) + kk;
     const char* sm = stages + (size_t)stage * slotBytes;
     if (row < p.capacity) deliver_row(p, row, sm);
     else overflow = true;
+    prof.add(P_R_DELIVER, t0);
     if (lane == 0) bulk_commit();
     fence_proxy_async();  // our generic reads of the stage precede the next bulk load into it
     __syncwarp();
@@ -230,6 +256,7 @@ __device__ __forceinline__ void receive(const DispatchParams& p, int c, char* st
     }
     done++;
   }
+  prof.add(P_R_TOTAL, tTotal);
   if (lane == 0) bulk_wait<0>();
   __syncwarp();
   if (!aborted && lane < R && lane != me) {
@@ -370,7 +397,7 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
   DispatchParams p;
   p.b.lay = st->lay;
   p.b.peers = st->peers;
-  p.tune = epHtTuneGet();
+  p.tune = epHtTuneGet(st);
   p.C = C;
   p.T = in->numTokens;
   p.sl = sl;
@@ -399,7 +426,8 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
   const size_t smem = dispatchSmem(p.Ss, p.Sr, sl.slotBytes);
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   const int R = comm->nranks;
-  if (R <= 2) return launchDispatch<2>(st, p, smem, stream);
-  if (R <= 4) return launchDispatch<4>(st, p, smem, stream);
-  return launchDispatch<8>(st, p, smem, stream);
+  epResult_t res = R <= 2 ? launchDispatch<2>(st, p, smem, stream) : R <= 4 ? launchDispatch<4>(st, p, smem, stream)
+                                                          : launchDispatch<8>(st, p, smem, stream);
+  if (res == epSuccess) epHtProfAfter(comm, st, 0, C, stream);
+  return res;
 }

@@ -103,7 +103,47 @@ __device__ __forceinline__ bool warp_wait_mbar(uint64_t* bar, uint32_t parity, S
   return ok;
 }
 
+// ---------------------------------------------------------------- dev profiling
+// Cycles spent per category, summed per block (EP_HT_DEV_PROF=1 only).
+enum ProfSlot : int {
+  P_I_FULL = 0, P_I_SPACE, P_I_READ, P_I_LAG, P_I_TOTAL, P_I_STORE,
+  P_P_EMPTY, P_P_TOTAL, P_P_META,
+  P_R_IDLE, P_R_FULL, P_R_READ, P_R_TOTAL, P_R_DELIVER,
+  P_CS_LOAD, P_CS_SPACE, P_CS_READ, P_CS_LAG, P_CS_TOTAL,
+  P_CR_WAIT, P_CR_TOTAL, P_CR_SUM,
+  P_N_ITEMS = 24, P_N_SLOTS, P_N_IDLE, P_N_FULLRING
+};
+struct Prof {
+  unsigned long long* p;
+  __device__ __forceinline__ long long now() const { return p ? clock64() : 0; }
+  __device__ __forceinline__ void add(int idx, long long t0) const {
+    if (p && lane_id() == 0) atomicAdd(&p[blockIdx.x * 32 + idx], (unsigned long long)(clock64() - t0));
+  }
+  __device__ __forceinline__ void cnt(int idx) const {
+    if (p && lane_id() == 0) atomicAdd(&p[blockIdx.x * 32 + idx], 1ull);
+  }
+};
+
 // ---------------------------------------------------------------- sender pipeline
+// Publishes the tails of several rings from one lane (lane 0, which has no
+// generic global stores in flight): one release fence, then relaxed stores —
+// the release pattern — instead of one release per ring. Lane d < R holds
+// the value for ring (c, me -> d) in v and its last published value in pub.
+template <int kR>
+__device__ __forceinline__ void publish_tails(const Buf& b, const epHtTune& t, int c, uint32_t v, uint32_t& pub) {
+  const int lane = lane_id(), R = b.R();
+  const bool ch = lane < R && v != pub;
+  const unsigned chm = __ballot_sync(0xffffffffu, ch);
+  if (!chm) return;
+  if (lane == 0 && !t.pubRelaxed) fence_acq_rel_sys();
+#pragma unroll
+  for (int d = 0; d < kR; d++) {
+    const uint32_t vd = __shfl_sync(0xffffffffu, v, d);
+    if (lane == 0 && ((chm >> d) & 1)) st_relaxed_sys(b.tailAt(d, c), (int)vd);
+  }
+  if (ch) pub = v;
+}
+
 // Shared memory of the sender: S stages of one slot each; full[s] completes
 // when a producer's bulk load and its metadata are in (2 arrivals + tx bytes);
 // empty[s] when the issuer's stores no longer read the stage.
@@ -166,21 +206,25 @@ __device__ __forceinline__ void send_issue(const Buf& b, const epHtTune& tune, i
   const int R = b.R(), me = b.me();
   uint32_t tail = 0, headC = 0, pub = 0;
   const int* headPtr = nullptr;
-  int* tailRemote = nullptr;
   if (lane < R) {
     tail = (uint32_t)*b.sendPos(c, lane);
     pub = tail;
     headPtr = b.headIn(c, lane);
     headC = (uint32_t)ld_acquire_sys(headPtr);
-    tailRemote = b.tailAt(lane, c);
   }
   bool aborted = false;
+  const Prof prof{tune.prof};
+  const long long tTotal = prof.now();
   for (int i = 0; i < nItems; i++) {
     const int s = i % sm.S;
+    long long t0 = prof.now();
     if (!warp_wait_mbar(&sm.full[s], (i / sm.S) & 1, spin, abortFlag, st, c)) {
       aborted = true;
       break;
     }
+    prof.add(P_I_FULL, t0);
+    prof.cnt(P_N_ITEMS);
+    t0 = prof.now();
     const int mAll = sm.mask[s];
     const int m = mAll & ~(1 << me);
     const bool mine = lane < R && ((m >> lane) & 1);
@@ -194,10 +238,7 @@ __device__ __forceinline__ void send_issue(const Buf& b, const epHtTune& tune, i
           fence_proxy_async_global();
         }
         __syncwarp();
-        if (lane < R && tail != pub) {
-          publish_tail(tune, tailRemote, (int)tail);
-          pub = tail;
-        }
+        publish_tails<kR>(b, tune, c, tail, pub);
         while (need) {
           if (warp_tick(spin, abortFlag, st, c, __ffs(need) - 1, kWaitRingSpace)) {
             aborted = true;
@@ -207,8 +248,11 @@ __device__ __forceinline__ void send_issue(const Buf& b, const epHtTune& tune, i
           need = __ballot_sync(0xffffffffu, mine && (int)(tail - headC) >= cap);
         }
         if (aborted) break;
+        prof.cnt(P_N_FULLRING);
       }
     }
+    prof.add(P_I_SPACE, t0);
+    t0 = prof.now();
     char* myDst = lane < R ? b.ringAt(lane, c) + (size_t)(tail % (uint32_t)cap) * sm.slotBytes : nullptr;
     const char* src = sm.stages + (size_t)s * sm.slotBytes;
 #pragma unroll
@@ -220,6 +264,8 @@ __device__ __forceinline__ void send_issue(const Buf& b, const epHtTune& tune, i
     }
     if ((mAll >> me) & 1) self(src);
     if (lane == 0) bulk_commit();
+    prof.add(P_I_STORE, t0);
+    t0 = prof.now();
     if (mine) tail++;
     if (lane < R) sm.hist[(i % kSendHist) * EP_HT_MAX_NVL_RANKS + lane] = (int)tail;
     if (lane == 0) {
@@ -231,6 +277,8 @@ __device__ __forceinline__ void send_issue(const Buf& b, const epHtTune& tune, i
         if (i >= 1) mbar_arrive(&sm.empty[(i - 1) % sm.S]);
       }
     }
+    prof.add(P_I_READ, t0);
+    t0 = prof.now();
     const int lag = send_lag(tune);
     if ((i % tune.pubEvery) == tune.pubEvery - 1 && i >= lag) {
       if (lane == 0) {
@@ -238,23 +286,20 @@ __device__ __forceinline__ void send_issue(const Buf& b, const epHtTune& tune, i
         fence_proxy_async_global();
       }
       __syncwarp();
-      if (lane < R) {
-        uint32_t v = (uint32_t)sm.hist[((i - lag) % kSendHist) * EP_HT_MAX_NVL_RANKS + lane];
-        if (v != pub) {
-          publish_tail(tune, tailRemote, (int)v);
-          pub = v;
-        }
-      }
+      const uint32_t v = lane < R ? (uint32_t)sm.hist[((i - lag) % kSendHist) * EP_HT_MAX_NVL_RANKS + lane] : 0;
+      publish_tails<kR>(b, tune, c, v, pub);
     }
+    prof.add(P_I_LAG, t0);
   }
+  prof.add(P_I_TOTAL, tTotal);
   if (lane == 0) {
     bulk_wait<0>();
     fence_proxy_async_global();
   }
   __syncwarp();
-  if (!aborted && lane < R) {
-    if (tail != pub) publish_tail(tune, tailRemote, (int)tail);
-    *b.sendPos(c, lane) = (int)tail;
+  if (!aborted) {
+    publish_tails<kR>(b, tune, c, tail, pub);
+    if (lane < R) *b.sendPos(c, lane) = (int)tail;
   }
 }
 

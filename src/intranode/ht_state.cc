@@ -5,6 +5,7 @@
 #include "intranode/ht_state.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -80,7 +81,7 @@ epResult_t epHtCheckIntranode(epComm* comm, const char* fn) {
   return epSuccess;
 }
 
-epHtTune epHtTuneGet() {
+epHtTune epHtTuneGet(epHtState* st) {
   auto env = [](const char* n, int d) {
     const char* v = getenv(n);
     return v && *v ? atoi(v) : d;
@@ -88,10 +89,58 @@ epHtTune epHtTuneGet() {
   epHtTune t;
   t.pubRelaxed = env("EP_HT_DEV_PUB_RELAXED", 0);
   t.pubEvery = std::max(1, env("EP_HT_DEV_PUB_EVERY", 2));
+  t.cpubEvery = std::max(1, env("EP_HT_DEV_CPUB_EVERY", 4));
   t.lag8 = env("EP_HT_DEV_LAG8", 0);
   t.readLag2 = env("EP_HT_DEV_READ_LAG2", 0);
   t.nProd = std::min(4, std::max(1, env("EP_HT_DEV_NPROD", 2)));
+  t.prof = nullptr;
+  if (env("EP_HT_DEV_PROF", 0) && st != nullptr) {
+    if (st->prof == nullptr) {
+      if (cudaMalloc(&st->prof, EP_HT_MAX_CHANNELS * 32 * 8) != cudaSuccess ||
+          cudaMemset(st->prof, 0, EP_HT_MAX_CHANNELS * 32 * 8) != cudaSuccess) {
+        (void)cudaGetLastError();
+        st->prof = nullptr;
+      }
+    }
+    t.prof = st->prof;
+  }
   return t;
+}
+
+void epHtProfAfter(epComm* comm, epHtState* st, int which, int channels, cudaStream_t stream) {
+  if (st->prof == nullptr) return;
+  unsigned long long h[EP_HT_MAX_CHANNELS * 32];
+  if (cudaStreamSynchronize(stream) != cudaSuccess ||
+      cudaMemcpy(h, st->prof, sizeof(h), cudaMemcpyDeviceToHost) != cudaSuccess ||
+      cudaMemset(st->prof, 0, sizeof(h)) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return;
+  }
+  for (int i = 0; i < 32; i++) {
+    double v = 0;
+    for (int c = 0; c < channels; c++) v += (double)h[c * 32 + i];
+    st->profSum[which][i] += v / channels;
+  }
+  if (++st->profCalls[which] % 20 != 0) return;
+  int khz = 0;
+  (void)cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, comm->cudaDev);
+  const double us = 1000.0 / (khz > 0 ? khz : 1980000);  // cycles -> microseconds
+  const int n = st->profCalls[which];
+  static const char* names[32] = {"I.full", "I.space", "I.read", "I.lag", "I.total", "I.store", "P.empty", "P.total",
+                                  "P.meta", "R.idle", "R.full", "R.read", "R.total", "R.deliver", "CS.load",
+                                  "CS.space", "CS.read", "CS.lag", "CS.total", "CR.wait", "CR.total", "CR.sum",
+                                  "", "", "#items", "#slots", "#idle", "#fullring"};
+  char line[2048];
+  int len = snprintf(line, sizeof(line), "[HTPROF rank %d %s C=%d calls=%d] per block per call:", comm->rank,
+                     which ? "combine" : "dispatch", channels, n);
+  for (int i = 0; i < 28; i++) {
+    if (st->profSum[which][i] == 0 || names[i][0] == 0) continue;
+    const double v = st->profSum[which][i] / n;
+    len += snprintf(line + len, sizeof(line) - len, " %s=%.1f%s", names[i], i >= 24 ? v : v * us, i >= 24 ? "" : "us");
+  }
+  fprintf(stderr, "%s\n", line);
+  for (int i = 0; i < 32; i++) st->profSum[which][i] = 0;
+  st->profCalls[which] = 0;
 }
 
 int epHtChannels(epComm* comm, const epHtState* st, int numSms) {
@@ -136,6 +185,7 @@ epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epH
   epCommAddCleanup(comm, [](epComm* c) {
     if (c->ht == nullptr) return;
     epNvlBufferFree(c, &c->ht->nvl);
+    if (c->ht->prof) (void)cudaFree(c->ht->prof);
     delete c->ht;
     c->ht = nullptr;
   });

@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <cuda_runtime_api.h>
+
 #include "epcomm.h"
 #include "intranode/ht_types.h"
 #include "transports/nvlink/nvl_buffer.h"
@@ -33,7 +35,11 @@ struct epHtState {
   uint32_t notifyEpoch = 0; /* last notify epoch used (same sequence on every rank) */
   int smemOptin = 0;        /* max dynamic shared memory per block */
   int deviceSms = 0;
-  unsigned attrDone = 0;     /* kernels whose smem limit was raised on this device (bit per kernel) */
+  unsigned attrDone = 0;
+  /* Dev profiling (EP_HT_DEV_PROF=1): device counters and host sums per kernel. */
+  unsigned long long* prof = nullptr;
+  double profSum[2][32] = {};
+  int profCalls[2] = {0, 0};     /* kernels whose smem limit was raised on this device (bit per kernel) */
 };
 
 /* Bits of epHtState::attrDone. */
@@ -54,7 +60,10 @@ epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epH
 epResult_t epHtCheckIntranode(epComm* comm, const char* fn);
 
 /* Current tuning (defaults; EP_HT_DEV_* overrides while the kernels are being tuned). */
-epHtTune epHtTuneGet();
+epHtTune epHtTuneGet(epHtState* st);
+/* Dev profiling: after a dispatch (which=0) or combine (1) launch, collects and
+ * every 20 calls prints the per-block averages. No-op unless EP_HT_DEV_PROF=1. */
+void epHtProfAfter(epComm* comm, epHtState* st, int which, int channels, cudaStream_t stream);
 
 /* Channels a call uses: numSms (0: the comm's default), clamped to the buffer's. */
 int epHtChannels(epComm* comm, const epHtState* st, int numSms);

@@ -49,10 +49,12 @@ struct epHtBufLayout {
 /* Tuning knobs of the data-path kernels (host-chosen, passed by value). */
 struct epHtTune {
   int pubRelaxed;  /* 1: tails published with a relaxed store after the bulk stores completed (no fence) */
-  int pubEvery;    /* items between two tail publications */
+  int pubEvery;    /* dispatch: items between two tail publications */
+  int cpubEvery;   /* combine: items between two tail publications */
   int lag8;        /* 1: publish 8 items late instead of 4 */
   int readLag2;    /* 1: the issuer lets 2 store groups read their stage instead of 1 */
   int nProd;       /* producer warps in dispatch (1..4) */
+  unsigned long long* prof; /* dev profiling counters [blocks][32] (NULL: off) */
 };
 
 /* Pointers into the buffers of every rank of the NVLink domain (kernel parameter). */
