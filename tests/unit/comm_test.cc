@@ -12,12 +12,15 @@
 #include <thread>
 #include <vector>
 
+#include <cuda_runtime_api.h>
+
 #include "bootstrap/bootstrap.h"
 #include "core/comm.h"
 #include "core/cuda_util.h"
 #include "device/status.h"
 #include "epcomm.h"
 #include "tests/unit/fork_ranks.h"
+#include "topo/topo.h"
 
 namespace {
 
@@ -386,4 +389,43 @@ TEST(Comm, InitAllSequentialDestroyIsPrompt) {
   for (int i = 0; i < 3; i++) EXPECT_EQ(epCommDestroy(comms[i]), epSuccess) << lastError();
   // A liveness bound, not a speed check: a closing barrier would block for the 120 s timeout.
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
+}
+
+/* ---------------------------------------------------------------- with GPUs (skipped here) */
+
+// One process over every visible GPU: device placement, NVLink reachability as
+// CUDA reports it, topology view, mapped device-status block.
+TEST(CommGpu, InitAllOverEveryGpu) {
+  int n = epCudaDeviceCount();
+  if (n == 0) GTEST_SKIP() << "no CUDA device: cudaGetDeviceCount found none (or no driver)";
+  std::vector<epComm_t> comms(n);
+  epConfig_t cfg = quickConfig();
+  cfg.bootstrapTimeoutMs = 30000;
+  ASSERT_EQ(epCommInitAll(comms.data(), n, nullptr, &cfg), epSuccess) << lastError();
+  for (int i = 0; i < n; i++) {
+    int dev = -2;
+    EXPECT_EQ(epCommCuDevice(comms[i], &dev), epSuccess);
+    EXPECT_EQ(dev, i);
+    ASSERT_NE(comms[i]->devStatus, nullptr);
+    ASSERT_NE(comms[i]->devStatusDev, nullptr);
+    ASSERT_NE(comms[i]->topo, nullptr);
+    EXPECT_GE(comms[i]->topo->gpu, 0) << "GPU " << comms[i]->rankBusId[i] << " not found in the topology";
+    std::vector<int> peers(n);
+    EXPECT_EQ(epCommNvlinkPeers(comms[i], peers.data(), n), epSuccess);
+    for (int j = 0; j < n; j++) {
+      int can = 1;
+      if (j != i) ASSERT_EQ(cudaDeviceCanAccessPeer(&can, i, j), cudaSuccess);
+      EXPECT_EQ(peers[j], can) << "rank " << i << " peer " << j;
+    }
+    // A kernel would write the status block through devStatusDev; the host view is the same memory.
+    comms[i]->devStatus->family = 2;
+    comms[i]->devStatus->a = 4096;
+    comms[i]->devStatus->value = 5000;
+    comms[i]->devStatus->kind = EP_DEVERR_CAPACITY_OVERFLOW;
+    epResult_t a = epSuccess;
+    EXPECT_EQ(epCommGetAsyncError(comms[i], &a), epSuccess);
+    EXPECT_EQ(a, epInvalidUsage);
+    EXPECT_NE(lastError(comms[i]).find("5000 rows needed"), std::string::npos) << lastError(comms[i]);
+  }
+  for (int i = 0; i < n; i++) EXPECT_EQ(epCommDestroy(comms[i]), epSuccess) << lastError();
 }
