@@ -129,16 +129,20 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   p.sa = epLlSetArgs(comm, b);
   const int blocks = epLlBlocks(comm, in->numSms);
 
+  const int profKind = p.dedup ? 0 : 1;
   if (in->hook || !epLlFused()) {
     p.phases = ep::ll::kPhaseSend;
+    p.sa.prof = epLlProfSlot(comm, profKind, p.phases, p.T);
     EPCHECK(ep::ll::launchDispatch(p, blocks, stream));
     if (!in->hook) {
       DispatchParams r = p;
       r.phases = ep::ll::kPhaseRecv;
+      r.sa.prof = epLlProfSlot(comm, profKind, r.phases, p.T);
       EPCHECK(ep::ll::launchDispatch(r, blocks, stream));
     }
   } else {
     p.phases = ep::ll::kPhaseSend | ep::ll::kPhaseRecv;
+    p.sa.prof = epLlProfSlot(comm, profKind, p.phases, p.T);
     EPCHECK(ep::ll::launchDispatch(p, blocks, stream));
   }
   st->seq++;
@@ -157,6 +161,7 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
     pd.blocks = blocks;
     pd.dp = p;
     pd.dp.phases = ep::ll::kPhaseRecv;
+    pd.dp.sa.prof = epLlProfSlot(comm, profKind, pd.dp.phases, p.T);
     pd.handle = handle;
     handle->recvPending = true;
     makeHook(comm, seq, 1, hook);
@@ -235,16 +240,20 @@ EP_API epResult_t epLowLatencyCombine(epComm_t comm, const epLlCombineInput_t* i
   p.hW = handle->w;
   p.sa = epLlSetArgs(comm, b);
   const int blocks = epLlBlocks(comm, in->numSms);
+  const int profKind = p.reduce ? 2 : 3;
   if (in->hook || !epLlFused()) {
     p.phases = ep::ll::kPhaseSend;
+    p.sa.prof = epLlProfSlot(comm, profKind, p.phases, p.T);
     EPCHECK(ep::ll::launchCombine(p, blocks, stream));
     if (!in->hook) {
       CombineParams r = p;
       r.phases = ep::ll::kPhaseRecv;
+      r.sa.prof = epLlProfSlot(comm, profKind, r.phases, p.T);
       EPCHECK(ep::ll::launchCombine(r, blocks, stream));
     }
   } else {
     p.phases = ep::ll::kPhaseSend | ep::ll::kPhaseRecv;
+    p.sa.prof = epLlProfSlot(comm, profKind, p.phases, p.T);
     EPCHECK(ep::ll::launchCombine(p, blocks, stream));
   }
   st->seq++;
@@ -257,6 +266,7 @@ EP_API epResult_t epLowLatencyCombine(epComm_t comm, const epLlCombineInput_t* i
     pd.blocks = blocks;
     pd.cp = p;
     pd.cp.phases = ep::ll::kPhaseRecv;
+    pd.cp.sa.prof = epLlProfSlot(comm, profKind, pd.cp.phases, p.T);
     makeHook(comm, seq, 2, hook);
   }
   EP_TRACE(EP_LOG_LL, "%s: call #%llu set %d T=%d H=%d K=%d reduce=%d hook=%d blocks=%d", fn, (unsigned long long)seq,

@@ -7,9 +7,12 @@
  *  - reduce on sender: sum_k w[t][k] * x[row(k)] over the token's local
  *    experts in fp32, round to BF16, store one row into slot [me][t] of s;
  *  - plain: store each expert's row as is into slot [t][k] of s.
- * Then one release add per destination of the chunks sent.
+ * Then one release add per destination of the chunks sent. The flow-control
+ * ack and the epochs are those of the dispatch (ll_common.cuh): published at
+ * kernel start, no last-block atomic, no ack on the critical path.
  * Receive (phase bit 2), on the token's own rank: expected chunks per expert
- * rank come from the top-k ids; once every rank's count is reached,
+ * rank come from the top-k ids (staged in shared memory once, also used by
+ * the reduction); once every rank's count is reached,
  * out[t] = sum of the partial rows (reduced) or sum_k w[t][k] * row[t][k]
  * (plain), in fp32, in a fixed order (deterministic), stored as BF16.
  *************************************************************************/
@@ -149,17 +152,16 @@ __device__ void expected_counts(const CombineParams& p, int* sIds, int* sExp) {
   }
 }
 
-__device__ void reduce_tokens(const CombineParams& p) {
+__device__ void reduce_tokens(const CombineParams& p, const int* sIds) {
   const SetArgs& sa = p.sa;
-  const int M = p.M, K = p.K, H = p.H, E = p.E, L = p.L;
+  const int M = p.M, K = p.K, H = p.H;
   const int C = (H + kChunk - 1) / kChunk;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const uint16_t* data = reinterpret_cast<const uint16_t*>(sa.ps.local + sa.dataOff);
   for (int u = blockIdx.x * nw + warp; u < p.T * C; u += gridDim.x * nw) {
     int t = u / C, c = u - t * C;
-    long long id = lane < K ? load_topk(p.topk, p.topk64, t * K + lane) : -1;
-    bool valid = id >= 0 && id < E;
-    int dest = valid ? (int)(id / L) : -1;
+    int dest = lane < K ? sIds[t * K + lane] : -1;
+    bool valid = dest >= 0;
     unsigned kmask;
     float w = 0.f;
     if (p.reduce) {
@@ -167,7 +169,7 @@ __device__ void reduce_tokens(const CombineParams& p) {
       kmask = __ballot_sync(0xffffffffu, valid && (__ffs(peers) - 1 == lane));
     } else {
       kmask = __ballot_sync(0xffffffffu, valid);
-      if (valid) w = p.weights[t * K + lane];
+      if (valid) w = __ldg(p.weights + t * K + lane);
     }
     const Lane2 ln(c, lane, H);
     float acc[16];
@@ -217,60 +219,64 @@ __device__ void reduce_tokens(const CombineParams& p) {
 
 __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
   extern __shared__ __align__(16) char smem[];
-  __shared__ int sFail, sFlag;
+  __shared__ int sFail;
   const SetArgs& sa = p.sa;
   const int R = p.R, me = p.rank;
   const int C = (p.H + kChunk - 1) / kChunk;
   const int tid = threadIdx.x, nt = blockDim.x;
+  const bool doSend = (p.phases & kPhaseSend) != 0, doRecv = (p.phases & kPhaseRecv) != 0;
   int* sCnt = reinterpret_cast<int*>(smem);  // [R] chunks sent to each rank
   int* sExp = sCnt + R;                      // [R] chunk messages expected from each rank
   int* sSrcT = sExp + R;                     // [R] tokens of each source (from the handle)
   int* sIds = sSrcT + R;                     // [T x K] destination rank of each pick
-  const uint32_t sendEpoch = *(volatile uint32_t*)&sa.ctl->sendEpoch[sa.set] + 1;
-  const uint32_t recvEpoch = *(volatile uint32_t*)&sa.ctl->recvEpoch[sa.set] + 1;
+  const uint32_t sendEpoch = doSend ? epoch_read(sa, sa.set) + 1 : 0;
+  const uint32_t recvEpoch = doRecv ? epoch_read(sa, 2 + sa.set) + 1 : 0;
+  Prof prof(sa);
+  const int ackPre = doSend ? ack_prefetch(sa, R) : 0;
   if (tid == 0) sFail = 0;
+  if (blockIdx.x == 0) publish_acks(sa, R);
   for (int d = tid; d < R; d += nt) {
     sCnt[d] = 0;
     sExp[d] = 0;
-    if (p.phases & kPhaseSend) sSrcT[d] = p.hSrcT[d];
+    if (doSend) sSrcT[d] = p.hSrcT[d];
   }
-  __syncthreads();
 
-  if (p.phases & kPhaseSend) {
-    if (wait_acks(sa, R, sendEpoch, &sFail)) send_rows(p, sCnt, sSrcT);
+  if (doSend) {
+    if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
+    __syncthreads();
+    prof.mark(1);
+    if (!sFail) send_rows(p, sCnt, sSrcT);
+    prof.mark(2);
     // One release per destination, after the barrier: the barrier orders every
     // warp's stores before it, and release is cumulative (per-warp system
     // fences instead cost ~1 us each, serialised per SM).
     __syncthreads();
     for (int d = tid; d < R; d += nt)
-      if (sCnt[d] > 0) sa.ps.signal_add(d, sa.sigOff + sizeof(int) * ((size_t)R + me), sCnt[d]);
+      if (sCnt[d] > 0) sa.ps.signal_add(d, sa.sigOff + sizeof(int) * (size_t)me, sCnt[d]);
+    prof.mark(3);
   }
 
-  if (p.phases & kPhaseRecv) {
+  if (doRecv) {
+    __syncthreads();
     expected_counts(p, sIds, sExp);
     __syncthreads();
-    const uint32_t* consumed = sa.ctl->consumed + (size_t)sa.set * R;
     for (int d = tid; d < R; d += nt) {
-      const int* cntp = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * ((size_t)R + d));
-      if (!wait_reach(cntp, consumed[d] + (uint32_t)(sExp[d] * C), sa, kWaitData, d)) sFail = 1;
+      const int* cntp = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * (size_t)d);
+      if (!sFail && !wait_reach(cntp, (uint32_t)(sExp[d] * C), sa, kWaitData, d)) sFail = 1;
     }
     __syncthreads();
-    if (!sFail) reduce_tokens(p);
+    prof.mark(4);
+    if (!sFail) reduce_tokens(p, sIds);
   }
+  prof.flush(sa);
 
-  if (last_block(sa.ctl, sa.set, &sFlag)) {
-    if ((p.phases & kPhaseRecv) && !sFail) {
-      for (int d = tid; d < R; d += nt) sa.ctl->consumed[(size_t)sa.set * R + d] += (uint32_t)(sExp[d] * C);
-    }
+  if (blockIdx.x == 0) {
     __syncthreads();
-    if (tid == 0) {
-      if (p.phases & kPhaseSend) sa.ctl->sendEpoch[sa.set] = sendEpoch;
-      if (p.phases & kPhaseRecv) sa.ctl->recvEpoch[sa.set] = recvEpoch;
-    }
-    if (p.phases & kPhaseRecv) {
-      for (int d = tid; d < R; d += nt) sa.ps.signal_set(d, sa.sigOff + sizeof(int) * (2 * (size_t)R + me), (int)recvEpoch);
-    }
+    publish_acks_record(sa);
+    __syncthreads();
   }
+  if (doSend) epoch_write(sa, sa.set, sendEpoch);
+  if (doRecv) epoch_write(sa, 2 + sa.set, recvEpoch);
 }
 
 }  // namespace

@@ -52,49 +52,129 @@ __device__ __forceinline__ bool wait_reach(const int* p, uint32_t target, const 
     }
   }
 }
-// Polls until the int at `p` equals `target` exactly (epoch flags).
-__device__ __forceinline__ bool wait_equal(const int* p, uint32_t target, const SetArgs& sa, int what, int peer) {
+// Polls the 64-bit tagged word at `p` until its high half equals `epoch`;
+// returns its low half in *val. False on timeout (recorded) or when another
+// wait already timed out.
+__device__ __forceinline__ bool wait_tag(const uint64_t* p, uint32_t epoch, const SetArgs& sa, int what, int peer,
+                                         uint32_t* val) {
+  uint64_t v = dev::ld_acquire_sys(p);
+  if ((uint32_t)(v >> 32) == epoch) {  // the common case: it is already there
+    *val = (uint32_t)v;
+    return true;
+  }
   dev::Deadline dl(sa.timeoutNs);
   int spins = 0;
   while (true) {
-    if ((uint32_t)dev::ld_acquire_sys(p) == target) return true;
+    v = dev::ld_acquire_sys(p);
+    if ((uint32_t)(v >> 32) == epoch) {
+      *val = (uint32_t)v;
+      return true;
+    }
     if (++spins == 1024) {
       spins = 0;
       if (timed_out(sa.status)) return false;
       if (dl.expired()) {
-        dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, what, peer, (long long)target);
+        dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, what, peer, (long long)epoch);
         return false;
       }
     }
   }
 }
 
-// Before writing into peers' copies of set b, wait until every peer has
-// consumed what the previous operation on set b left there (ack >= epoch-1).
-// Threads 0..R-1 each wait for one peer. Ends with __syncthreads.
-__device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epoch, int* sFail) {
-  for (int d = threadIdx.x; d < R; d += blockDim.x) {
-    const int* p = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * (2 * (size_t)R + d));
-    if (!wait_reach(p, epoch - 1, sa, kWaitAck, d)) *sFail = 1;
-  }
-  __syncthreads();
-  return *sFail == 0;
+__device__ __forceinline__ void st_relaxed_sys_u64(uint64_t* p, uint64_t v) {
+  asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+__device__ __forceinline__ uint64_t tagged(uint32_t epoch, uint32_t v) { return ((uint64_t)epoch << 32) | v; }
+
+// ---------------------------------------------------------------- epochs
+// Counter c: 0/1 = sends on set 0/1, 2/3 = receives on set 0/1.
+__device__ __forceinline__ uint32_t epoch_read(const SetArgs& sa, int c) {
+  return *(volatile uint32_t*)&sa.ctl->ep[(size_t)c * sa.nb + blockIdx.x];
+}
+// This block's copies (see Ctl); called once per kernel per counter, after the block's last read.
+__device__ __forceinline__ void epoch_write(const SetArgs& sa, int c, uint32_t v) {
+  for (int i = blockIdx.x + threadIdx.x * gridDim.x; i < sa.nb; i += blockDim.x * gridDim.x)
+    sa.ctl->ep[(size_t)c * sa.nb + i] = v;
 }
 
-// Last-block detection: every block calls it after its work; returns true in
-// exactly one block (all threads), which then runs the epilogue. The fence
-// orders this block's reads of the receive buffers before the count.
-__device__ __forceinline__ bool last_block(Ctl* ctl, int set, int* sFlag) {
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    __threadfence();
-    int old = atomicAdd(&ctl->done[set], 1);
-    *sFlag = (old == (int)gridDim.x - 1);
-    if (*sFlag) ctl->done[set] = 0;
+// ---------------------------------------------------------------- flow control
+// A sender may write use u of set b into peer d once d has finished receiving
+// use u-1 of set b (ack word >= u-1): two buffer sets, so the receive of a call
+// only has to finish before the call after next sends.
+//
+// Acknowledgements are published lazily and off the critical path: at the
+// start of every LL kernel, block 0 tells every peer how many receives of
+// each set this rank has completed -- all of them finished in earlier kernels
+// of the stream, so no grid-wide "all blocks done" detection is needed. A
+// fused (non-hooked) call never waits on it: the peer's next call cannot even
+// finish before this rank's next kernel started. Before acknowledging a set,
+// its data counters are zeroed (each use then counts from 0, so a receiver
+// needs no "already consumed" state); the release orders the zeroing before
+// any write the acknowledgement allows.
+// Block 0 only, before its first barrier; publish_acks_end after its last.
+__device__ __forceinline__ void publish_acks(const SetArgs& sa, int R) {
+  for (int d = threadIdx.x; d < R; d += blockDim.x) {
+#pragma unroll
+    for (int x = 0; x < 2; x++) {
+      uint32_t done = *(volatile uint32_t*)&sa.ctl->ep[(size_t)(2 + x) * sa.nb];
+      uint32_t pub = *(volatile uint32_t*)&sa.ctl->published[x];
+      if (done == pub) continue;
+      size_t sig = (size_t)x * sa.setBytes;
+      *(volatile int*)sa.ps.local_ptr<int>(sig + sizeof(int) * (size_t)d) = 0;
+      sa.ps.signal_set(d, sig + sizeof(int) * ((size_t)R + sa.ps.rank), (int)done);
+    }
   }
-  __syncthreads();
-  return *sFlag != 0;
 }
+// Block 0, after a barrier that follows publish_acks, and before epoch_write
+// (copy 0 of the receive epochs still holds the value publish_acks read).
+__device__ __forceinline__ void publish_acks_record(const SetArgs& sa) {
+  if (threadIdx.x < 2) sa.ctl->published[threadIdx.x] = *(volatile uint32_t*)&sa.ctl->ep[(size_t)(2 + threadIdx.x) * sa.nb];
+}
+
+// Thread d < R: a first (relaxed) read of peer d's ack word, issued early so
+// its latency overlaps the block's local work (the routing table).
+__device__ __forceinline__ int ack_prefetch(const SetArgs& sa, int R) {
+  if ((int)threadIdx.x >= R) return 0;
+  return dev::ld_relaxed_sys(sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * ((size_t)R + threadIdx.x)));
+}
+
+// Waits until every peer acknowledged use `epoch - 1` of this set. Threads
+// 0..R-1 each wait for one peer (pre: that thread's ack_prefetch); the caller
+// puts a barrier after it.
+__device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epoch, int pre) {
+  bool ok = true;
+  for (int d = threadIdx.x; d < R; d += blockDim.x) {
+    if (d == (int)threadIdx.x && (int)((uint32_t)pre - (epoch - 1)) >= 0) continue;
+    const int* p = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * ((size_t)R + d));
+    if (!wait_reach(p, epoch - 1, sa, kWaitAck, d)) ok = false;
+  }
+  return ok;
+}
+
+// EP_LL_PROFILE: %globaltimer stamps of block 0, thread 0 (the block that
+// also publishes acks and announces counts), summed per bucket on the device:
+// slot 0 = calls, slot i = sum of (stamp i - kernel start) in ns. Stamps:
+// 1 send setup done (table, acks), 2 send stores issued, 3 release adds done,
+// 4 receive data ready, 5 block end.
+struct Prof {
+  unsigned long long t0, t[6];
+  bool on;
+  __device__ __forceinline__ explicit Prof(const SetArgs& sa) : on(sa.prof && blockIdx.x == 0 && threadIdx.x == 0) {
+    t0 = on ? dev::globaltimer_ns() : 0;
+#pragma unroll
+    for (int i = 0; i < 6; i++) t[i] = t0;
+  }
+  __device__ __forceinline__ void mark(int i) {
+    if (on) t[i] = dev::globaltimer_ns();
+  }
+  __device__ __forceinline__ void flush(const SetArgs& sa) {
+    if (!on) return;
+    t[5] = dev::globaltimer_ns();
+    atomicAdd(sa.prof, 1ull);
+#pragma unroll
+    for (int i = 1; i < 6; i++) atomicAdd(sa.prof + i, t[i] - t0);
+  }
+};
 
 __device__ __forceinline__ float bf16_lo(uint32_t v) { return __uint_as_float(v << 16); }
 __device__ __forceinline__ float bf16_hi(uint32_t v) { return __uint_as_float(v & 0xffff0000u); }

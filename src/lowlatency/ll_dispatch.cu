@@ -3,20 +3,27 @@
  * receive phase (fan-out into the per-expert layout).
  * SPDX-License-Identifier: Apache-2.0
  *
- * Send (phase bit 1):
- *  - block 0 builds the routing metadata (per-expert token ranks, counts,
- *    messages per destination) in its staging area and puts it to every rank,
- *    then raises metaFlag[me] = epoch there;
- *  - the other blocks take (token, 512-channel chunk) tasks: cast the chunk to
- *    FP8 (or keep BF16) and store it straight into each destination's slot
- *    (once per destination rank with dedup, once per expert without);
- *  - each block then adds its per-destination chunk counts to dataCnt[me] on
- *    that rank (release), once.
- * Receive (phase bit 2): wait for all metadata, compute each source's base
- * row per local expert (deterministic order: source rank, then token), wait
- * for a source's chunks (dataCnt reaches the count its metadata announced)
- * and copy its messages into recvX / scales, writing srcInfo, weights and
- * the handle. The last block acknowledges the set to every source.
+ * The critical path of a call is a chain of dependent round trips, so the
+ * protocol keeps it to the fewest:
+ * Send (phase bit 1), every block:
+ *  - builds this rank's routing table in shared memory (validated ids, and
+ *    j = the token's rank among this rank's tokens of each expert); the ack
+ *    poll of flow control overlaps with it;
+ *  - block 0 stores, per destination, one tagged 64-bit word per local expert
+ *    there (token count) plus the source's T and the chunk messages it sends:
+ *    (epoch << 32) | value, so the receiver polls each word directly;
+ *  - warps take (token, 512-channel chunk) tasks: cast to FP8 (or keep BF16)
+ *    and store straight into each destination's slot (once per destination
+ *    rank with dedup, once per expert without); the chunk-0 warp also stores
+ *    the token's header there (per top-k slot: le * M + j, weight);
+ *  - one release add of the block's chunk count per destination.
+ * Receive (phase bit 2), every block: one thread per tagged word (in
+ * parallel, no per-source loop); the thread of a source's message count then
+ * waits for its data counter. Base rows per (local expert, source) come from
+ * a prefix over sources in shared memory. One warp per (source, token) loads
+ * the header and the message together and writes the message to each of its
+ * rows (deterministic order: source rank, then token index), srcInfo,
+ * weights and the handle. No grid-wide barrier, no last-block atomic.
  *************************************************************************/
 #include <cuda_runtime.h>
 
@@ -28,114 +35,99 @@ namespace ll {
 
 namespace {
 
+constexpr int kCopyU = 16;  // int4 per lane per batch of a receive copy (8 KB per warp in flight)
+
 struct DSmem {
-  int* cnt;     // [R] chunks this block sent to each rank
-  int* T;       // [R] tokens of each source
-  int* nMsg;    // [R] messages each source sends to me
-  int* hasW;    // [R]
-  int* base;    // [L x R] first row of (local expert, source)
-  int* total;   // [L]
-  int* ids;     // [M x K] validated ids (block 0, send)
-  uint32_t* bits;  // [E x W] token bitmap per expert
-  int* ecnt;    // [E]
-  int* nOut;    // [R]
+  int* ids;        // [M x K] validated global expert ids, -1 masked (send)
+  int* jpos;       // [M x K] rank of the token among this rank's tokens of the expert (send)
+  uint32_t* bits;  // [E x Wt] token bitmap per expert (send)
+  int* nOut;       // [R] messages to each rank (block 0, send)
+  int* cnt;        // [R] chunks this block sent to each rank
+  int* sT;         // [R] tokens of each source (recv)
+  int* sCnt;       // [L x R] tokens of (local expert, source) (recv)
+  int* base;       // [L x R] first row of (local expert, source) (recv)
+  int* total;      // [L] (recv)
 };
 
 __device__ __forceinline__ DSmem carve(char* smem, int R, int M, int K, int E, int L) {
   DSmem s;
   int W = (M + 31) / 32;
-  s.cnt = reinterpret_cast<int*>(smem);
-  s.T = s.cnt + R;
-  s.nMsg = s.T + R;
-  s.hasW = s.nMsg + R;
-  s.base = s.hasW + R;
+  s.ids = reinterpret_cast<int*>(smem);
+  s.jpos = s.ids + M * K;
+  s.bits = reinterpret_cast<uint32_t*>(s.jpos + M * K);
+  s.nOut = reinterpret_cast<int*>(s.bits + E * W);
+  s.cnt = s.nOut + R;
+  s.sT = s.cnt + R;
+  s.sCnt = s.sT + R;
+  s.base = s.sCnt + L * R;
   s.total = s.base + L * R;
-  s.ids = s.total + L;
-  s.bits = reinterpret_cast<uint32_t*>(s.ids + M * K);
-  s.ecnt = reinterpret_cast<int*>(s.bits + E * W);
-  s.nOut = s.ecnt + E;
   return s;
 }
 
-// Block 0 of the send phase: routing metadata, staged locally then put to every rank.
-__device__ void build_and_send_meta(const DispatchParams& p, const DSmem& sm, uint32_t epoch) {
-  const SetArgs& sa = p.sa;
-  const int R = p.R, M = p.M, K = p.K, E = p.E, L = p.L, T = p.T, me = p.rank;
-  const int W = (M + 31) / 32, TK = T * K;
+// Every block of the send phase: the routing table, in shared memory. Each
+// block builds it itself (8 KB of ids from L2) rather than waiting for one
+// block to publish it: no inter-block dependency on the critical path.
+__device__ void build_table(const DispatchParams& p, const DSmem& sm) {
+  const int K = p.K, E = p.E, L = p.L, T = p.T, R = p.R;
+  const int Wt = (T + 31) / 32, TK = T * K;
   const int tid = threadIdx.x, nt = blockDim.x;
   for (int i = tid; i < TK; i += nt) {
     long long id = load_topk(p.topk, p.topk64, i);
     bool valid = id >= 0 && id < E;
-    if (!valid && id != -1) dev::record_error(sa.status, kFamilyLL, EP_DEVERR_BAD_EXPERT_ID, i / K, i % K, id);
+    if (!valid && id != -1 && blockIdx.x == 0)
+      dev::record_error(p.sa.status, kFamilyLL, EP_DEVERR_BAD_EXPERT_ID, i / K, i % K, id);
     sm.ids[i] = valid ? (int)id : -1;
   }
-  for (int i = tid; i < E * W; i += nt) sm.bits[i] = 0;
-  for (int d = tid; d < R; d += nt) sm.nOut[d] = 0;
+  for (int i = tid; i < E * Wt; i += nt) sm.bits[i] = 0;
+  for (int d = tid; d < R; d += nt) {
+    sm.nOut[d] = 0;
+    sm.cnt[d] = 0;
+  }
   __syncthreads();
   for (int i = tid; i < TK; i += nt) {
     int e = sm.ids[i];
     if (e < 0) continue;
     int t = i / K;
-    atomicOr(&sm.bits[e * W + (t >> 5)], 1u << (t & 31));
-    if (!p.dedup) atomicAdd(&sm.nOut[e / L], 1);
-  }
-  if (p.dedup) {
-    for (int t = tid; t < T; t += nt) {
-      for (int k = 0; k < K; k++) {
-        int e = sm.ids[t * K + k];
-        if (e < 0) continue;
-        int d = e / L;
-        bool dup = false;
-        for (int k2 = 0; k2 < k; k2++) {
-          int e2 = sm.ids[t * K + k2];
-          dup |= (e2 >= 0 && e2 / L == d);
-        }
-        if (!dup) atomicAdd(&sm.nOut[d], 1);
-      }
+    atomicOr(&sm.bits[e * Wt + (t >> 5)], 1u << (t & 31));
+    if (blockIdx.x == 0) {  // messages per destination (only block 0 announces them)
+      int d = e / L;
+      bool dup = false;
+      if (p.dedup)
+        for (int k2 = t * K; k2 < i; k2++) dup |= sm.ids[k2] >= 0 && sm.ids[k2] / L == d;
+      if (!dup) atomicAdd(&sm.nOut[d], 1);
     }
   }
   __syncthreads();
-  char* stage = sa.ps.local + sa.stageOff;
-  int* hdr = reinterpret_cast<int*>(stage);
-  int* nMsgs = reinterpret_cast<int*>(stage + sa.metaNOff);
-  int* cnt = reinterpret_cast<int*>(stage + sa.metaCntOff);
-  int* pick = reinterpret_cast<int*>(stage + sa.metaPickOff);
-  float* w = reinterpret_cast<float*>(stage + sa.metaWOff);
   for (int i = tid; i < TK; i += nt) {
     int e = sm.ids[i];
-    int v = -1;
+    int j = -1;
     if (e >= 0) {
       int t = i / K;
-      const uint32_t* b = sm.bits + e * W;
-      int j = __popc(b[t >> 5] & ((1u << (t & 31)) - 1u));
+      const uint32_t* b = sm.bits + e * Wt;
+      j = __popc(b[t >> 5] & ((1u << (t & 31)) - 1u));
       for (int q = 0; q < (t >> 5); q++) j += __popc(b[q]);
-      v = e * M + j;
     }
-    pick[i] = v;
-    if (p.weights) w[i] = p.weights[i];
-  }
-  for (int e = tid; e < E; e += nt) {
-    int c = 0;
-    for (int q = 0; q < W; q++) c += __popc(sm.bits[e * W + q]);
-    cnt[e] = c;
-  }
-  for (int d = tid; d < R; d += nt) nMsgs[d] = sm.nOut[d];
-  if (tid == 0) {
-    hdr[0] = T;
-    hdr[1] = p.weights != nullptr;
-    hdr[2] = 0;
-    hdr[3] = 0;
+    sm.jpos[i] = j;
   }
   __syncthreads();
-  const int lane = tid & 31, warp = tid >> 5, nw = nt >> 5;
-  size_t bytesA = alignUp(sa.metaPickOff + sizeof(int) * (size_t)TK, 16);
-  size_t bytesW = alignUp(sizeof(float) * (size_t)TK, 16);
-  for (int d = warp; d < R; d += nw) {
-    size_t dst = sa.metaOff + (size_t)me * sa.metaStride;
-    sa.ps.put_warp(d, dst, stage, bytesA, lane);
-    if (p.weights && bytesW) sa.ps.put_warp(d, dst + sa.metaWOff, stage + sa.metaWOff, bytesW, lane);
-    __syncwarp();
-    if (lane == 0) sa.ps.signal_set(d, sa.sigOff + sizeof(int) * (size_t)me, (int)epoch);
+}
+
+// Block 0: the tagged count words and the (T, chunk messages) words, to every rank.
+__device__ void send_counts(const DispatchParams& p, const DSmem& sm, uint32_t epoch) {
+  const SetArgs& sa = p.sa;
+  const int E = p.E, L = p.L, R = p.R, me = p.rank;
+  const int Wt = (p.T + 31) / 32, C = (p.H + kChunk - 1) / kChunk;
+  const size_t mine = sa.infoOff + (size_t)me * sa.infoStride;
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+    int c = 0;
+    for (int q = 0; q < Wt; q++) c += __popc(sm.bits[e * Wt + q]);
+    int d = e / L;
+    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine + sizeof(uint64_t) * (2 + (size_t)(e - d * L))),
+                       tagged(epoch, (uint32_t)c));
+  }
+  for (int d = threadIdx.x; d < R; d += blockDim.x) {
+    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, (uint32_t)p.T));
+    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine + sizeof(uint64_t)), tagged(epoch, (uint32_t)(sm.nOut[d] * C)));
   }
 }
 
@@ -172,25 +164,20 @@ __device__ __forceinline__ int4 cast_fp8(const int4& v0, const int4& v1, bool ro
 }
 
 template <bool kFp8>
-__device__ void send_tokens(const DispatchParams& p, const DSmem& sm) {
+__device__ void send_tokens(const DispatchParams& p, const DSmem& sm, uint32_t epoch) {
   const SetArgs& sa = p.sa;
-  const int K = p.K, H = p.H, L = p.L, E = p.E, M = p.M, me = p.rank;
+  const int K = p.K, H = p.H, L = p.L, M = p.M, me = p.rank;
   const int C = (H + kChunk - 1) / kChunk;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  const int workers = (gridDim.x - 1) * nw;
   const int ntask = p.T * C;
-  for (int task = (blockIdx.x - 1) * nw + warp; task < ntask; task += workers) {
+  for (int task = blockIdx.x * nw + warp; task < ntask; task += gridDim.x * nw) {
     int t = task / C, c = task - t * C;
-    long long id = lane < K ? load_topk(p.topk, p.topk64, t * K + lane) : -1;
-    bool valid = id >= 0 && id < E;
-    int dest = valid ? (int)(id / L) : -1;
-    unsigned kmask;
-    if (p.dedup) {
-      unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
-      kmask = __ballot_sync(0xffffffffu, valid && (__ffs(peers) - 1 == lane));
-    } else {
-      kmask = __ballot_sync(0xffffffffu, valid);
-    }
+    int e = lane < K ? sm.ids[t * K + lane] : -1;
+    bool valid = e >= 0;
+    int dest = valid ? e / L : -1;
+    unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
+    unsigned umask = __ballot_sync(0xffffffffu, valid && (__ffs(peers) - 1 == lane));  // one lane per rank
+    unsigned kmask = p.dedup ? umask : __ballot_sync(0xffffffffu, valid);
     if (kmask == 0) continue;
     int ch0 = c * kChunk + lane * 16;
     bool active = ch0 < H;
@@ -199,6 +186,22 @@ __device__ void send_tokens(const DispatchParams& p, const DSmem& sm) {
       const int4* src = reinterpret_cast<const int4*>(p.x + (size_t)t * H + ch0);
       v0 = dev::ld_nc_na(src);
       v1 = dev::ld_nc_na(src + 1);
+    }
+    if (c == 0) {  // the token's header, once per destination rank
+      int j = lane < K ? sm.jpos[t * K + lane] : -1;
+      float w = (valid && p.weights) ? __ldg(p.weights + t * K + lane) : 0.f;
+      unsigned m = umask;
+      while (m) {
+        int k = __ffs(m) - 1;
+        m &= m - 1;
+        int d = __shfl_sync(0xffffffffu, dest, k);
+        DispatchHdr* h = sa.ps.ptr<DispatchHdr>(d, sa.hdrOff + ((size_t)me * M + t) * sizeof(DispatchHdr));
+        if (lane < K) {
+          dev::st_na(&h->pick[lane], (valid && dest == d) ? (e - d * L) * M + j : -1);
+          dev::st_na(reinterpret_cast<int*>(&h->w[lane]), __float_as_int(w));
+        }
+        if (lane == 0) dev::st_na(&h->epoch, (int)epoch);
+      }
     }
     int4 q;
     float scale = 0.f;
@@ -224,23 +227,75 @@ __device__ void send_tokens(const DispatchParams& p, const DSmem& sm) {
   }
 }
 
-// Copies one received message into the rows of the local experts in `tmask`
-// (lane k holds flat row `flat` of pick k).
+// Receive bookkeeping, every block: all tagged words polled in parallel (one
+// thread each); the thread of a source's chunk-message word then waits for
+// that source's data counter. Returns false (block-uniform) on timeout.
+__device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int* sFail) {
+  const SetArgs& sa = p.sa;
+  const int R = p.R, L = p.L, nwd = 2 + L;
+  const int tid = threadIdx.x, nt = blockDim.x;
+  for (int i = tid; i < R * nwd; i += nt) {
+    int s = i / nwd, w = i - s * nwd;
+    const uint64_t* pw = sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)s * sa.infoStride + sizeof(uint64_t) * w);
+    uint32_t v = 0;
+    if (!wait_tag(pw, epoch, sa, kWaitMeta, s, &v)) {
+      *sFail = 1;
+      continue;
+    }
+    if (w == 0) {
+      sm.sT[s] = (int)v;
+    } else if (w == 1) {
+      const int* cntp = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * (size_t)s);
+      if (!wait_reach(cntp, v, sa, kWaitData, s)) *sFail = 1;
+    } else {
+      sm.sCnt[(w - 2) * R + s] = (int)v;
+    }
+  }
+  __syncthreads();
+  if (*sFail) return false;
+  for (int e = tid; e < L; e += nt) {
+    int run = 0;
+    for (int s = 0; s < R; s++) {
+      sm.base[e * R + s] = run;
+      run += sm.sCnt[e * R + s];
+    }
+    sm.total[e] = run;
+  }
+  __syncthreads();
+  if (blockIdx.x == 0) {
+    for (int e = tid; e < L; e += nt) {
+      p.recvCount[e] = sm.total[e];
+      if (p.cumStats) p.cumStats[e] += sm.total[e];
+    }
+    if (p.layoutRange) {
+      for (int i = tid; i < L * R; i += nt) {
+        p.layoutRange[i] = ((long long)sm.base[i] << 32) | (long long)(uint32_t)sm.sCnt[i];
+      }
+    }
+    for (int s = tid; s < R; s += nt) p.hSrcT[s] = sm.sT[s];
+  }
+  return true;
+}
+
+__device__ __forceinline__ void load_batch(const int4* src, int base, int n16, int lane, int4 (&v)[kCopyU]) {
+#pragma unroll
+  for (int u = 0; u < kCopyU; u++) {
+    int i = base + u * 32 + lane;
+    if (i < n16) v[u] = dev::ld_nc_na(src + i);
+  }
+}
+
+// Writes one received message to the rows of the local experts in `tmask`
+// (lane k holds flat row `flat` of pick k). v holds the message's first batch.
 template <bool kFp8>
 __device__ __forceinline__ void copy_message(const DispatchParams& p, const char* msg, unsigned tmask, int flat,
-                                             int lane) {
+                                             int lane, int4 (&v)[kCopyU]) {
   const int H = p.H;
   const int RM = p.R * p.M;
   const int n16 = kFp8 ? H / 16 : H / 8;
-  constexpr int U = 8;
   const int4* src = reinterpret_cast<const int4*>(msg);
-  for (int base = 0; base < n16; base += 32 * U) {
-    int4 v[U];
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      int i = base + u * 32 + lane;
-      if (i < n16) v[u] = dev::ld_nc_na(src + i);
-    }
+  for (int base = 0; base < n16; base += 32 * kCopyU) {
+    if (base) load_batch(src, base, n16, lane, v);
     unsigned m = tmask;
     while (m) {
       int k = __ffs(m) - 1;
@@ -248,7 +303,7 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
       int f = __shfl_sync(0xffffffffu, flat, k);
       int4* dst = reinterpret_cast<int4*>(static_cast<char*>(p.recvX) + (size_t)f * n16 * 16);
 #pragma unroll
-      for (int u = 0; u < U; u++) {
+      for (int u = 0; u < kCopyU; u++) {
         int i = base + u * 32 + lane;
         if (i < n16) dst[i] = v[u];
       }
@@ -298,33 +353,41 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
 }
 
 template <bool kFp8>
-__device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, int* sFail) {
+__device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t epoch) {
   const SetArgs& sa = p.sa;
-  const int R = p.R, M = p.M, K = p.K, H = p.H, L = p.L, me = p.rank;
-  const int C = (H + kChunk - 1) / kChunk;
+  const int R = p.R, M = p.M, K = p.K, H = p.H;
   const int RM = R * M;
+  const int n16 = kFp8 ? H / 16 : H / 8;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  const uint32_t* consumed = sa.ctl->consumed + (size_t)sa.set * R;
-  int waited = -1;
-  for (int u = blockIdx.x * nw + warp; u < R * M; u += gridDim.x * nw) {
+  const char* data = sa.ps.local + sa.dataOff;
+  for (int u = blockIdx.x * nw + warp; u < RM; u += gridDim.x * nw) {
     int s = u / M, t = u - s * M;
-    if (t >= sm.T[s]) continue;
-    const char* meta = sa.ps.local + sa.metaOff + (size_t)s * sa.metaStride;
-    int v = lane < K ? __ldcg(reinterpret_cast<const int*>(meta + sa.metaPickOff) + t * K + lane) : -1;
-    float w = 0.f;
+    if (t >= sm.sT[s]) continue;
+    const DispatchHdr* h = sa.ps.local_ptr<DispatchHdr>(sa.hdrOff + (size_t)u * sizeof(DispatchHdr));
+    int pk = -1, ep = 0;
+    float wv = 0.f;
+    if (lane < K) {
+      pk = __ldcg(&h->pick[lane]);
+      wv = __ldcg(&h->w[lane]);
+    }
+    if (lane == 31) ep = __ldcg(&h->epoch);
+    // The message's first batch in the same round trip as its header (a slot
+    // without a message this epoch is read for nothing: ~10% of them).
+    int4 v[kCopyU];
+    const char* msg0 = data + (p.dedup ? (size_t)u * p.msgStride : (size_t)u * K * p.msgStride);
+    if (p.dedup) load_batch(reinterpret_cast<const int4*>(msg0), 0, n16, lane, v);
+    ep = __shfl_sync(0xffffffffu, ep, 31);
     int flat = -1;
-    if (v >= 0) {
-      int eg = v / M, j = v - eg * M;
-      if (eg / L == me) {
-        int le = eg - me * L;
-        flat = le * RM + sm.base[le * R + s] + j;
-        if (sm.hasW[s]) w = __ldcg(reinterpret_cast<const float*>(meta + sa.metaWOff) + t * K + lane);
-      }
+    float w = 0.f;
+    if (ep == (int)epoch && pk >= 0) {
+      int le = pk / M, j = pk - le * M;
+      flat = le * RM + sm.base[le * R + s] + j;
+      w = wv;
     }
     if (lane < K) {
-      size_t h = ((size_t)s * M + t) * K + lane;
-      p.hFlatRow[h] = flat;
-      p.hW[h] = w;
+      size_t hi = (size_t)u * K + lane;
+      p.hFlatRow[hi] = flat;
+      p.hW[hi] = w;
     }
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
@@ -332,28 +395,16 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, int* sFail
       if (p.srcInfo) p.srcInfo[flat] = t;
       if (p.recvW) p.recvW[flat] = w;
     }
-    if (s != waited) {
-      int ok = 1;
-      if (lane == 0) {
-        const int* cntp = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * ((size_t)R + s));
-        ok = wait_reach(cntp, consumed[s] + (uint32_t)(sm.nMsg[s] * C), sa, kWaitData, s);
-      }
-      ok = __shfl_sync(0xffffffffu, ok, 0);
-      if (!ok) {
-        *sFail = 1;
-        break;
-      }
-      waited = s;
-    }
-    const char* data = sa.ps.local + sa.dataOff;
     if (p.dedup) {
-      copy_message<kFp8>(p, data + ((size_t)s * M + t) * p.msgStride, lmask, flat, lane);
+      copy_message<kFp8>(p, msg0, lmask, flat, lane, v);
     } else {
       unsigned m = lmask;
       while (m) {
         int k = __ffs(m) - 1;
         m &= m - 1;
-        copy_message<kFp8>(p, data + (((size_t)s * M + t) * K + k) * p.msgStride, 1u << k, flat, lane);
+        const char* msg = msg0 + (size_t)k * p.msgStride;
+        load_batch(reinterpret_cast<const int4*>(msg), 0, n16, lane, v);
+        copy_message<kFp8>(p, msg, 1u << k, flat, lane, v);
       }
     }
   }
@@ -362,95 +413,62 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, int* sFail
 template <bool kFp8>
 __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) {
   extern __shared__ __align__(16) char smem[];
-  __shared__ int sFail, sFlag;
+  __shared__ int sFail;
   const SetArgs& sa = p.sa;
-  const int R = p.R, L = p.L, me = p.rank;
-  const int C = (p.H + kChunk - 1) / kChunk;
+  const int R = p.R, me = p.rank;
   const int tid = threadIdx.x, nt = blockDim.x;
-  DSmem sm = carve(smem, R, p.M, p.K, p.E, L);
-  const uint32_t sendEpoch = *(volatile uint32_t*)&sa.ctl->sendEpoch[sa.set] + 1;
-  const uint32_t recvEpoch = *(volatile uint32_t*)&sa.ctl->recvEpoch[sa.set] + 1;
+  const bool doSend = (p.phases & kPhaseSend) != 0, doRecv = (p.phases & kPhaseRecv) != 0;
+  DSmem sm = carve(smem, R, p.M, p.K, p.E, p.L);
+  const uint32_t sendEpoch = doSend ? epoch_read(sa, sa.set) + 1 : 0;
+  const uint32_t recvEpoch = doRecv ? epoch_read(sa, 2 + sa.set) + 1 : 0;
+  Prof prof(sa);
   if (tid == 0) sFail = 0;
-  for (int d = tid; d < R; d += nt) sm.cnt[d] = 0;
-  __syncthreads();
+  if (blockIdx.x == 0) publish_acks(sa, R);
 
-  if (p.phases & kPhaseSend) {
-    if (wait_acks(sa, R, sendEpoch, &sFail)) {
-      if (blockIdx.x == 0)
-        build_and_send_meta(p, sm, sendEpoch);
-      else
-        send_tokens<kFp8>(p, sm);
+  if (doSend) {
+    const int ackPre = ack_prefetch(sa, R);
+    build_table(p, sm);
+    if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
+    __syncthreads();
+    prof.mark(1);
+    if (!sFail) {
+      if (blockIdx.x == 0) send_counts(p, sm, sendEpoch);
+      send_tokens<kFp8>(p, sm, sendEpoch);
     }
+    prof.mark(2);
     // One release per destination, after the barrier: the barrier orders every
     // warp's stores before it, and release is cumulative (per-warp system
     // fences instead cost ~1 us each, serialised per SM).
     __syncthreads();
     for (int d = tid; d < R; d += nt)
-      if (sm.cnt[d] > 0) sa.ps.signal_add(d, sa.sigOff + sizeof(int) * ((size_t)R + me), sm.cnt[d]);
+      if (sm.cnt[d] > 0) sa.ps.signal_add(d, sa.sigOff + sizeof(int) * (size_t)me, sm.cnt[d]);
+    prof.mark(3);
+  } else {
+    __syncthreads();
   }
 
-  if (p.phases & kPhaseRecv) {
-    for (int s = tid; s < R; s += nt) {
-      const int* f = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * (size_t)s);
-      if (!wait_equal(f, recvEpoch, sa, kWaitMeta, s)) sFail = 1;
-    }
-    __syncthreads();
-    if (!sFail) {
-      for (int s = tid; s < R; s += nt) {
-        const int* meta = reinterpret_cast<const int*>(sa.ps.local + sa.metaOff + (size_t)s * sa.metaStride);
-        sm.T[s] = __ldcg(meta);
-        sm.hasW[s] = __ldcg(meta + 1);
-        sm.nMsg[s] = __ldcg(meta + sa.metaNOff / 4 + me);
-      }
-      for (int e = tid; e < L; e += nt) {
-        int run = 0;
-        for (int s = 0; s < R; s++) {
-          const int* cnt = reinterpret_cast<const int*>(sa.ps.local + sa.metaOff + (size_t)s * sa.metaStride +
-                                                        sa.metaCntOff);
-          sm.base[e * R + s] = run;
-          run += __ldcg(cnt + me * L + e);
-        }
-        sm.total[e] = run;
-      }
-      __syncthreads();
-      if (blockIdx.x == 0) {
-        for (int e = tid; e < L; e += nt) {
-          p.recvCount[e] = sm.total[e];
-          if (p.cumStats) p.cumStats[e] += sm.total[e];
-        }
-        if (p.layoutRange) {
-          for (int i = tid; i < L * R; i += nt) {
-            int e = i / R, s = i - e * R;
-            int end = s + 1 < R ? sm.base[i + 1] : sm.total[e];
-            p.layoutRange[i] = ((long long)sm.base[i] << 32) | (long long)(uint32_t)(end - sm.base[i]);
-          }
-        }
-        for (int s = tid; s < R; s += nt) p.hSrcT[s] = sm.T[s];
-      }
-      recv_tokens<kFp8>(p, sm, &sFail);
+  if (doRecv && !sFail) {
+    if (recv_meta(p, sm, recvEpoch, &sFail)) {
+      prof.mark(4);
+      recv_tokens<kFp8>(p, sm, recvEpoch);
     }
   }
+  prof.flush(sa);
 
-  if (last_block(sa.ctl, sa.set, &sFlag)) {
-    if ((p.phases & kPhaseRecv) && !sFail) {
-      for (int s = tid; s < R; s += nt) sa.ctl->consumed[(size_t)sa.set * R + s] += (uint32_t)(sm.nMsg[s] * C);
-    }
+  if (blockIdx.x == 0) {
     __syncthreads();
-    if (tid == 0) {
-      if (p.phases & kPhaseSend) sa.ctl->sendEpoch[sa.set] = sendEpoch;
-      if (p.phases & kPhaseRecv) sa.ctl->recvEpoch[sa.set] = recvEpoch;
-    }
-    if (p.phases & kPhaseRecv) {
-      for (int s = tid; s < R; s += nt) sa.ps.signal_set(s, sa.sigOff + sizeof(int) * (2 * (size_t)R + me), (int)recvEpoch);
-    }
+    publish_acks_record(sa);
+    __syncthreads();
   }
+  if (doSend) epoch_write(sa, sa.set, sendEpoch);
+  if (doRecv) epoch_write(sa, 2 + sa.set, recvEpoch);
 }
 
 }  // namespace
 
 size_t dispatchSmemBytes(int R, int M, int K, int E) {
   int L = E / R, W = (M + 31) / 32;
-  return sizeof(int) * ((size_t)4 * R + (size_t)L * R + L + (size_t)M * K + (size_t)E * W + E + R);
+  return sizeof(int) * (2 * (size_t)M * K + (size_t)E * W + 3 * (size_t)R + 2 * (size_t)L * R + L);
 }
 
 epResult_t launchDispatch(const DispatchParams& p, int blocks, cudaStream_t stream) {

@@ -20,26 +20,32 @@ namespace ll {
 enum Phase : int { kPhaseSend = 1, kPhaseRecv = 2 };
 
 // Device-local sequence state of the LL buffer sets (never seen by peers).
-// Epochs count the operations each set has carried; both sides of a
-// connection see the same sequence of calls, so their epochs agree.
+// Epochs count the uses of each set (dispatch and combine alike); every rank
+// sees the same sequence of calls, so a sender's and a receiver's epoch of a
+// use agree. Each block keeps its OWN copy of every epoch (index blockIdx.x)
+// and at its end writes the new value into the copies blockIdx.x + i*gridDim.x:
+// no block ever reads a copy another block of the same kernel writes, so no
+// grid-wide "last block" atomic is needed, and a later kernel with another
+// block count still finds all copies equal.
 struct Ctl {
-  uint32_t sendEpoch[2];
-  uint32_t recvEpoch[2];
-  int done[2];          // blocks that finished the current kernel (last block runs the epilogue)
-  int pad[2];
-  uint32_t consumed[1]; // [2][R]: dataCnt values already consumed, per set and source (allocated larger)
+  uint32_t published[2];  // per set: receives completed and already acknowledged to the peers (block 0 only)
+  uint32_t pad[2];
+  uint32_t ep[1];         // [4][nb]: sendEp set 0, set 1, recvEp set 0, set 1 (allocated larger)
 };
-static inline size_t ctlBytes(int R) { return sizeof(Ctl) + sizeof(uint32_t) * (2 * (size_t)R); }
+static inline size_t ctlBytes(int nb) { return sizeof(Ctl) + sizeof(uint32_t) * (4 * (size_t)nb); }
 
 // What every LL kernel needs about the buffers of one set.
 struct SetArgs {
   dev::PutSignal ps;
   int set;
-  size_t sigOff, metaOff, dataOff, stageOff, metaStride;
-  size_t metaNOff, metaCntOff, metaPickOff, metaWOff;
+  int nb;  // epoch copies per counter (>= any grid size)
+  size_t setBytes;  // offset of set 1 (set b's signals are at b * setBytes)
+  size_t sigOff, infoOff, hdrOff, dataOff, infoStride;
   Ctl* ctl;
   epDeviceStatus* status;
   uint64_t timeoutNs;
+  // EP_LL_PROFILE: this call's bucket of phase sums (nullptr: off); see ll_profile.h.
+  unsigned long long* prof;
 };
 
 struct DispatchParams {
@@ -81,7 +87,7 @@ struct CombineParams {
   SetArgs sa;
 };
 
-// Dynamic shared memory a dispatch block needs (metadata builder).
+// Dynamic shared memory a dispatch block needs (routing table + receive bookkeeping).
 size_t dispatchSmemBytes(int R, int M, int K, int E);
 
 epResult_t launchDispatch(const DispatchParams& p, int blocks, cudaStream_t stream);

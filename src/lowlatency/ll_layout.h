@@ -1,27 +1,27 @@
 /*************************************************************************
- * epcomm LL: layout of the symmetric LL buffer and of the per-source
- * routing metadata (host and device share these offsets).
+ * epcomm LL: layout of the symmetric LL buffer (host and device share
+ * these offsets).
  * SPDX-License-Identifier: Apache-2.0
  *
- * One rank's buffer = [set 0][set 1][metadata staging]. Each set:
- *   signals: int metaFlag[R]  epoch of the routing metadata from source s
- *            int dataCnt[R]   chunk messages received from source s (only grows)
- *            int ack[R]       epoch up to which peer d has consumed what we
- *                             wrote into d's copy of this set (flow control)
- *   meta:    R blocks of metaStride: routing of each source (dispatch only)
+ * One rank's buffer = [set 0][set 1]. Each set:
+ *   signals: int dataCnt[R]  chunk messages received from source s in the
+ *                            current use of the set (zeroed by the receiver
+ *                            before it lets the sources write the set again)
+ *            int ack[R]      uses of this set that peer d has finished
+ *                            receiving (flow control, see ll_common.cuh)
+ *   info:    per source s, (2 + L) 64-bit words, each (epoch << 32) | value:
+ *            [0] tokens T of s, [1] chunk messages s sends here,
+ *            [2 + e] tokens of s for local expert e. A word is valid once its
+ *            epoch equals the receiver's use number of the set: no separate
+ *            flag, no header round trip (dispatch only).
+ *   headers: [s][t] one DispatchHdr per (source, token) that has an expert
+ *            here: epoch, and per top-k slot the local row (le * M + j) or
+ *            -1, and the top-k weight (dispatch only).
  *   data:    dispatch slots [s][t] (dedup) or [s][t][k] (plain), one message
  *            each; combine slots [d][t] (reduced) or [t][k] (plain), 2H bytes.
- * Slots are addressed by token index, so a sender never allocates a slot
- * (no atomics, and the receive order is deterministic).
- *
- * Routing metadata of one source (identical for every destination):
- *   int hdr[4]   = {T, hasWeights, 0, 0}
- *   int nMsgs[R] = messages this source sends to each rank (dedup: tokens
- *                  with an expert there; plain: picks there)
- *   int cnt[E]   = tokens of this source per global expert
- *   int pick[M*K]= e*M + j: global expert e and j = rank of the token among
- *                  this source's tokens of e (-1: masked)
- *   float w[M*K] = the dispatch's top-k weights (if hasWeights)
+ * Signals, info and headers form the "control" part that epLowLatencyClean
+ * zeroes. Slots are addressed by token index, so a sender never allocates a
+ * slot (no atomics, and the receive order is deterministic).
  *************************************************************************/
 #ifndef EP_LL_LAYOUT_H_
 #define EP_LL_LAYOUT_H_
@@ -43,50 +43,54 @@ constexpr int kChunk = 512;         // channels one warp moves per task (32 lane
 constexpr int kThreads = 512;       // threads per LL block
 constexpr int kMaxRanks = 1024;
 
+// Per-(source, token) routing header of a dispatch message.
+struct DispatchHdr {
+  int epoch;
+  int pad[3];
+  int pick[kMaxTopk];   // le * M + j for a top-k slot whose expert is local here, else -1
+  float w[kMaxTopk];    // the dispatch's top-k weight (0 without weights)
+};
+static_assert(sizeof(DispatchHdr) % 16 == 0, "header keeps 16-byte alignment");
+
 EP_LL_HD static inline size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 struct Layout {
-  int R = 0, M = 0, K = 0, H = 0, E = 0;  // maxima the buffer is sized for
-  size_t sigBytes = 0;                     // per set
-  size_t metaStride = 0;                   // per source
-  size_t metaNOff = 0, metaCntOff = 0, metaPickOff = 0, metaWOff = 0;
-  size_t dataBytes = 0;                    // per set
+  int R = 0, M = 0, K = 0, H = 0, E = 0, L = 0;  // maxima the buffer is sized for
+  size_t sigBytes = 0;                            // per set
+  size_t infoStride = 0;                          // per source
+  size_t infoBytes = 0, hdrBytes = 0, ctrlBytes = 0;
+  size_t dataBytes = 0;                           // per set
   size_t setBytes = 0;
-  size_t stageOff = 0;                     // metadata staging (local only)
   size_t total = 0;
 
   size_t setOff(int b) const { return (size_t)b * setBytes; }
   size_t sigOff(int b) const { return setOff(b); }
-  size_t metaOff(int b) const { return setOff(b) + sigBytes; }
-  size_t dataOff(int b) const { return setOff(b) + sigBytes + (size_t)R * metaStride; }
+  size_t infoOff(int b) const { return setOff(b) + sigBytes; }
+  size_t hdrOff(int b) const { return infoOff(b) + infoBytes; }
+  size_t dataOff(int b) const { return setOff(b) + ctrlBytes; }
 };
 
 static inline Layout makeLayout(int R, int M, int H, int E, int K) {
   Layout l;
-  l.R = R; l.M = M; l.H = H; l.E = E; l.K = K;
-  l.sigBytes = alignUp(sizeof(int) * 3 * (size_t)R, 128);
-  l.metaNOff = 16;
-  l.metaCntOff = 16 + sizeof(int) * (size_t)R;
-  l.metaPickOff = alignUp(l.metaCntOff + sizeof(int) * (size_t)E, 16);
-  l.metaWOff = l.metaPickOff + sizeof(int) * (size_t)M * K;
-  l.metaStride = alignUp(l.metaWOff + sizeof(float) * (size_t)M * K, 128);
+  l.R = R; l.M = M; l.H = H; l.E = E; l.K = K; l.L = E / R;
+  l.sigBytes = alignUp(sizeof(int) * 2 * (size_t)R, 128);
+  l.infoStride = sizeof(uint64_t) * (2 + (size_t)l.L);
+  l.infoBytes = alignUp(l.infoStride * R, 128);
+  l.hdrBytes = alignUp(sizeof(DispatchHdr) * (size_t)R * M, 128);
+  l.ctrlBytes = l.sigBytes + l.infoBytes + l.hdrBytes;
   size_t row2 = 2 * (size_t)H;  // a BF16 row; an FP8 message (H + H/32 bytes) is never larger
   size_t dispatchBytes = (size_t)R * M * K * row2;
   size_t combineSlots = (size_t)M * K > (size_t)R * M ? (size_t)M * K : (size_t)R * M;
   size_t combineBytes = combineSlots * row2;
   l.dataBytes = alignUp(dispatchBytes > combineBytes ? dispatchBytes : combineBytes, 128);
-  l.setBytes = l.sigBytes + (size_t)R * l.metaStride + l.dataBytes;
-  l.stageOff = 2 * l.setBytes;
-  l.total = l.stageOff + l.metaStride;
+  l.setBytes = l.ctrlBytes + l.dataBytes;
+  l.total = 2 * l.setBytes;
   return l;
 }
 
-// Signal word offsets inside a set's signal block.
-static inline size_t metaFlagOff(const Layout& l, int b, int s) { return l.sigOff(b) + sizeof(int) * (size_t)s; }
-static inline size_t dataCntOff(const Layout& l, int b, int s) {
-  return l.sigOff(b) + sizeof(int) * ((size_t)l.R + s);
-}
-static inline size_t ackOff(const Layout& l, int b, int d) { return l.sigOff(b) + sizeof(int) * (2 * (size_t)l.R + d); }
+// Signal words inside set b's signal block.
+static inline size_t dataCntOff(const Layout& l, int b, int s) { return l.sigOff(b) + sizeof(int) * (size_t)s; }
+static inline size_t ackOff(const Layout& l, int b, int d) { return l.sigOff(b) + sizeof(int) * ((size_t)l.R + d); }
 
 // Bytes of one dispatch message for a call.
 static inline size_t dispatchMsgStride(int H, bool fp8) { return fp8 ? alignUp((size_t)H + (size_t)H / 32, 16) : 2 * (size_t)H; }

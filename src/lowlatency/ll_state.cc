@@ -5,6 +5,8 @@
 #include "lowlatency/ll_state.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <vector>
 
 #include <cuda_runtime.h>
 
@@ -13,9 +15,11 @@
 #include "core/checks.h"
 #include "core/comm.h"
 #include "core/param.h"
+#include "lowlatency/ll_profile.h"
 
 EP_PARAM(LlNumSms, "LL_NUM_SMS", 0)
 EP_PARAM(LlFused, "LL_FUSED", 1)
+EP_PARAM(LlProfile, "LL_PROFILE", 0)
 
 bool epLlFused() { return epParamLlFused() != 0; }
 
@@ -71,9 +75,13 @@ epResult_t epLlEnsureState(epComm* comm) {
   CUDACHECKGOTO(cudaSetDevice(comm->cudaDev), res, fail);
   CUDACHECKGOTO(cudaDeviceGetAttribute(&st->deviceSms, cudaDevAttrMultiProcessorCount, comm->cudaDev), res, fail);
   EPCHECKGOTO(epNvlBufferAlloc(comm, st->layout.total, &st->buf), res, fail);
-  st->ctlSize = ep::ll::ctlBytes(comm->nranks);
+  st->ctlSize = ep::ll::ctlBytes(st->deviceSms);
   CUDACHECKGOTO(cudaMalloc(&st->ctl, st->ctlSize), res, fail);
   CUDACHECKGOTO(cudaMemset(st->ctl, 0, st->ctlSize), res, fail);
+  if (epParamLlProfile()) {
+    CUDACHECKGOTO(cudaMalloc(&st->prof, ep::ll::profBytes(st->layout.M)), res, fail);
+    CUDACHECKGOTO(cudaMemset(st->prof, 0, ep::ll::profBytes(st->layout.M)), res, fail);
+  }
   CUDACHECKGOTO(cudaDeviceSynchronize(), res, fail);
   comm->deviceBytes += st->ctlSize;
   comm->ll = st;
@@ -82,15 +90,51 @@ epResult_t epLlEnsureState(epComm* comm) {
           c.llMaxTokensPerRank, c.llHidden, c.llNumExperts, c.llMaxTopk, st->deviceSms);
   return epSuccess;
 fail:
+  if (st->prof) cudaFree(st->prof);
   if (st->ctl) cudaFree(st->ctl);
   epNvlBufferFree(comm, &st->buf);
   delete st;
   return res;
 }
 
+namespace {
+
+// EP_LL_PROFILE: one line per bucket that saw calls (mean stamps since block 0 started, in us).
+void printProfile(epComm* comm, epLlState* st) {
+  const int M = st->layout.M;
+  std::vector<unsigned long long> h(ep::ll::profBytes(M) / sizeof(unsigned long long));
+  if (cudaMemcpy(h.data(), st->prof, ep::ll::profBytes(M), cudaMemcpyDeviceToHost) != cudaSuccess) return;
+  static const char* kinds[] = {"dispatch dedup", "dispatch plain", "combine reduce", "combine plain"};
+  static const char* phases[] = {"send", "recv", "send+recv"};
+  for (int k = 0; k < ep::ll::kProfKinds; k++)
+    for (int ph = 1; ph <= ep::ll::kProfPhases; ph++)
+      for (int T = 0; T <= M; T++) {
+        const unsigned long long* b = h.data() + ep::ll::profBucket(k, ph, T, M);
+        if (b[0] == 0) continue;
+        double n = (double)b[0];
+        fprintf(stderr,
+                "[rank %d] EP_LL_PROFILE %s %s T=%d calls=%llu block0 us: setup %.2f stores %.2f release %.2f "
+                "ready %.2f end %.2f\n",
+                comm->rank, kinds[k], phases[ph - 1], T, b[0], b[1] / n / 1e3, b[2] / n / 1e3, b[3] / n / 1e3,
+                b[4] / n / 1e3, b[5] / n / 1e3);
+      }
+}
+
+}  // namespace
+
+unsigned long long* epLlProfSlot(epComm* comm, int kind, int phases, int T) {
+  epLlState* st = comm->ll;
+  if (st->prof == nullptr) return nullptr;
+  return st->prof + ep::ll::profBucket(kind, phases, T, st->layout.M);
+}
+
 void epLlFreeState(epComm* comm) {
   epLlState* st = comm->ll;
   if (st == nullptr) return;
+  if (st->prof) {
+    printProfile(comm, st);
+    cudaFree(st->prof);
+  }
   for (epLlHandle* h : st->handles) {
     if (h->srcT) cudaFree(h->srcT);
     comm->deviceBytes -= h->bytes;
@@ -120,16 +164,15 @@ ep::ll::SetArgs epLlSetArgs(epComm* comm, int b) {
   sa.ps.local = static_cast<char*>(st->buf.local);
   sa.ps.rank = comm->rank;
   sa.set = b;
+  sa.nb = st->deviceSms;
+  sa.setBytes = l.setBytes;
   sa.sigOff = l.sigOff(b);
-  sa.metaOff = l.metaOff(b);
+  sa.infoOff = l.infoOff(b);
+  sa.hdrOff = l.hdrOff(b);
   sa.dataOff = l.dataOff(b);
-  sa.stageOff = l.stageOff;
-  sa.metaStride = l.metaStride;
-  sa.metaNOff = l.metaNOff;
-  sa.metaCntOff = l.metaCntOff;
-  sa.metaPickOff = l.metaPickOff;
-  sa.metaWOff = l.metaWOff;
+  sa.infoStride = l.infoStride;
   sa.ctl = st->ctl;
+  sa.prof = nullptr;
   sa.status = comm->devStatusDev;
   sa.timeoutNs = (uint64_t)std::max(1, comm->config.timeoutMs) * 1000000ull;
   return sa;
@@ -139,7 +182,7 @@ int epLlBlocks(epComm* comm, int numSms) {
   int n = numSms > 0 ? numSms : (int)epParamLlNumSms();
   int maxBlocks = comm->ll->deviceSms;
   if (n <= 0 || n > maxBlocks) n = maxBlocks;
-  return std::max(2, n);  // block 0 builds routing metadata; at least one more sends tokens
+  return std::max(1, n);
 }
 
 EP_API epResult_t epLowLatencyHandleCreate(epComm_t comm, epLlHandle_t* handle) {
@@ -218,7 +261,7 @@ EP_API epResult_t epLowLatencyClean(epComm_t comm, cudaStream_t stream) {
   // next call before everyone has zeroed.
   EPCHECK(epBootstrapBarrier(comm->bootstrap));
   for (int b = 0; b < 2; b++)
-    CUDACHECK(cudaMemset(static_cast<char*>(st->buf.local) + st->layout.sigOff(b), 0, st->layout.sigBytes));
+    CUDACHECK(cudaMemset(static_cast<char*>(st->buf.local) + st->layout.sigOff(b), 0, st->layout.ctrlBytes));
   CUDACHECK(cudaMemset(st->ctl, 0, st->ctlSize));
   CUDACHECK(cudaDeviceSynchronize());
   EPCHECK(epBootstrapBarrier(comm->bootstrap));

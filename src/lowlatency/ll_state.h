@@ -59,6 +59,7 @@ struct epLlState {
   void* zeroCopy[2] = {nullptr, nullptr};
   size_t zeroCopyBytes = 0;
   std::vector<epLlHandle*> handles;
+  unsigned long long* prof = nullptr;  // EP_LL_PROFILE=1: phase sums (ll_profile.h)
 };
 
 /* Creates comm->ll on first use (collective). */
@@ -69,6 +70,9 @@ void epLlFreeState(epComm* comm);
 ep::ll::SetArgs epLlSetArgs(epComm* comm, int b);
 /* Blocks to launch for a call asking for numSms (0: EP_LL_NUM_SMS or all). */
 int epLlBlocks(epComm* comm, int numSms);
+/* EP_LL_PROFILE=1: the bucket of phase sums for one launch (nullptr when off).
+ * kind: 0 dispatch dedup, 1 dispatch plain, 2 combine reduce, 3 combine plain. */
+unsigned long long* epLlProfSlot(epComm* comm, int kind, int phases, int T);
 /* EP_LL_FUSED (default 1): a non-hooked call runs its send and receive phases
  * in one cooperative launch; 0: two ordinary launches (send, then receive). */
 bool epLlFused();
