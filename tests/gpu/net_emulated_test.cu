@@ -151,8 +151,8 @@ TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) {
   epResult_t r = epTestCommInitAt(w.rank, w.size, kNetCommPortOffset, &cfg, &comm);
   ASSERT_EQ(r, epSuccess) << epGetLastError(nullptr);
   ASSERT_EQ(comm->nNodes, 2);
-  EP_COMM_SCOPE(comm);  // internal calls below log into this comm's last error, as inside an API call
-  ASSERT_EQ(epNetInit(comm, kCh, 0), epSuccess) << epGetLastError(comm);
+  // Internal calls outside an API entry point log into the thread's last error (epGetLastError(nullptr)).
+  ASSERT_EQ(epNetInit(comm, kCh, 0), epSuccess) << epGetLastError(nullptr);
   ASSERT_EQ(comm->net->kind, EP_NET_KIND_EMULATED);
 
   const uint64_t srcBytes = (uint64_t)kCh * kPerCh * kMaxBytes;
@@ -168,8 +168,9 @@ TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) {
   NET_ASSERT_CUDA(cudaMemset(errors, 0, 3 * sizeof(int)));
   NET_ASSERT_CUDA(cudaDeviceSynchronize());
   int wData = -1, wSig = -1;
-  ASSERT_EQ(epNetRegisterWindow(comm, data, srcBytes + dstBytes, &wData), epSuccess) << epGetLastError(comm);
-  ASSERT_EQ(epNetRegisterWindow(comm, sig, sizeof(uint64_t) * w.size * kCh, &wSig), epSuccess) << epGetLastError(comm);
+  ASSERT_EQ(epNetRegisterWindow(comm, data, srcBytes + dstBytes, &wData), epSuccess) << epGetLastError(nullptr);
+  ASSERT_EQ(epNetRegisterWindow(comm, sig, sizeof(uint64_t) * w.size * kCh, &wSig), epSuccess)
+      << epGetLastError(nullptr);
 
   Args a{};
   ASSERT_EQ(epNetGetDevice(comm, &a.net), epSuccess);
@@ -211,7 +212,7 @@ TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) {
   EXPECT_EQ(herr[0], 0) << "words seen before their data landed (signal overtook data) or corrupted";
   EXPECT_EQ(herr[1], 0) << "posts failed";
   EXPECT_EQ(herr[2], 0) << "waits timed out";
-  EXPECT_EQ(epNetCheck(comm), epSuccess) << epGetLastError(comm);
+  EXPECT_EQ(epNetCheck(comm), epSuccess) << epGetLastError(nullptr);
   epResult_t async = epInternalError;
   EXPECT_EQ(epCommGetAsyncError(comm, &async), epSuccess);
   EXPECT_EQ(async, epSuccess) << epGetLastError(comm);
@@ -250,8 +251,8 @@ TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) {
            w.size, comm->nNodes, (unsigned long long)st.ops, (unsigned long long)st.busy,
            (unsigned long long)st.maxOutstanding);
 
-  ASSERT_EQ(epNetDeregisterWindow(comm, wSig), epSuccess) << epGetLastError(comm);
-  ASSERT_EQ(epNetDeregisterWindow(comm, wData), epSuccess) << epGetLastError(comm);
+  ASSERT_EQ(epNetDeregisterWindow(comm, wSig), epSuccess) << epGetLastError(nullptr);
+  ASSERT_EQ(epNetDeregisterWindow(comm, wData), epSuccess) << epGetLastError(nullptr);
   cudaStreamDestroy(stream);
   EXPECT_EQ(epCommDestroy(comm), epSuccess);
   cudaFree(data);
