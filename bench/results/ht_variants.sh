@@ -13,5 +13,5 @@ for v in "${VS[@]}"; do
   for e in "${ES[@]}"; do [ -n "$e" ] && export "$e" && xs="$xs -x ${e%%=*}"; done
   echo "=== $name ($envs) $PERF"
   timeout ${T2:-60} mpirun --allow-run-as-root --oversubscribe -np ${NP:-4} -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -x EP_TIMEOUT_MS $xs \
-    build/htrun/ep_ht_perf $PERF 2>&1 | tee $OUT/perf_$name.log | grep -E "^[0-9]+ +[0-9]+ +(dispatch|combine|notify)|check|rror|FAIL" | head -20
+    build/htrun/${BIN:-ep_ht_perf} $PERF 2>&1 | tee $OUT/perf_$name.log | grep -E "^[0-9]+ +[0-9]+ +(dispatch|combine|notify)|check|rror|FAIL" | head -20
 done

@@ -74,10 +74,10 @@ __device__ __forceinline__ void produce(const DispatchParams& p, const SendSmem&
   const Prof prof{w == 0 ? p.tune.prof : nullptr};
   const long long tTotal = prof.now();
   for (int i = w; i < n; i += p.tune.nProd) {
-    long long t0 = prof.now();
+    long long tp = prof.now();
     if (!producer_wait_empty(sm, i, spin, abortFlag, p.status, c)) return;
-    prof.add(P_P_EMPTY, t0);
-    t0 = prof.now();
+    prof.add(P_P_EMPTY, tp);
+    tp = prof.now();
     const int t = t0 + i;
     char* stg = sm.stages + (size_t)(i % sm.S) * sm.slotBytes;
     if (lane == 0) {
@@ -98,7 +98,7 @@ __device__ __forceinline__ void produce(const DispatchParams& p, const SendSmem&
       reinterpret_cast<float*>(stg + p.sl.wOff)[lane] = p.weights[(size_t)t * p.sl.K + lane];
     if (lane == 0) *reinterpret_cast<int*>(stg + p.sl.srcOff) = t;
     producer_commit(sm, i, mask);
-    prof.add(P_P_META, t0);
+    prof.add(P_P_META, tp);
   }
   prof.add(P_P_TOTAL, tTotal);
 }
