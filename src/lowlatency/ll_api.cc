@@ -115,6 +115,8 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   p.ue8m0 = in->useFp8 && in->ue8m0;
   p.scaleMn = in->scaleLayout == epLlScalesMnMajor;
   p.dedup = in->dedup != 0;
+  p.recvSplit = epLlRecvSplit();
+  p.coop = epLlCoop();
   p.msgStride = ep::ll::dispatchMsgStride(p.H, p.fp8);
   p.recvX = out->recvX;
   p.recvScales = out->recvScales;
@@ -234,6 +236,7 @@ EP_API epResult_t epLowLatencyCombine(epComm_t comm, const epLlCombineInput_t* i
   p.topk64 = in->topkIdxType == epInt64;
   p.weights = in->topkWeights;
   p.reduce = in->reduceOnSender != 0;
+  p.coop = epLlCoop();
   p.out = static_cast<uint16_t*>(out->out);
   p.hSrcT = handle->srcT;
   p.hFlatRow = handle->flatRow;

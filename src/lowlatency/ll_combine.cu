@@ -74,7 +74,9 @@ __device__ void send_rows(const CombineParams& p, int* sCnt, const int* sSrcT) {
   const int C = (H + kChunk - 1) / kChunk;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const int nunits = R * M * C;
-  for (int u = blockIdx.x * nw + warp; u < nunits; u += gridDim.x * nw) {
+  // Block 0 takes the last units: it starts with the ack release (ll_common.cuh).
+  const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
+  for (int u = vb * nw + warp; u < nunits; u += gridDim.x * nw) {
     int st = u / C, c = u - st * C;
     int s = st / M, t = st - s * M;
     if (t >= sSrcT[s]) continue;
@@ -289,7 +291,7 @@ epResult_t launchCombine(const CombineParams& p, int blocks, cudaStream_t stream
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeCooperative;
-  attr[0].val.cooperative = (p.phases == (kPhaseSend | kPhaseRecv)) ? 1 : 0;
+  attr[0].val.cooperative = (p.phases == (kPhaseSend | kPhaseRecv) && p.coop) ? 1 : 0;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   void* args[] = {const_cast<CombineParams*>(&p)};

@@ -81,6 +81,11 @@ __device__ __forceinline__ bool wait_tag(const uint64_t* p, uint32_t epoch, cons
   }
 }
 
+__device__ __forceinline__ uint64_t ld_relaxed_sys_u64(const uint64_t* p) {
+  uint64_t v;
+  asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
 __device__ __forceinline__ void st_relaxed_sys_u64(uint64_t* p, uint64_t v) {
   asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
@@ -111,12 +116,15 @@ __device__ __forceinline__ void epoch_write(const SetArgs& sa, int c, uint32_t v
 // its data counters are zeroed (each use then counts from 0, so a receiver
 // needs no "already consumed" state); the release orders the zeroing before
 // any write the acknowledgement allows.
-// Block 0 only, before its first barrier; publish_acks_end after its last.
+// Block 0 only (scheduled first: other blocks of a send-only kernel may wait
+// for its acknowledgement to this rank itself, so it must never wait behind
+// them), before its first barrier; publish_acks_record after its last. It
+// reads its own copy of the receive epochs, which no other block writes.
 __device__ __forceinline__ void publish_acks(const SetArgs& sa, int R) {
   for (int d = threadIdx.x; d < R; d += blockDim.x) {
 #pragma unroll
     for (int x = 0; x < 2; x++) {
-      uint32_t done = *(volatile uint32_t*)&sa.ctl->ep[(size_t)(2 + x) * sa.nb];
+      uint32_t done = *(volatile uint32_t*)&sa.ctl->ep[(size_t)(2 + x) * sa.nb + blockIdx.x];
       uint32_t pub = *(volatile uint32_t*)&sa.ctl->published[x];
       if (done == pub) continue;
       size_t sig = (size_t)x * sa.setBytes;
@@ -125,10 +133,11 @@ __device__ __forceinline__ void publish_acks(const SetArgs& sa, int R) {
     }
   }
 }
-// Block 0, after a barrier that follows publish_acks, and before epoch_write
-// (copy 0 of the receive epochs still holds the value publish_acks read).
+// The publishing block, after a barrier that follows publish_acks, and before
+// epoch_write (its copy of the receive epochs still holds what publish_acks read).
 __device__ __forceinline__ void publish_acks_record(const SetArgs& sa) {
-  if (threadIdx.x < 2) sa.ctl->published[threadIdx.x] = *(volatile uint32_t*)&sa.ctl->ep[(size_t)(2 + threadIdx.x) * sa.nb];
+  if (threadIdx.x < 2)
+    sa.ctl->published[threadIdx.x] = *(volatile uint32_t*)&sa.ctl->ep[(size_t)(2 + threadIdx.x) * sa.nb + blockIdx.x];
 }
 
 // Thread d < R: a first (relaxed) read of peer d's ack word, issued early so
@@ -155,12 +164,14 @@ __device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epo
 // also publishes acks and announces counts), summed per bucket on the device:
 // slot 0 = calls, slot i = sum of (stamp i - kernel start) in ns. Stamps:
 // 1 send setup done (table, acks), 2 send stores issued, 3 release adds done,
-// 4 receive data ready, 5 block end.
+// 4 receive data ready, 5 block end; slot 6 = sum over ALL blocks of their
+// duration, slot 7 = blocks (the mean block, to compare with block 0).
 struct Prof {
   unsigned long long t0, t[6];
-  bool on;
-  __device__ __forceinline__ explicit Prof(const SetArgs& sa) : on(sa.prof && blockIdx.x == 0 && threadIdx.x == 0) {
-    t0 = on ? dev::globaltimer_ns() : 0;
+  bool on, any;
+  __device__ __forceinline__ explicit Prof(const SetArgs& sa)
+      : on(sa.prof && blockIdx.x == 0 && threadIdx.x == 0), any(sa.prof && threadIdx.x == 0) {
+    t0 = any ? dev::globaltimer_ns() : 0;
 #pragma unroll
     for (int i = 0; i < 6; i++) t[i] = t0;
   }
@@ -168,8 +179,11 @@ struct Prof {
     if (on) t[i] = dev::globaltimer_ns();
   }
   __device__ __forceinline__ void flush(const SetArgs& sa) {
-    if (!on) return;
+    if (!any) return;
     t[5] = dev::globaltimer_ns();
+    atomicAdd(sa.prof + 6, t[5] - t0);
+    atomicAdd(sa.prof + 7, 1ull);
+    if (!on) return;
     atomicAdd(sa.prof, 1ull);
 #pragma unroll
     for (int i = 1; i < 6; i++) atomicAdd(sa.prof + i, t[i] - t0);

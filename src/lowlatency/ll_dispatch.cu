@@ -9,7 +9,7 @@
  *  - builds this rank's routing table in shared memory (validated ids, and
  *    j = the token's rank among this rank's tokens of each expert); the ack
  *    poll of flow control overlaps with it;
- *  - block 0 stores, per destination, one tagged 64-bit word per local expert
+ *  - the last block stores, per destination, one tagged 64-bit word per local expert
  *    there (token count) plus the source's T and the chunk messages it sends:
  *    (epoch << 32) | value, so the receiver polls each word directly;
  *  - warps take (token, 512-channel chunk) tasks: cast to FP8 (or keep BF16)
@@ -89,7 +89,7 @@ __device__ void build_table(const DispatchParams& p, const DSmem& sm) {
     if (e < 0) continue;
     int t = i / K;
     atomicOr(&sm.bits[e * Wt + (t >> 5)], 1u << (t & 31));
-    if (blockIdx.x == 0) {  // messages per destination (only block 0 announces them)
+    if (blockIdx.x == gridDim.x - 1) {  // messages per destination (only the last block announces them)
       int d = e / L;
       bool dup = false;
       if (p.dedup)
@@ -112,7 +112,8 @@ __device__ void build_table(const DispatchParams& p, const DSmem& sm) {
   __syncthreads();
 }
 
-// Block 0: the tagged count words and the (T, chunk messages) words, to every rank.
+// The last block (block 0 publishes acks, see ll_common.cuh): the tagged count
+// words and the (T, chunk messages) words, to every rank.
 __device__ void send_counts(const DispatchParams& p, const DSmem& sm, uint32_t epoch) {
   const SetArgs& sa = p.sa;
   const int E = p.E, L = p.L, R = p.R, me = p.rank;
@@ -163,14 +164,38 @@ __device__ __forceinline__ int4 cast_fp8(const int4& v0, const int4& v1, bool ro
   return make_int4((int)wds[0], (int)wds[1], (int)wds[2], (int)wds[3]);
 }
 
+// A warp's first send task: block 0 takes the last tasks, since it starts with
+// the ack release (ll_common.cuh).
+__device__ __forceinline__ int first_task() {
+  const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
+  return vb * (blockDim.x >> 5) + (threadIdx.x >> 5);
+}
+
+// This lane's 16 BF16 channels of task `task` (zero past H or past the tasks).
+__device__ __forceinline__ void load_chunk(const DispatchParams& p, int task, int4* v0, int4* v1) {
+  const int C = (p.H + kChunk - 1) / kChunk;
+  *v0 = make_int4(0, 0, 0, 0);
+  *v1 = *v0;
+  if (task >= p.T * C) return;
+  int t = task / C, c = task - t * C;
+  int ch0 = c * kChunk + (threadIdx.x & 31) * 16;
+  if (ch0 >= p.H) return;
+  const int4* src = reinterpret_cast<const int4*>(p.x + (size_t)t * p.H + ch0);
+  *v0 = dev::ld_nc_na(src);
+  *v1 = dev::ld_nc_na(src + 1);
+}
+
+// pre0/pre1: the first task's channels, loaded before the routing table was
+// built (the x load is independent of the routing: one round trip less).
 template <bool kFp8>
-__device__ void send_tokens(const DispatchParams& p, const DSmem& sm, uint32_t epoch) {
+__device__ void send_tokens(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int4 pre0, int4 pre1) {
   const SetArgs& sa = p.sa;
   const int K = p.K, H = p.H, L = p.L, M = p.M, me = p.rank;
   const int C = (H + kChunk - 1) / kChunk;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
   const int ntask = p.T * C;
-  for (int task = blockIdx.x * nw + warp; task < ntask; task += gridDim.x * nw) {
+  const int task0 = first_task();
+  for (int task = task0; task < ntask; task += gridDim.x * nw) {
     int t = task / C, c = task - t * C;
     int e = lane < K ? sm.ids[t * K + lane] : -1;
     bool valid = e >= 0;
@@ -181,12 +206,8 @@ __device__ void send_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     if (kmask == 0) continue;
     int ch0 = c * kChunk + lane * 16;
     bool active = ch0 < H;
-    int4 v0 = make_int4(0, 0, 0, 0), v1 = v0;
-    if (active) {
-      const int4* src = reinterpret_cast<const int4*>(p.x + (size_t)t * H + ch0);
-      v0 = dev::ld_nc_na(src);
-      v1 = dev::ld_nc_na(src + 1);
-    }
+    int4 v0 = pre0, v1 = pre1;
+    if (task != task0) load_chunk(p, task, &v0, &v1);
     if (c == 0) {  // the token's header, once per destination rank
       int j = lane < K ? sm.jpos[t * K + lane] : -1;
       float w = (valid && p.weights) ? __ldg(p.weights + t * K + lane) : 0.f;
@@ -237,7 +258,16 @@ __device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epo
   for (int i = tid; i < R * nwd; i += nt) {
     int s = i / nwd, w = i - s * nwd;
     const uint64_t* pw = sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)s * sa.infoStride + sizeof(uint64_t) * w);
+    const int* cntp = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * (size_t)s);
     uint32_t v = 0;
+    if (w == 1) {
+      // Fast path: the chunk-message word (relaxed) and the data counter
+      // (acquire) read in the same round trip; the counter only counts this
+      // use of the set (zeroed before the ack that allowed it).
+      uint64_t tw = ld_relaxed_sys_u64(pw);
+      uint32_t c = (uint32_t)dev::ld_acquire_sys(cntp);
+      if ((uint32_t)(tw >> 32) == epoch && (int)(c - (uint32_t)tw) >= 0) continue;
+    }
     if (!wait_tag(pw, epoch, sa, kWaitMeta, s, &v)) {
       *sFail = 1;
       continue;
@@ -245,7 +275,6 @@ __device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epo
     if (w == 0) {
       sm.sT[s] = (int)v;
     } else if (w == 1) {
-      const int* cntp = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * (size_t)s);
       if (!wait_reach(cntp, v, sa, kWaitData, s)) *sFail = 1;
     } else {
       sm.sCnt[(w - 2) * R + s] = (int)v;
@@ -277,25 +306,27 @@ __device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epo
   return true;
 }
 
-__device__ __forceinline__ void load_batch(const int4* src, int base, int n16, int lane, int4 (&v)[kCopyU]) {
+// Loads int4 elements [base, min(base + 32 * kCopyU, end)) of src, lane-strided.
+__device__ __forceinline__ void load_batch(const int4* src, int base, int end, int lane, int4 (&v)[kCopyU]) {
 #pragma unroll
   for (int u = 0; u < kCopyU; u++) {
     int i = base + u * 32 + lane;
-    if (i < n16) v[u] = dev::ld_nc_na(src + i);
+    if (i < end) v[u] = dev::ld_nc_na(src + i);
   }
 }
 
-// Writes one received message to the rows of the local experts in `tmask`
-// (lane k holds flat row `flat` of pick k). v holds the message's first batch.
+// Writes int4 elements [lo, hi) of one received message (and its scales if
+// `scales`) to the rows of the local experts in `tmask` (lane k holds flat row
+// `flat` of pick k). v holds the elements [lo, lo + 32 * kCopyU) already.
 template <bool kFp8>
 __device__ __forceinline__ void copy_message(const DispatchParams& p, const char* msg, unsigned tmask, int flat,
-                                             int lane, int4 (&v)[kCopyU]) {
+                                             int lane, int lo, int hi, bool scales, int4 (&v)[kCopyU]) {
   const int H = p.H;
   const int RM = p.R * p.M;
   const int n16 = kFp8 ? H / 16 : H / 8;
   const int4* src = reinterpret_cast<const int4*>(msg);
-  for (int base = 0; base < n16; base += 32 * kCopyU) {
-    if (base) load_batch(src, base, n16, lane, v);
+  for (int base = lo; base < hi; base += 32 * kCopyU) {
+    if (base != lo) load_batch(src, base, hi, lane, v);
     unsigned m = tmask;
     while (m) {
       int k = __ffs(m) - 1;
@@ -305,11 +336,11 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
 #pragma unroll
       for (int u = 0; u < kCopyU; u++) {
         int i = base + u * 32 + lane;
-        if (i < n16) dst[i] = v[u];
+        if (i < hi) dst[i] = v[u];
       }
     }
   }
-  if (!kFp8) return;
+  if (!kFp8 || !scales) return;
   const int G = H / 128;
   const float* sc = reinterpret_cast<const float*>(msg + H);
   if (p.ue8m0) {
@@ -352,17 +383,26 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
   }
 }
 
+// One (source, token) message is copied by p.recvSplit warps, each owning a
+// contiguous slice of it (more warps in flight: with one warp per message only
+// ~4 warps per SM would copy). Part 0 also writes the handle, srcInfo and
+// weights; the last part the scales.
 template <bool kFp8>
 __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t epoch) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, H = p.H;
-  const int RM = R * M;
+  const int RM = R * M, P = p.recvSplit;
   const int n16 = kFp8 ? H / 16 : H / 8;
+  const int per = ((n16 + P - 1) / P + 31) / 32 * 32;  // a slice: whole warp-wide steps
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const char* data = sa.ps.local + sa.dataOff;
-  for (int u = blockIdx.x * nw + warp; u < RM; u += gridDim.x * nw) {
+  for (int up = blockIdx.x * nw + warp; up < RM * P; up += gridDim.x * nw) {
+    int u = up / P, part = up - u * P;
     int s = u / M, t = u - s * M;
     if (t >= sm.sT[s]) continue;
+    const int lo = min(n16, part * per), hi = min(n16, lo + per);
+    const bool last = part == P - 1;
+    if (lo >= hi && part != 0 && !last) continue;
     const DispatchHdr* h = sa.ps.local_ptr<DispatchHdr>(sa.hdrOff + (size_t)u * sizeof(DispatchHdr));
     int pk = -1, ep = 0;
     float wv = 0.f;
@@ -371,11 +411,11 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
       wv = __ldcg(&h->w[lane]);
     }
     if (lane == 31) ep = __ldcg(&h->epoch);
-    // The message's first batch in the same round trip as its header (a slot
+    // The slice's first batch in the same round trip as the header (a slot
     // without a message this epoch is read for nothing: ~10% of them).
     int4 v[kCopyU];
     const char* msg0 = data + (p.dedup ? (size_t)u * p.msgStride : (size_t)u * K * p.msgStride);
-    if (p.dedup) load_batch(reinterpret_cast<const int4*>(msg0), 0, n16, lane, v);
+    if (p.dedup) load_batch(reinterpret_cast<const int4*>(msg0), lo, hi, lane, v);
     ep = __shfl_sync(0xffffffffu, ep, 31);
     int flat = -1;
     float w = 0.f;
@@ -384,27 +424,29 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
       flat = le * RM + sm.base[le * R + s] + j;
       w = wv;
     }
-    if (lane < K) {
-      size_t hi = (size_t)u * K + lane;
-      p.hFlatRow[hi] = flat;
-      p.hW[hi] = w;
+    if (part == 0) {
+      if (lane < K) {
+        size_t hi2 = (size_t)u * K + lane;
+        p.hFlatRow[hi2] = flat;
+        p.hW[hi2] = w;
+      }
+      if (flat >= 0) {
+        if (p.srcInfo) p.srcInfo[flat] = t;
+        if (p.recvW) p.recvW[flat] = w;
+      }
     }
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
-    if (flat >= 0) {
-      if (p.srcInfo) p.srcInfo[flat] = t;
-      if (p.recvW) p.recvW[flat] = w;
-    }
     if (p.dedup) {
-      copy_message<kFp8>(p, msg0, lmask, flat, lane, v);
+      copy_message<kFp8>(p, msg0, lmask, flat, lane, lo, hi, last, v);
     } else {
       unsigned m = lmask;
       while (m) {
         int k = __ffs(m) - 1;
         m &= m - 1;
         const char* msg = msg0 + (size_t)k * p.msgStride;
-        load_batch(reinterpret_cast<const int4*>(msg), 0, n16, lane, v);
-        copy_message<kFp8>(p, msg, 1u << k, flat, lane, v);
+        load_batch(reinterpret_cast<const int4*>(msg), lo, hi, lane, v);
+        copy_message<kFp8>(p, msg, 1u << k, flat, lane, lo, hi, last, v);
       }
     }
   }
@@ -426,14 +468,18 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   if (blockIdx.x == 0) publish_acks(sa, R);
 
   if (doSend) {
+    // Three independent first reads in flight together: ack words, the first
+    // task's x channels, the top-k ids (inside build_table).
     const int ackPre = ack_prefetch(sa, R);
+    int4 pre0, pre1;
+    load_chunk(p, first_task(), &pre0, &pre1);
     build_table(p, sm);
     if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
     prof.mark(1);
     if (!sFail) {
-      if (blockIdx.x == 0) send_counts(p, sm, sendEpoch);
-      send_tokens<kFp8>(p, sm, sendEpoch);
+      if (blockIdx.x == gridDim.x - 1) send_counts(p, sm, sendEpoch);
+      send_tokens<kFp8>(p, sm, sendEpoch, pre0, pre1);
     }
     prof.mark(2);
     // One release per destination, after the barrier: the barrier orders every
@@ -484,7 +530,7 @@ epResult_t launchDispatch(const DispatchParams& p, int blocks, cudaStream_t stre
   // Send and receive in one launch: receivers spin on data other blocks of
   // the same grid produce, so every block must be resident (cooperative).
   attr[0].id = cudaLaunchAttributeCooperative;
-  attr[0].val.cooperative = (p.phases == (kPhaseSend | kPhaseRecv)) ? 1 : 0;
+  attr[0].val.cooperative = (p.phases == (kPhaseSend | kPhaseRecv) && p.coop) ? 1 : 0;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   void* args[] = {const_cast<DispatchParams*>(&p)};

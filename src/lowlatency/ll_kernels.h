@@ -56,6 +56,8 @@ struct DispatchParams {
   const float* weights;
   int fp8, roundScale, ue8m0, scaleMn, dedup;
   int phases;
+  int recvSplit;  // warps per received message (EP_LL_RECV_SPLIT), 1..8
+  int coop;       // fused launch is cooperative (EP_LL_COOP, default 1)
   size_t msgStride;
   // outputs
   void* recvX;
@@ -80,6 +82,7 @@ struct CombineParams {
   const float* weights;
   int reduce;
   int phases;
+  int coop;
   uint16_t* out;
   const int* hSrcT;
   const int* hFlatRow;

@@ -15,7 +15,7 @@
 namespace ep {
 namespace ll {
 
-constexpr int kProfSlots = 8;  // calls, 5 stamps, 2 spare
+constexpr int kProfSlots = 8;  // calls, 5 stamps of block 0, sum of all blocks' durations, blocks
 constexpr int kProfKinds = 4;  // dispatch dedup, dispatch plain, combine reduce, combine plain
 constexpr int kProfPhases = 3; // send, recv, send+recv
 

@@ -20,8 +20,12 @@
 EP_PARAM(LlNumSms, "LL_NUM_SMS", 0)
 EP_PARAM(LlFused, "LL_FUSED", 1)
 EP_PARAM(LlProfile, "LL_PROFILE", 0)
+EP_PARAM(LlRecvSplit, "LL_RECV_SPLIT", 4)
+EP_PARAM(LlCoop, "LL_COOP", 1)
 
 bool epLlFused() { return epParamLlFused() != 0; }
+int epLlRecvSplit() { return (int)std::min<int64_t>(8, std::max<int64_t>(1, epParamLlRecvSplit())); }
+bool epLlCoop() { return epParamLlCoop() != 0; }
 
 using ep::ll::Layout;
 
@@ -114,9 +118,9 @@ void printProfile(epComm* comm, epLlState* st) {
         double n = (double)b[0];
         fprintf(stderr,
                 "[rank %d] EP_LL_PROFILE %s %s T=%d calls=%llu block0 us: setup %.2f stores %.2f release %.2f "
-                "ready %.2f end %.2f\n",
+                "ready %.2f end %.2f | mean block %.2f\n",
                 comm->rank, kinds[k], phases[ph - 1], T, b[0], b[1] / n / 1e3, b[2] / n / 1e3, b[3] / n / 1e3,
-                b[4] / n / 1e3, b[5] / n / 1e3);
+                b[4] / n / 1e3, b[5] / n / 1e3, b[7] ? (double)b[6] / (double)b[7] / 1e3 : 0.0);
       }
 }
 

@@ -76,5 +76,10 @@ unsigned long long* epLlProfSlot(epComm* comm, int kind, int phases, int T);
 /* EP_LL_FUSED (default 1): a non-hooked call runs its send and receive phases
  * in one cooperative launch; 0: two ordinary launches (send, then receive). */
 bool epLlFused();
+/* EP_LL_RECV_SPLIT (default 4, 1..8): warps that copy one received dispatch message. */
+int epLlRecvSplit();
+/* EP_LL_COOP (default 1): the fused launch is cooperative (co-residency guaranteed);
+ * 0 only to measure its cost (blocks then rely on fitting on the GPU at once). */
+bool epLlCoop();
 
 #endif  // EP_LL_STATE_H_
