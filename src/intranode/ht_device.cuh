@@ -135,7 +135,7 @@ __device__ __forceinline__ void publish_tails(const Buf& b, const epHtTune& t, i
   const bool ch = lane < R && v != pub;
   const unsigned chm = __ballot_sync(0xffffffffu, ch);
   if (!chm) return;
-  if (lane == 0 && !t.pubRelaxed) fence_acq_rel_sys();
+  if (lane == 0) fence_acq_rel_sys();
 #pragma unroll
   for (int d = 0; d < kR; d++) {
     const uint32_t vd = __shfl_sync(0xffffffffu, v, d);
@@ -156,11 +156,10 @@ __device__ __forceinline__ void bulk_wait_lag(const epHtTune& t) {
   else bulk_wait<4>();
 }
 // Publishes a ring tail. The bulk stores it covers are complete (bulk_wait)
-// and ordered for the generic proxy (fence.proxy.async) before this runs.
-__device__ __forceinline__ void publish_tail(const epHtTune& t, int* p, int v) {
-  if (t.pubRelaxed) st_relaxed_sys(p, v);
-  else st_release_sys(p, v);
-}
+// and ordered for the generic proxy (fence.proxy.async) before this runs; the
+// release is still needed: measured on H200, a relaxed store after a completed
+// bulk store to a peer let the receiver read stale slot bytes.
+__device__ __forceinline__ void publish_tail(const epHtTune& t, int* p, int v) { st_release_sys(p, v); }
 // Publishes a ring head: the slots below it have been read completely (bulk
 // loads observed complete, or loaded values already consumed), so a relaxed
 // store suffices: nothing the sender writes afterwards can reach those reads.

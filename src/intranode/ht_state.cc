@@ -13,6 +13,7 @@
 
 #include "core/checks.h"
 #include "core/comm.h"
+#include "core/param.h"
 
 namespace {
 
@@ -81,20 +82,23 @@ epResult_t epHtCheckIntranode(epComm* comm, const char* fn) {
   return epSuccess;
 }
 
+// Developer tuning knobs (docs/env.md), read once per process.
+EP_PARAM(HtDevPubEvery, "HT_DEV_PUB_EVERY", 2)
+EP_PARAM(HtDevCpubEvery, "HT_DEV_CPUB_EVERY", 4)
+EP_PARAM(HtDevLag8, "HT_DEV_LAG8", 0)
+EP_PARAM(HtDevReadLag2, "HT_DEV_READ_LAG2", 0)
+EP_PARAM(HtDevNprod, "HT_DEV_NPROD", 2)
+EP_PARAM(HtDevProf, "HT_DEV_PROF", 0)
+
 epHtTune epHtTuneGet(epHtState* st) {
-  auto env = [](const char* n, int d) {
-    const char* v = getenv(n);
-    return v && *v ? atoi(v) : d;
-  };
   epHtTune t;
-  t.pubRelaxed = env("EP_HT_DEV_PUB_RELAXED", 0);
-  t.pubEvery = std::max(1, env("EP_HT_DEV_PUB_EVERY", 2));
-  t.cpubEvery = std::max(1, env("EP_HT_DEV_CPUB_EVERY", 4));
-  t.lag8 = env("EP_HT_DEV_LAG8", 0);
-  t.readLag2 = env("EP_HT_DEV_READ_LAG2", 0);
-  t.nProd = std::min(4, std::max(1, env("EP_HT_DEV_NPROD", 2)));
+  t.pubEvery = (int)std::max<int64_t>(1, epParamHtDevPubEvery());
+  t.cpubEvery = (int)std::max<int64_t>(1, epParamHtDevCpubEvery());
+  t.lag8 = epParamHtDevLag8() != 0;
+  t.readLag2 = epParamHtDevReadLag2() != 0;
+  t.nProd = (int)std::min<int64_t>(4, std::max<int64_t>(1, epParamHtDevNprod()));
   t.prof = nullptr;
-  if (env("EP_HT_DEV_PROF", 0) && st != nullptr) {
+  if (epParamHtDevProf() && st != nullptr) {
     if (st->prof == nullptr) {
       if (cudaMalloc(&st->prof, EP_HT_MAX_CHANNELS * 32 * 8) != cudaSuccess ||
           cudaMemset(st->prof, 0, EP_HT_MAX_CHANNELS * 32 * 8) != cudaSuccess) {

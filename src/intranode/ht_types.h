@@ -46,9 +46,8 @@ struct epHtBufLayout {
   long long totalBytes;
 };
 
-/* Tuning knobs of the data-path kernels (host-chosen, passed by value). */
+/* Tuning knobs of the data-path kernels (host-chosen, passed by value; EP_HT_DEV_* in docs/env.md). */
 struct epHtTune {
-  int pubRelaxed;  /* 1: tails published with a relaxed store after the bulk stores completed (no fence) */
   int pubEvery;    /* dispatch: items between two tail publications */
   int cpubEvery;   /* combine: items between two tail publications */
   int lag8;        /* 1: publish 8 items late instead of 4 */
