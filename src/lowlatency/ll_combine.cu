@@ -160,7 +160,8 @@ __device__ void reduce_tokens(const CombineParams& p, const int* sIds) {
   const int C = (H + kChunk - 1) / kChunk;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const uint16_t* data = reinterpret_cast<const uint16_t*>(sa.ps.local + sa.dataOff);
-  for (int u = blockIdx.x * nw + warp; u < p.T * C; u += gridDim.x * nw) {
+  const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;  // block 0 last (it publishes acks)
+  for (int u = vb * nw + warp; u < p.T * C; u += gridDim.x * nw) {
     int t = u / C, c = u - t * C;
     int dest = lane < K ? sIds[t * K + lane] : -1;
     bool valid = dest >= 0;

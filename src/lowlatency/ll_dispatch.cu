@@ -396,7 +396,8 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
   const int per = ((n16 + P - 1) / P + 31) / 32 * 32;  // a slice: whole warp-wide steps
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const char* data = sa.ps.local + sa.dataOff;
-  for (int up = blockIdx.x * nw + warp; up < RM * P; up += gridDim.x * nw) {
+  const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;  // block 0 last (it publishes acks)
+  for (int up = vb * nw + warp; up < RM * P; up += gridDim.x * nw) {
     int u = up / P, part = up - u * P;
     int s = u / M, t = u - s * M;
     if (t >= sm.sT[s]) continue;
