@@ -6,10 +6,10 @@
  *   0             issuer: bulk-stores each staged slot into the rings of the
  *                 token's destinations (one bulk store per destination; the
  *                 row is read from HBM once), publishes tails (release).
- *   1..kProd      producers: bulk-load a token's row into a shared-memory
+ *   1..4          producers (2 by default): bulk-load a token's row into a shared-memory
  *                 stage and write its metadata (scales, top-k ids, weights,
  *                 source index) next to it, so a slot travels as one copy.
- *   kProd+1       receiver: for the rings (c, src -> me), bulk-loads arrived
+ *   next 1-2      receivers: for the rings (c, src -> me), bulk-loads arrived
  *                 slots into shared memory, bulk-stores the row to recvX at
  *                 rankPrefix[src] + channel offset + k, writes the metadata
  *                 (top-k ids mapped to local experts), publishes heads.
@@ -34,7 +34,8 @@ namespace ht {
 namespace {
 
 constexpr int kMaxProd = 4;  // producer warps compiled in; tune.nProd of them work
-constexpr int kDispatchThreads = (kMaxProd + 2) * 32;
+constexpr int kMaxRecv = 2;  // receiver warps compiled in; tune.nRecv of them work (sources split by rank)
+constexpr int kDispatchThreads = (kMaxProd + 1 + kMaxRecv) * 32;
 constexpr int kRecvPubEvery = 4;  // consumed slots between two head publications
 
 struct DispatchParams {
@@ -44,7 +45,8 @@ struct DispatchParams {
   int T;
   epHtSlotLayout sl;
   int cap;
-  int Ss, Sr;  // sender / receiver stages
+  int Ss, Sr;  // sender stages / stages per receiver warp
+  int nRecv;   // receiver warps (1..kMaxRecv)
   // inputs
   const char* x;
   const char* scales;
@@ -146,8 +148,8 @@ struct SelfDeliver {
 };
 
 template <int kR>
-__device__ __forceinline__ void receive(const DispatchParams& p, int c, char* stages, uint64_t* full, int* infoS,
-                                        int* infoK, Spin& spin, int* abortFlag) {
+__device__ __forceinline__ void receive(const DispatchParams& p, int c, int rIdx, char* stages, uint64_t* full,
+                                        int* infoS, int* infoK, Spin& spin, int* abortFlag) {
   const int lane = lane_id();
   const int R = p.b.R(), me = p.b.me();
   const int slotBytes = p.sl.slotBytes;
@@ -157,7 +159,9 @@ __device__ __forceinline__ void receive(const DispatchParams& p, int c, char* st
   const int* tailPtr = nullptr;
   int* headRemote = nullptr;
   const char* ring = nullptr;
-  if (lane < R && lane != me) {  // our own rows were delivered by the issuer
+  // Our own rows were delivered by the issuer; receiver warp rIdx takes the
+  // sources s with s % nRecv == rIdx.
+  if (lane < R && lane != me && lane % p.nRecv == rIdx) {
     n = p.h.recvChanCount[lane * EP_HT_MAX_CHANNELS + c];
     outBase = p.h.rankPrefix[lane] + p.h.recvChanPrefix[lane * EP_HT_MAX_CHANNELS + c];
     base = (uint32_t)*p.b.recvPos(c, lane);
@@ -277,19 +281,20 @@ __global__ void __launch_bounds__(kDispatchThreads, 1) dispatch_kernel(DispatchP
   sm.S = p.Ss;
   sm.slotBytes = slotBytes;
   sm.stages = smem;
+  const int nRs = p.nRecv * p.Sr;  // receiver stages, all receiver warps
   char* rstages = smem + (size_t)p.Ss * slotBytes;
-  char* tailp = rstages + (size_t)p.Sr * slotBytes;
+  char* tailp = rstages + (size_t)nRs * slotBytes;
   sm.full = reinterpret_cast<uint64_t*>(tailp);
   sm.empty = sm.full + p.Ss;
   uint64_t* rfull = sm.empty + p.Ss;
-  sm.mask = reinterpret_cast<int*>(rfull + p.Sr);
+  sm.mask = reinterpret_cast<int*>(rfull + nRs);
   sm.hist = sm.mask + p.Ss;
   int* infoS = sm.hist + kSendHist * EP_HT_MAX_NVL_RANKS;
-  int* infoK = infoS + p.Sr;
-  int* abortFlag = infoK + p.Sr;
+  int* infoK = infoS + nRs;
+  int* abortFlag = infoK + nRs;
   if (threadIdx.x == 0) {
     send_init(sm);
-    for (int s = 0; s < p.Sr; s++) mbar_init(&rfull[s], 1);
+    for (int s = 0; s < nRs; s++) mbar_init(&rfull[s], 1);
     *abortFlag = 0;
     fence_mbar_init();
   }
@@ -312,13 +317,17 @@ __global__ void __launch_bounds__(kDispatchThreads, 1) dispatch_kernel(DispatchP
   } else if (warp <= kMaxProd) {
     if (warp <= p.tune.nProd) produce(p, sm, c, t0, t1 - t0, warp - 1, spin, abortFlag);
   } else {
-    receive<kR>(p, c, rstages, rfull, infoS, infoK, spin, abortFlag);
+    const int r = warp - kMaxProd - 1;
+    if (r < p.nRecv)
+      receive<kR>(p, c, r, rstages + (size_t)r * p.Sr * slotBytes, rfull + r * p.Sr, infoS + r * p.Sr,
+                  infoK + r * p.Sr, spin, abortFlag);
   }
 }
 
-size_t dispatchSmem(int Ss, int Sr, int slotBytes) {
-  return (size_t)(Ss + Sr) * slotBytes + (size_t)(2 * Ss + Sr) * 8 + (size_t)Ss * 4 +
-         (size_t)kSendHist * EP_HT_MAX_NVL_RANKS * 4 + (size_t)2 * Sr * 4 + 16;
+size_t dispatchSmem(int Ss, int Sr, int nRecv, int slotBytes) {
+  const size_t nRs = (size_t)nRecv * Sr;
+  return (Ss + nRs) * slotBytes + (2 * Ss + nRs) * 8 + (size_t)Ss * 4 + (size_t)kSendHist * EP_HT_MAX_NVL_RANKS * 4 +
+         2 * nRs * 4 + 16;
 }
 
 template <int kR>
@@ -385,11 +394,15 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
             st->lay.ringBytes, cap, sl.slotBytes, EP_HT_MIN_RING_SLOTS);
     return epInvalidArgument;
   }
-  // Stages: as many as fit, up to 6 per side (enough bytes in flight per SM).
-  const size_t budget = (size_t)st->smemOptin - 2048;
-  int S = (int)std::min<size_t>(6, budget / ((size_t)2 * sl.slotBytes));
-  if (S < 2) {
-    EP_WARN("epDispatch: a %d-byte slot leaves fewer than 2 shared-memory stages per side (hidden too large)",
+  // Stages: as many as fit, up to 6 for the sender and 6 per receiver warp
+  // (enough bytes in flight per SM).
+  const epHtTune tune = epHtTuneGet(st);
+  const int nRecv = std::min(std::max(tune.nRecv, 1), kMaxRecv);
+  const int stagesFit = (int)(((size_t)st->smemOptin - 2048) / (size_t)sl.slotBytes);
+  const int Ss = std::min(6, stagesFit / 2);
+  const int Sr = std::min(6, (stagesFit - Ss) / nRecv);
+  if (Ss < 2 || Sr < 2) {
+    EP_WARN("epDispatch: a %d-byte slot leaves fewer than 2 shared-memory stages per warp (hidden too large)",
             sl.slotBytes);
     return epInvalidArgument;
   }
@@ -397,13 +410,14 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
   DispatchParams p;
   p.b.lay = st->lay;
   p.b.peers = st->peers;
-  p.tune = epHtTuneGet(st);
+  p.tune = tune;
   p.C = C;
   p.T = in->numTokens;
   p.sl = sl;
   p.cap = cap;
-  p.Ss = S;
-  p.Sr = S;
+  p.Ss = Ss;
+  p.Sr = Sr;
+  p.nRecv = nRecv;
   p.x = static_cast<const char*>(in->x);
   p.scales = static_cast<const char*>(in->xScales);
   p.sTok = shape.sTok;
@@ -423,7 +437,7 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
   p.capacity = out->capacity;
   p.status = comm->devStatusDev;
   p.timeoutNs = (unsigned long long)comm->config.timeoutMs * 1000000ull;
-  const size_t smem = dispatchSmem(p.Ss, p.Sr, sl.slotBytes);
+  const size_t smem = dispatchSmem(p.Ss, p.Sr, p.nRecv, sl.slotBytes);
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   const int R = comm->nranks;
   epResult_t res = R <= 2 ? launchDispatch<2>(st, p, smem, stream) : R <= 4 ? launchDispatch<4>(st, p, smem, stream)

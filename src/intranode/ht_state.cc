@@ -88,6 +88,7 @@ EP_PARAM(HtDevCpubEvery, "HT_DEV_CPUB_EVERY", 4)
 EP_PARAM(HtDevLag8, "HT_DEV_LAG8", 0)
 EP_PARAM(HtDevReadLag2, "HT_DEV_READ_LAG2", 0)
 EP_PARAM(HtDevNprod, "HT_DEV_NPROD", 2)
+EP_PARAM(HtDevNrecv, "HT_DEV_NRECV", 1)
 EP_PARAM(HtDevProf, "HT_DEV_PROF", 0)
 
 epHtTune epHtTuneGet(epHtState* st) {
@@ -97,6 +98,7 @@ epHtTune epHtTuneGet(epHtState* st) {
   t.lag8 = epParamHtDevLag8() != 0;
   t.readLag2 = epParamHtDevReadLag2() != 0;
   t.nProd = (int)std::min<int64_t>(4, std::max<int64_t>(1, epParamHtDevNprod()));
+  t.nRecv = (int)std::min<int64_t>(2, std::max<int64_t>(1, epParamHtDevNrecv()));
   t.prof = nullptr;
   if (epParamHtDevProf() && st != nullptr) {
     if (st->prof == nullptr) {

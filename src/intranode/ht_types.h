@@ -53,6 +53,7 @@ struct epHtTune {
   int lag8;        /* 1: publish 8 items late instead of 4 */
   int readLag2;    /* 1: the issuer lets 2 store groups read their stage instead of 1 */
   int nProd;       /* producer warps in dispatch (1..4) */
+  int nRecv;       /* receiver warps in dispatch (1..2) */
   unsigned long long* prof; /* dev profiling counters [blocks][32] (NULL: off) */
 };
 
