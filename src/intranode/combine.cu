@@ -317,12 +317,13 @@ __device__ __forceinline__ void reduce(const CombineParams& p, const RedSmem& rs
       try_publish(p, rs, c, t0, t1, base, false);
     }
   }
-  if (aborted) return;
   prof.add(P_CR_TOTAL, tTotal);
   if (lane == 0) atomicExch(&rs.prog[wr], t1);
   // All reducers done: final heads (exact), and our positions for the next call.
+  // A warp that gave up still arrives here (its peers give up too, through
+  // abortFlag), so the barrier never waits for a warp that left.
   named_barrier(1, kRed * 32);
-  if (wr == 0 && lane < R && lane != me) {
+  if (wr == 0 && lane < R && lane != me && !*reinterpret_cast<volatile int*>(abortFlag)) {
     const uint32_t fin = myBase + (uint32_t)p.h.sendChanCount[lane * EP_HT_MAX_CHANNELS + c];
     publish_head(p.b.headAt(lane, c), (int)fin);
     *p.b.recvPos(c, lane) = (int)fin;
