@@ -73,7 +73,7 @@ EXE_LDFLAGS := -Wl,-rpath,'$$ORIGIN/../lib'
 STATIC_LINK := -Wl,--whole-archive $(LIBA) -Wl,--no-whole-archive $(CUDA_LIBS) $(SYS_LIBS)
 
 .PHONY: all lib tools tests perf test test-gpu clean install deps pkg.debian.build pkg.debian.test pkg.debian.clean \
-  check-env-doc bundle-runtime-libs
+  check-env-doc bundle-runtime-libs gpu-bundle
 all: lib tools tests perf $(BUILDDIR)/lib/pkgconfig/epcomm.pc
 
 lib: $(BUILDDIR)/lib/libepcomm.so $(LIBA)
@@ -196,6 +196,19 @@ deps:
 # executables (rpath $$ORIGIN/../lib) and libepcomm.so (rpath $$ORIGIN) find it there.
 bundle-runtime-libs: lib
 	cp -L $$($(CC) -print-file-name=libhwloc.so.15) $(BUILDDIR)/lib/libhwloc.so.15
+
+# A small copy of the build for the GPU hosts (the device tool carries at most 64 MiB):
+# stripped executables in the same bin/ test/ lib/ layout, plus the runtime libraries
+# those hosts may lack. On the GPU host: `ln -sfn build-gpu build && scripts/gpu_suite.sh`.
+GPU_BUNDLE ?= build-gpu
+gpu-bundle: all
+	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/bin $(GPU_BUNDLE)/test $(GPU_BUNDLE)/lib
+	for f in $(TOOL_BINS) $(PERF_BINS); do strip -o $(GPU_BUNDLE)/bin/$$(basename $$f) $$f; done
+	for f in $(BUILDDIR)/test/ep_gpu_tests $(BUILDDIR)/test/ep_unit_tests; do strip -o $(GPU_BUNDLE)/test/$$(basename $$f) $$f; done
+	strip -o $(GPU_BUNDLE)/lib/libepcomm.so.$(EP_VERSION) $(LIBSO)
+	cd $(GPU_BUNDLE)/lib && ln -sf libepcomm.so.$(EP_VERSION) $(SONAME) && ln -sf $(SONAME) libepcomm.so
+	cp -L $$($(CC) -print-file-name=libhwloc.so.15) $(GPU_BUNDLE)/lib/
+	du -sh $(GPU_BUNDLE)
 
 clean:
 	rm -rf $(BUILDDIR)

@@ -10,9 +10,11 @@
 # Sections (run in this order; each writes $OUT/<section>*.log):
 #   info       nvidia-smi -L, nvidia-smi topo -m, driver/CUDA/NCCL found
 #   topo       build/bin/ep-topo
+#   comm       communicator on the GPUs: ep-topo --comm and the MpiWorld tests under mpirun, CommGpu.*
 #   ht         HT GPU suite (build/test/ep_gpu_tests, HT filter) under mpirun at each --ranks
 #   sanitizer  compute-sanitizer memcheck + racecheck on the small HT cases (*Small*) at 2 ranks
 #   eplb       EPLB GPU tests (single process, filter Eplb*)
+#   net        emulated RDMA transport (proxy + peer copies across virtual nodes) at each --ranks
 #   perf-ht    build/bin/ep_ht_perf: check run, then BF16 + FP8 dispatch and combine at 4096 tokens, SM sweep
 #   ll         LL GPU tests and build/bin/ep_ll_perf, when they exist (LL section: extend section_ll)
 # Add a section: write section_<name>() using run_step, and add <name> to SECTIONS.
@@ -28,7 +30,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-SECTIONS="info topo ht sanitizer eplb perf-ht ll"
+SECTIONS="info topo comm ht sanitizer eplb net perf-ht ll"
 only="" skip="" ranks_arg="2 4" quick=0 perf_args=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -96,6 +98,10 @@ skip_step() { SUMMARY+=("$1|$2|SKIP($3)|0|-"); echo "==== [$1] $2: skipped: $3";
 
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none
         -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -x EP_COMM_ID -x EP_TIMEOUT_MS)
+# Forward every other EP_* knob set by the caller (e.g. EP_EMULATE_NODES, EP_NET, EP_DEBUG).
+for v in $(env | grep -o '^EP_[A-Z0-9_]*' | sort -u); do
+  case $v in EP_COMM_ID|EP_TIMEOUT_MS) ;; *) MPIRUN+=(-x "$v") ;; esac
+done
 
 # ---------------------------------------------------------------- sections
 section_info() {
@@ -112,6 +118,27 @@ section_info() {
 section_topo() {
   if [ -x build/bin/ep-topo ]; then run_step topo "ep-topo" topo.log build/bin/ep-topo
   else skip_step topo ep-topo "build/bin/ep-topo not built"; fi
+}
+
+section_comm() {
+  [ -x build/bin/ep-topo ] && [ "$MAXR" -ge 2 ] &&
+    run_step comm "ep-topo --comm, $MAXR ranks" comm_topo.log "${MPIRUN[@]}" -np "$MAXR" build/bin/ep-topo --comm
+  if [ -x build/test/ep_unit_tests ]; then
+    [ "$MAXR" -ge 2 ] && run_step comm "MpiWorld tests, $MAXR ranks" comm_mpi.log \
+      "${MPIRUN[@]}" -np "$MAXR" build/test/ep_unit_tests --gtest_filter='MpiWorld.*' --gtest_color=no
+    run_step comm "CommGpu tests (1 process, every GPU)" comm_gpu.log \
+      build/test/ep_unit_tests --gtest_filter='CommGpu.*' --gtest_color=no
+  else
+    skip_step comm "unit tests" "build/test/ep_unit_tests not built"
+  fi
+}
+
+section_net() {
+  [ -x build/test/ep_gpu_tests ] || { skip_step net "emulated net" "build/test/ep_gpu_tests not built"; return; }
+  for n in "${RANKS[@]}"; do
+    run_step net "emulated RDMA transport, $n ranks" "net_np$n.log" \
+      "${MPIRUN[@]}" -np "$n" build/test/ep_gpu_tests --gtest_filter='NetEmulated*' --gtest_color=no
+  done
 }
 
 HT_FILTER='*HtLayout*:*HtDispatchCombine*:HtStress.*:HtBadInput*'
@@ -197,7 +224,7 @@ done
     echo "| $a | $b | $c | $d | $e |"
   done
   # gtest totals and perf tables from the logs
-  for f in "$OUT"/ht_np*.log "$OUT"/sanitizer_*.log; do
+  for f in "$OUT"/comm_*.log "$OUT"/ht_np*.log "$OUT"/ll_np*.log "$OUT"/net_np*.log "$OUT"/eplb.log "$OUT"/sanitizer_*.log; do
     [ -f "$f" ] || continue
     echo
     echo "$(basename "$f"): $(grep -E '^\[==========\] .* ran|^\[  (PASSED|SKIPPED|FAILED) +\] [0-9]|ERROR SUMMARY' "$f" | tr '\n' ' ')"
