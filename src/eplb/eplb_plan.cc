@@ -61,9 +61,10 @@ bool packHoldsKey(const std::vector<int>& items, const std::vector<int>& keys, i
 
 /* Removes avoidable duplicate keys by swapping items between packs. Each swap
  * strictly lowers the total duplicate count, so this terminates; it stops only
- * when every remaining duplicate is unavoidable (its key is on every pack). */
+ * when every remaining duplicate is unavoidable (its key is on every pack), or
+ * when every swap that would remove one puts a pack above `cap`. */
 void repairDuplicates(const std::vector<double>& w, const std::vector<int>& keys, std::vector<std::vector<int>>* packs,
-                      std::vector<double>* load) {
+                      std::vector<double>* load, double cap = HUGE_VAL) {
   const int m = (int)packs->size();
   for (;;) {
     int bestA = -1, bestI = -1, bestB = -1, bestJ = -1, bestGain = 0;
@@ -88,6 +89,7 @@ void repairDuplicates(const std::vector<double>& w, const std::vector<int>& keys
             double la = (*load)[a] - w[pa[i]] + w[pb[j]];
             double lb = (*load)[b] - w[pb[j]] + w[pa[i]];
             double mx = std::max(la, lb);
+            if (mx > cap) continue;
             if (bestA < 0 || gain > bestGain || (gain == bestGain && mx < bestMax)) {
               bestA = a, bestI = (int)i, bestB = b, bestJ = (int)j, bestGain = gain, bestMax = mx;
             }
@@ -400,28 +402,225 @@ double maxGpuLoad(const double* w, const LayerPlan& plan, int numGpus) {
   return *std::max_element(g.begin(), g.end());
 }
 
+/* Replicas that share a GPU although they need not: for each expert,
+ * min(replicas, GPUs of its domain) minus the distinct GPUs it is on. */
+int avoidableDuplicates(const LayerPlan& plan, int numGpus, int gpusPerDomain) {
+  const int E = (int)plan.logcnt.size(), R = (int)plan.phy2log.size(), ppg = R / numGpus;
+  std::vector<std::vector<char>> on(E, std::vector<char>(numGpus, 0));
+  int n = 0;
+  for (int e = 0; e < E; e++) n += std::min(plan.logcnt[e], gpusPerDomain);
+  for (int p = 0; p < R; p++) {
+    char& c = on[plan.phy2log[p]][p / ppg];
+    if (!c) c = 1, n--;
+  }
+  return n;
+}
+
+/* State of the bound-keeping fill (planLayerBounded). */
+struct BoundedFill {
+  std::vector<std::vector<int>> items;   // [P] the expert of each filled slot
+  std::vector<int> cnt;                  // [E] replicas
+  std::vector<std::vector<int>> copies;  // [E][P] replicas of the expert on the GPU
+  std::vector<double> load;              // [P]
+};
+
+/* One attempt of the fill described at planLayerBounded. Returns false if it
+ * got stuck, after reserving the GPUs that caused it. */
+bool fillWithinBound(const double* w, const PlanShape& s, int gpusPerDomain, double limit, std::vector<char>* reserved,
+                     BoundedFill* f) {
+  const int E = s.numExperts, P = s.numGpus, ppg = s.numSlots / P, epg = E / P;
+  f->items.assign(P, {});
+  f->cnt.assign(E, 1);
+  f->copies.assign(E, std::vector<int>(P, 0));
+  std::vector<int> home(E);  // the contiguous placement
+  for (int x = 0; x < E; x++) {
+    home[x] = x / epg;
+    f->items[home[x]].push_back(x);
+    f->copies[x][home[x]] = 1;
+  }
+  // Loads are recomputed from the slots (not updated by +=) so that rounding cannot drift.
+  auto loadOf = [&](int g) {
+    double l = 0;
+    for (int x : f->items[g]) l += w[x] / f->cnt[x];
+    return l;
+  };
+  f->load.resize(P);
+  for (int g = 0; g < P; g++) f->load[g] = loadOf(g);
+  const double tie = 1e-12 * limit;
+  for (int slot = E; slot < s.numSlots; slot++) {
+    std::vector<int> own(P, 0);  // experts whose replicas are all on the GPU
+    for (int x = 0; x < E; x++)
+      if (f->copies[x][home[x]] == f->cnt[x]) own[home[x]]++;
+    std::vector<int> byLoad(P);
+    std::iota(byLoad.begin(), byLoad.end(), 0);
+    std::stable_sort(byLoad.begin(), byLoad.end(), [&](int a, int b) { return f->load[a] > f->load[b]; });
+    int bestX = -1, bestT = -1;
+    bool bestDup = true;
+    double bestMax = 0, bestTarget = 0;
+    for (int x = 0; x < E; x++) {
+      const int k = f->cnt[x], d0 = home[x] / gpusPerDomain * gpusPerDomain;
+      const double unit = w[x] / ((double)k * (k + 1));  // what each replica gives up
+      // The two largest loads among x's holders after the split and among the
+      // other GPUs, so that the target can be left out in O(1).
+      int h1 = -1, n1 = -1, n2 = -1;
+      double hl1 = 0, hl2 = 0;
+      for (int g = d0; g < d0 + gpusPerDomain; g++) {
+        if (!f->copies[x][g]) continue;
+        const double l = f->load[g] - f->copies[x][g] * unit;
+        if (h1 < 0 || l > hl1) {
+          hl2 = h1 < 0 ? 0 : hl1;
+          hl1 = l, h1 = g;
+        } else if (l > hl2) {
+          hl2 = l;
+        }
+      }
+      for (int g : byLoad) {
+        if (f->copies[x][g]) continue;
+        if (n1 < 0) n1 = g;
+        else if (n2 < 0) n2 = g;
+        else break;
+      }
+      // A reserved GPU keeps its last own expert while it has a free slot.
+      const bool pinned = f->copies[x][home[x]] == k && (*reserved)[home[x]] &&
+                          (int)f->items[home[x]].size() < ppg && own[home[x]] == 1;
+      for (int t = d0; t < d0 + gpusPerDomain; t++) {
+        const int j = f->copies[x][t];
+        if ((int)f->items[t].size() >= ppg || (pinned && t != home[x])) continue;
+        const double target = f->load[t] + (k - j) * unit;
+        double mx = std::max(target, h1 == t ? hl2 : hl1);
+        const int other = n1 == t ? n2 : n1;
+        if (other >= 0) mx = std::max(mx, f->load[other]);
+        if (j < k && mx > limit) continue;  // j == k changes no load: always allowed
+        const bool dup = j > 0;
+        bool better = bestX < 0 || (!dup && bestDup);
+        if (!better && dup == bestDup)
+          better = mx < bestMax - tie || (mx <= bestMax + tie && target < bestTarget - tie);
+        if (better) bestX = x, bestT = t, bestDup = dup, bestMax = mx, bestTarget = target;
+      }
+    }
+    if (bestX < 0) {  // stuck: every GPU with a free slot has given away all its own experts
+      for (int g = 0; g < P; g++)
+        if ((int)f->items[g].size() < ppg && own[g] == 0) (*reserved)[g] = 1;
+      return false;
+    }
+    f->items[bestT].push_back(bestX);
+    f->copies[bestX][bestT]++;
+    f->cnt[bestX]++;
+    for (int g = 0; g < P; g++)
+      if (f->copies[bestX][g]) f->load[g] = loadOf(g);
+  }
+  return true;
+}
+
+/* Fourth candidate, bound-keeping: its max GPU load is never above `bound`,
+ * the max load of the contiguous placement without replicas (expert e on GPU
+ * e / (E/P); in hierarchical mode each group is then inside one node). It is
+ * what makes planLayer's guarantee hold by construction.
+ *
+ * Construction: start from the contiguous placement and fill the R - E free
+ * slots one at a time. Adding a replica of expert x (k replicas, j of them on
+ * GPU t) to GPU t re-splits w[x] over k + 1 replicas: every other GPU holding x
+ * loses load and t gains w[x](k-j)/(k(k+1)), which is 0 when all k replicas are
+ * on t already (a "self-copy": no load changes at all). A move is taken only if
+ * the max load after it is <= bound, or if it is a self-copy. Moves that put x
+ * on a new GPU of its domain (node, or all GPUs) are preferred to duplicates;
+ * then the lowest resulting max, then the lowest target load (which spreads
+ * the replicas), then the lowest expert and GPU.
+ *
+ * Why it always finishes: a GPU with a free slot that still has an "own"
+ * expert (all its replicas on that GPU) can always take a self-copy. So the
+ * fill gets stuck only if every GPU with a free slot has given all its own
+ * experts away. Those GPUs are then reserved and the fill restarts; a reserved
+ * GPU may not give its last own expert away while it has a free slot, so it is
+ * never stuck again. Each restart reserves at least one new GPU: at most P
+ * restarts, and with all GPUs reserved the fill always finishes (at worst with
+ * self-copies only, i.e. exactly the loads of the contiguous placement).
+ *
+ * Why it is never worse: max load <= bound holds at the start (the bound is
+ * that max) and after every move (checked, or a self-copy changes nothing), so
+ * for the filled plan. The duplicate repair then only takes swaps that keep
+ * both GPUs <= bound, and the local search never raises the max. Up to
+ * rounding only: the loads are sums of w/cnt in other orders, so moves are
+ * checked against bound * (1 + 1e-13), well inside kLoadBoundRelTol.
+ * Duplicates can remain, because sometimes no plan without one meets the bound
+ * (docs/eplb.md has an example). */
+void planLayerBounded(const double* w, const PlanShape& s, const PlanOptions& opt, double bound, LayerPlan* out) {
+  const bool hier = !opt.forceGlobal && s.numGroups % s.numNodes == 0;
+  const int E = s.numExperts, R = s.numSlots, P = s.numGpus, ppg = R / P;
+  const int gpd = hier ? P / s.numNodes : P;
+  const double limit = bound * (1 + 1e-13);
+  std::vector<char> reserved(P, 0);
+  BoundedFill f;
+  while (!fillWithinBound(w, s, gpd, limit, &reserved, &f)) {
+    // Each failed attempt reserved at least one more GPU: at most P retries.
+  }
+  out->hierarchical = hier;
+  out->logcnt = f.cnt;
+  out->phy2log.assign(R, -1);
+  out->phyRank.assign(R, 0);
+  std::vector<int> nextRank(E, 0);
+  for (int d0 = 0; d0 < P; d0 += gpd) {  // one domain (node, or all GPUs) at a time: replicas stay in it
+    std::vector<double> slotW;
+    std::vector<int> keys;
+    std::vector<std::vector<int>> packs(gpd);
+    std::vector<double> load(gpd, 0.0);
+    for (int g = 0; g < gpd; g++)
+      for (int x : f.items[d0 + g]) {
+        packs[g].push_back((int)slotW.size());
+        slotW.push_back(w[x] / f.cnt[x]);
+        keys.push_back(x);
+        load[g] += slotW.back();
+      }
+    repairDuplicates(slotW, keys, &packs, &load, limit);
+    refineMaxLoad(slotW, &keys, &packs, &load);
+    for (int g = 0; g < gpd; g++)
+      for (int i = 0; i < ppg; i++) {
+        const int x = keys[packs[g][i]], p = (d0 + g) * ppg + i;
+        out->phy2log[p] = x;
+        out->phyRank[p] = nextRank[x]++;
+      }
+  }
+}
+
 }  // namespace
 
+void planCandidates(const double* w, const PlanShape& s, const PlanOptions& opt, std::vector<LayerPlan>* c) {
+  c->assign(1, LayerPlan());
+  planLayerImpl(w, s, opt, false, &(*c)[0]);
+  if (!opt.refine || s.numExperts % s.numGpus != 0) return;  // upstream mode stays bit-identical to upstream
+  c->resize(4);
+  planLayerImpl(w, s, opt, true, &(*c)[1]);
+  planLayerIncremental(w, s, opt, &(*c)[2]);
+  planLayerBounded(w, s, opt, noReplicaMaxLoad(w, s), &(*c)[3]);
+}
+
+double noReplicaMaxLoad(const double* w, const PlanShape& s) {
+  std::vector<double> g;
+  gpuLoadsUnbalanced(w, s.numExperts, s.numGpus, &g);
+  return *std::max_element(g.begin(), g.end());
+}
+
+/* Greedy packing is a heuristic: on small or near-uniform layers it can lose
+ * to the contiguous placement without replicas, and so can the other
+ * heuristic candidates. The bound-keeping candidate never does, so selecting
+ * admissible plans first makes "never worse than no replicas" a guarantee. */
 void planLayer(const double* w, const PlanShape& s, const PlanOptions& opt, LayerPlan* out) {
-  planLayerImpl(w, s, opt, false, out);
-  // Greedy packing is a heuristic and can lose to the plain contiguous placement
-  // on small or near-uniform layers. In the default mode, also plan with every
-  // expert anchored on its contiguous home GPU and keep that plan when its max
-  // GPU load is strictly lower. (Upstream mode stays bit-identical to upstream.)
-  if (!opt.refine || s.numExperts % s.numGpus != 0) return;
-  double best = maxGpuLoad(w, *out, s.numGpus);
-  for (int variant = 0; variant < 2; variant++) {
-    LayerPlan alt;
-    if (variant == 0)
-      planLayerImpl(w, s, opt, true, &alt);
-    else
-      planLayerIncremental(w, s, opt, &alt);
-    const double m = maxGpuLoad(w, alt, s.numGpus);
-    if (m < best * (1 - 1e-12)) {
-      best = m;
-      *out = std::move(alt);
+  std::vector<LayerPlan> c;
+  planCandidates(w, s, opt, &c);
+  int best = 0;
+  if (c.size() > 1) {
+    const double bound = noReplicaMaxLoad(w, s);
+    const int gpd = (!opt.forceGlobal && s.numGroups % s.numNodes == 0) ? s.numGpus / s.numNodes : s.numGpus;
+    std::vector<double> mx(c.size());
+    std::vector<int> rank(c.size());  // 0: admissible, no avoidable duplicate; 1: admissible; 2: above the bound
+    for (size_t i = 0; i < c.size(); i++) {
+      mx[i] = maxGpuLoad(w, c[i], s.numGpus);
+      rank[i] = mx[i] > bound * (1 + kLoadBoundRelTol) ? 2 : avoidableDuplicates(c[i], s.numGpus, gpd) > 0;
     }
+    for (size_t i = 1; i < c.size(); i++)
+      if (rank[i] < rank[best] || (rank[i] == rank[best] && mx[i] < mx[best] * (1 - 1e-12))) best = (int)i;
   }
+  *out = std::move(c[best]);
 }
 
 int fillLog2Phy(const LayerPlan& plan, int numExperts, int maxReplicas, int* log2phy) {

@@ -9,8 +9,9 @@
  * node. Global: the same with one group and one node. Ties always go to the
  * lowest index, which makes the plan a pure function of the inputs. By
  * default (not upstream mode) duplicates on a GPU are avoided, packings are
- * refined by local search, and two contiguous-anchored candidates compete
- * (planLayer keeps the lowest max GPU load).
+ * refined by local search, and three more candidates compete, one of which
+ * keeps the max GPU load within that of the placement without replicas by
+ * construction (see planLayer).
  *************************************************************************/
 #ifndef EP_EPLB_PLAN_H_
 #define EP_EPLB_PLAN_H_
@@ -53,8 +54,29 @@ epResult_t validatePlanShape(const PlanShape& s, const char* fn);
 /* Checks that every weight of the row is finite and >= 0 (layer is for the message). */
 epResult_t validateWeights(const double* w, int numExperts, int layer, const char* fn);
 
-/* Plans one layer; the shape must have passed validatePlanShape. */
+/* Plans one layer; the shape must have passed validatePlanShape.
+ *
+ * Guarantee (default mode, E % P == 0): the max GPU load is never above
+ * noReplicaMaxLoad (times 1 + kLoadBoundRelTol, for rounding only). The plan is
+ * chosen among planCandidates: admissible plans (within the bound) first, then
+ * those without avoidable duplicates (two replicas of an expert on one GPU
+ * while a GPU of its domain lacks it), then the lowest max load, then the
+ * earliest candidate. The last candidate is always admissible, so the winner
+ * is too. The load bound wins over the duplicate rule: a duplicate wastes a
+ * slot but adds no load, and sometimes no duplicate-free plan meets the bound. */
 void planLayer(const double* w, const PlanShape& s, const PlanOptions& opt, LayerPlan* out);
+
+/* Relative tolerance of the bound: loads are sums of w/cnt in different orders. */
+constexpr double kLoadBoundRelTol = 1e-12;
+
+/* Max GPU load of the placement without replicas: expert e on GPU e / (E/P).
+ * E % P == 0 required. */
+double noReplicaMaxLoad(const double* w, const PlanShape& s);
+
+/* The candidate plans planLayer chooses from, in order: EPLB; the same
+ * replication anchored on the contiguous placement; incremental; bound-keeping
+ * (within noReplicaMaxLoad by construction). Upstream mode or E % P != 0: EPLB only. */
+void planCandidates(const double* w, const PlanShape& s, const PlanOptions& opt, std::vector<LayerPlan>* out);
 
 /* log2phy row-block [E x maxReplicas] of a layer plan, -1 padded. Returns the
  * largest replica count; entries beyond maxReplicas are not written. */
