@@ -267,6 +267,10 @@ __device__ __forceinline__ void send_issue(const Buf& b, const epHtTune& tune, i
     t0 = prof.now();
     if (mine) tail++;
     if (lane < R) sm.hist[(i % kSendHist) * EP_HT_MAX_NVL_RANKS + lane] = (int)tail;
+    // Every lane's reads of earlier stages (self delivery) must be ordered
+    // before lane 0 hands a stage back to the producers (a WAR race otherwise:
+    // shuffles and ballots synchronise execution, not memory).
+    __syncwarp();
     if (lane == 0) {
       if (tune.readLag2) {
         bulk_wait_read<2>();

@@ -3,7 +3,7 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  *   epTestDevBuf b;
- *   b.alloc(bytes, guardBytes);     // cudaMalloc(bytes + guardBytes), all 0xFF
+ *   b.alloc(bytes, guardBytes);     // cudaMalloc(bytes + guardBytes), all 0xFF, completed
  *   b.poison(0xA5, stream);         // whole buffer incl. guard, async
  *   ... kernel writes b.p[0, bytes) ...
  *   b.download(&host);              // bytes + guard back to the host
@@ -52,7 +52,10 @@ struct epTestDevBuf {
       p = nullptr;
       return e;
     }
-    return cudaMemset(p, 0xFF, total);
+    e = cudaMemset(p, 0xFF, total);
+    // cudaMemset runs on the legacy stream, which is not ordered with the
+    // non-blocking streams the tests use: finish it before anyone poisons.
+    return e == cudaSuccess ? cudaDeviceSynchronize() : e;
   }
   void free() {
     if (p) (void)cudaFree(p);
