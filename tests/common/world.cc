@@ -76,3 +76,19 @@ epResult_t epTestCommInitAt(int rank, int nranks, int portOffset, const epConfig
   setenv("EP_COMM_ID", saved.c_str(), 1);
   return r;
 }
+
+std::string epTestNoGpuReason(const char* needs) {
+  int n = 0;
+  cudaError_t ce = cudaGetDeviceCount(&n);
+  if (ce == cudaSuccess && n > 0) return std::string();
+  (void)cudaGetLastError();
+  return std::string("no CUDA device: cudaGetDeviceCount() -> ") +
+         (ce != cudaSuccess ? cudaGetErrorString(ce) : "0 devices") + "; " + needs;
+}
+
+std::string epTestErrText(epResult_t r, epComm_t comm) {
+  std::string s = epGetErrorString(r);
+  const char* m = epGetLastError(comm);
+  if (m && *m) s += std::string(" (") + m + ")";
+  return s;
+}

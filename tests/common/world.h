@@ -10,6 +10,8 @@
 #ifndef EP_TESTS_WORLD_H_
 #define EP_TESTS_WORLD_H_
 
+#include <string>
+
 #include "epcomm.h"
 
 struct epTestWorld {
@@ -39,5 +41,12 @@ epResult_t epTestCommInitAt(int rank, int nranks, int portOffset, const epConfig
 
 /* Number of CUDA devices visible (0 without a GPU or driver). */
 int epTestCudaDeviceCount();
+
+/* Empty when a CUDA device is usable; otherwise the reason a GPU suite skips,
+ * starting with "no CUDA device:" and ending with what the suite needs. */
+std::string epTestNoGpuReason(const char* needs);
+
+/* Text for an epcomm failure in test messages: "epInvalidArgument (last error text)". */
+std::string epTestErrText(epResult_t r, epComm_t comm);
 
 #endif  // EP_TESTS_WORLD_H_

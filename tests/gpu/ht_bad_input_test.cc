@@ -31,7 +31,7 @@ bool isRefusal(epResult_t r) { return r == epInvalidArgument || r == epInvalidUs
 #define EXPECT_REFUSED(call, comm)                                                                       \
   do {                                                                                                   \
     epResult_t r_ = (call);                                                                              \
-    EXPECT_TRUE(isRefusal(r_)) << #call << " -> " << htErr(r_, comm)                                      \
+    EXPECT_TRUE(isRefusal(r_)) << #call << " -> " << epTestErrText(r_, comm)                                      \
                                << " (expected epInvalidArgument or epInvalidUsage)";                     \
     if (isRefusal(r_)) {                                                                                 \
       EXPECT_STRNE("", epGetLastError(comm)) << #call << ": refused without a message";                  \
@@ -123,9 +123,9 @@ void expectRefusedByNotifyOrDispatch(epComm_t comm, const epDispatchInput_t& in,
     EXPECT_STRNE("", epGetLastError(comm)) << what << ": notify refused without a message";
     return;
   }
-  EXPECT_EQ(epSuccess, r1) << what << ": notify -> " << htErr(r1, comm);
+  EXPECT_EQ(epSuccess, r1) << what << ": notify -> " << epTestErrText(r1, comm);
   epResult_t r2 = epDispatch(comm, &in, &o->od, h, st);
-  EXPECT_TRUE(isRefusal(r2)) << what << ": neither notify nor dispatch refused it; dispatch -> " << htErr(r2, comm);
+  EXPECT_TRUE(isRefusal(r2)) << what << ": neither notify nor dispatch refused it; dispatch -> " << epTestErrText(r2, comm);
   if (isRefusal(r2)) {
     EXPECT_STRNE("", epGetLastError(comm)) << what << ": dispatch refused without a message";
   }
@@ -384,7 +384,7 @@ TEST(HtBadInput, HandleFromAnotherComm) {
   epComm_t other = nullptr;
   EP_HT_ASSERT_OK(epTestCommInitAt(0, 1, 16 + env.rank, &cfg, &other), nullptr);
   epHtHandle_t foreign = nullptr;
-  EXPECT_EQ(epSuccess, epHtHandleCreate(other, 128, &foreign)) << htErr(epSuccess, other);
+  EXPECT_EQ(epSuccess, epHtHandleCreate(other, 128, &foreign)) << epTestErrText(epSuccess, other);
   Workload wl;
   wl.setUp(env.comm, 18);
   if (!HasFatalFailure() && foreign) {
@@ -426,8 +426,8 @@ TEST_F(HtBadInputFault, CapacityInsufficientModeA) {
   epResult_t a = takeAsync(fc);
   if (nrecv > 0) {
     EXPECT_TRUE(isRefusal(r) || (r == epSuccess && isRefusal(a)))
-        << "capacity " << nrecv - 1 << " < " << nrecv << " rows: call -> " << htErr(r, fc) << ", async -> "
-        << htErr(a, fc);
+        << "capacity " << nrecv - 1 << " < " << nrecv << " rows: call -> " << epTestErrText(r, fc) << ", async -> "
+        << epTestErrText(a, fc);
   }
   o.expectGuardsUntouched("mode a, capacity = rows - 1");
 }
@@ -453,7 +453,7 @@ TEST_F(HtBadInputFault, ExpertIdOutOfRangeReportedAfterTheCall) {
     EP_HT_ASSERT_CUDA(cudaStreamSynchronize(env.stream));
     epResult_t a = takeAsync(fc);
     EXPECT_TRUE(r == epSuccess ? isRefusal(a) : isRefusal(r))
-        << "layout with a bad id: call -> " << htErr(r, fc) << ", async -> " << htErr(a, fc);
+        << "layout with a bad id: call -> " << epTestErrText(r, fc) << ", async -> " << epTestErrText(a, fc);
     std::vector<uint8_t> h;
     EP_HT_ASSERT_CUDA(inRank.download(&h));
     epTestCheck chk;
@@ -471,7 +471,7 @@ TEST_F(HtBadInputFault, ExpertIdOutOfRangeReportedAfterTheCall) {
     EP_HT_ASSERT_CUDA(cudaStreamSynchronize(env.stream));
     a = takeAsync(fc);
     EXPECT_TRUE(isRefusal(r) || (r == epSuccess && isRefusal(a)))
-        << "notify with a bad id: call -> " << htErr(r, fc) << ", async -> " << htErr(a, fc);
+        << "notify with a bad id: call -> " << epTestErrText(r, fc) << ", async -> " << epTestErrText(a, fc);
   }
   expectDispatchStillCorrect(fc, wl, env.stream, "dispatch after the bad-id errors");
 }
@@ -488,9 +488,9 @@ TEST_F(HtBadInputFault, CapacityInsufficientModeBDetectedOnDeviceNoOutOfBoundsWr
   epResult_t r = epDispatch(fc, &wl.in, &o.od, wl.handle, env.stream);
   EP_HT_ASSERT_CUDA(cudaStreamSynchronize(env.stream));
   epResult_t a = takeAsync(fc);
-  EXPECT_EQ(epSuccess, r) << "mode b must not synchronise to find out: " << htErr(r, fc);
+  EXPECT_EQ(epSuccess, r) << "mode b must not synchronise to find out: " << epTestErrText(r, fc);
   EXPECT_EQ(epInvalidUsage, a) << "capacity " << cap << " < " << wl.ref.numRecv
-                               << " rows: expected epInvalidUsage from epCommGetAsyncError, got " << htErr(a, fc);
+                               << " rows: expected epInvalidUsage from epCommGetAsyncError, got " << epTestErrText(a, fc);
   o.expectGuardsUntouched("mode b, capacity = rows / 2");
   expectDispatchStillCorrect(fc, wl, env.stream, "dispatch after the overflow");
 }
@@ -515,7 +515,7 @@ TEST_F(HtBadInputFault, ZZ_TimeoutWhenPeersNeverJoin) {
     cudaError_t ce = cudaStreamSynchronize(env.stream);
     EXPECT_EQ(cudaSuccess, ce) << "a timeout must end the kernel cleanly: " << cudaGetErrorString(ce);
     epResult_t a = takeAsync(fc);
-    EXPECT_TRUE(r == epTimeout || a == epTimeout) << "call -> " << htErr(r, fc) << ", async -> " << htErr(a, fc);
+    EXPECT_TRUE(r == epTimeout || a == epTimeout) << "call -> " << epTestErrText(r, fc) << ", async -> " << epTestErrText(a, fc);
     std::string msg = epGetLastError(fc);
     for (char& ch : msg) ch = (char)tolower((unsigned char)ch);
     EXPECT_NE(std::string::npos, msg.find("channel")) << "the timeout message should name the channel: " << msg;

@@ -124,7 +124,7 @@ void downloadAndCheck(const DispatchOut& d, const epTestHtRecvRef& ref, const ep
 void expectNoAsyncError(epComm_t comm, const char* when) {
   epResult_t a = epInternalError;
   ASSERT_EQ(epSuccess, epCommGetAsyncError(comm, &a));
-  EXPECT_EQ(epSuccess, a) << when << ": device reported " << htErr(a, comm);
+  EXPECT_EQ(epSuccess, a) << when << ": device reported " << epTestErrText(a, comm);
 }
 
 void uploadTokens(const HtCase& c, const epTestPayloadSpec& ps, int me, int T, epTestDevBuf* dx, epTestDevBuf* ds,

@@ -40,13 +40,6 @@ class HtEnvTeardown : public testing::Environment {
 testing::Environment* const gTeardown = testing::AddGlobalTestEnvironment(new HtEnvTeardown);
 }  // namespace
 
-std::string htErr(epResult_t r, epComm_t comm) {
-  std::string s = epGetErrorString(r);
-  const char* m = epGetLastError(comm);
-  if (m && *m) s += std::string(" (") + m + ")";
-  return s;
-}
-
 int htExpertsFor(int nranks, int want) { return (want + nranks - 1) / nranks * nranks; }
 
 HtEnv& htEnv() {
@@ -56,15 +49,8 @@ HtEnv& htEnv() {
   e.world = epTestWorldFromEnv();
   e.rank = e.world.rank;
   e.nranks = e.world.size;
-  int ndev = 0;
-  cudaError_t ce = cudaGetDeviceCount(&ndev);
-  if (ce != cudaSuccess || ndev == 0) {
-    (void)cudaGetLastError();
-    e.skipReason = std::string("no CUDA device: cudaGetDeviceCount() -> ") +
-                   (ce != cudaSuccess ? cudaGetErrorString(ce) : "0 devices") +
-                   "; this GPU suite needs one GPU per rank (mpirun -np N build/test/ep_gpu_tests)";
-    return e;
-  }
+  e.skipReason = epTestNoGpuReason("this GPU suite needs one GPU per rank (mpirun -np N build/test/ep_gpu_tests)");
+  if (!e.skipReason.empty()) return e;
   epTestDefaultCommId();
   epResult_t r = epTestOobInit(e.world, 120000, &e.oob);
   if (r != epSuccess) {
@@ -74,7 +60,7 @@ HtEnv& htEnv() {
   epConfig_t cfg = htTestConfig(e.nranks, 0);
   r = epTestCommInit(e.world, &cfg, &e.comm);
   if (r != epSuccess) {
-    e.initError = "epCommInitRank failed: " + htErr(r, nullptr);
+    e.initError = "epCommInitRank failed: " + epTestErrText(r, nullptr);
     e.comm = nullptr;
     return e;
   }
@@ -93,7 +79,7 @@ epComm_t htFaultComm(std::string* error) {
   cfg.commName = "ht-fault-tests";
   epResult_t r = epTestCommInitAt(e.rank, e.nranks, kFaultCommPortOffset, &cfg, &e.faultComm);
   if (r != epSuccess) {
-    *error = "fault comm init failed: " + htErr(r, nullptr);
+    *error = "fault comm init failed: " + epTestErrText(r, nullptr);
     e.faultComm = nullptr;
   }
   return e.faultComm;

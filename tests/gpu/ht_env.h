@@ -21,7 +21,7 @@
 
 #include "epcomm.h"
 #include "tests/common/oob.h"
-#include "tests/common/world.h"
+#include "tests/common/world.h" /* epTestErrText, epTestNoGpuReason */
 
 /* Largest tokens per rank the HT suites use (the comm's htMaxTokensPerRank). */
 #define EP_HT_TEST_MAX_TOKENS 4096
@@ -50,8 +50,6 @@ void htResetFaultComm();
 /* Experts for this many ranks: `want` if divisible, else the next multiple of nranks. */
 int htExpertsFor(int nranks, int want);
 
-/* Text for an epcomm failure: "epInvalidArgument (message)". */
-std::string htErr(epResult_t r, epComm_t comm);
 
 #define EP_HT_REQUIRE_GPU()                                                    \
   do {                                                                         \
@@ -68,7 +66,7 @@ std::string htErr(epResult_t r, epComm_t comm);
 #define EP_HT_ASSERT_OK(call, comm)                                            \
   do {                                                                         \
     epResult_t r_ = (call);                                                    \
-    ASSERT_EQ(epSuccess, r_) << #call << " -> " << htErr(r_, comm);            \
+    ASSERT_EQ(epSuccess, r_) << #call << " -> " << epTestErrText(r_, comm);            \
   } while (0)
 
 #endif  // EP_TESTS_GPU_HT_ENV_H_

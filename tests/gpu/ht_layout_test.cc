@@ -68,7 +68,7 @@ TEST_P(HtLayout, MatchesHostReference) {
   EP_HT_ASSERT_CUDA(cudaStreamSynchronize(env.stream));
   epResult_t async = epInternalError;
   ASSERT_EQ(epSuccess, epCommGetAsyncError(env.comm, &async));
-  EXPECT_EQ(epSuccess, async) << htErr(async, env.comm);
+  EXPECT_EQ(epSuccess, async) << epTestErrText(async, env.comm);
 
   std::vector<uint8_t> hr, hn, he, hi;
   EP_HT_ASSERT_CUDA(pr.download(&hr));

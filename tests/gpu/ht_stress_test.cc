@@ -189,7 +189,7 @@ TEST(HtStress, BackToBack1000CallsStable) {
   EXPECT_EQ(0ull, h[2]) << "combined top-k weight bytes that differed over " << kIters << " iterations";
   epResult_t async = epInternalError;
   ASSERT_EQ(epSuccess, epCommGetAsyncError(comm, &async));
-  EXPECT_EQ(epSuccess, async) << htErr(async, comm);
+  EXPECT_EQ(epSuccess, async) << epTestErrText(async, comm);
 }
 
 }  // namespace

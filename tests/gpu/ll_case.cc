@@ -48,13 +48,6 @@ float bf(uint16_t b) { return epTestBf16ToFloat(b); }
 
 }  // namespace
 
-std::string llErr(epResult_t r, epComm_t comm) {
-  std::string s = epGetErrorString(r);
-  const char* m = epGetLastError(comm);
-  if (m && *m) s += std::string(" (") + m + ")";
-  return s;
-}
-
 LlEnv& llEnv() {
   static LlEnv e;
   if (e.initialised) return e;
@@ -62,16 +55,9 @@ LlEnv& llEnv() {
   e.world = epTestWorldFromEnv();
   e.rank = e.world.rank;
   e.nranks = e.world.size;
-  int ndev = 0;
-  cudaError_t ce = cudaGetDeviceCount(&ndev);
-  if (ce != cudaSuccess || ndev == 0) {
-    (void)cudaGetLastError();
-    e.skipReason = std::string("no CUDA device: cudaGetDeviceCount() -> ") +
-                   (ce != cudaSuccess ? cudaGetErrorString(ce) : "0 devices") +
-                   "; the LL suite needs one GPU per rank (mpirun -np N build/test/ep_gpu_tests)";
-    return e;
-  }
-  if (cudaSetDevice(e.world.localRank % ndev) != cudaSuccess) {
+  e.skipReason = epTestNoGpuReason("the LL suite needs one GPU per rank (mpirun -np N build/test/ep_gpu_tests)");
+  if (!e.skipReason.empty()) return e;
+  if (cudaSetDevice(e.world.localRank % epTestCudaDeviceCount()) != cudaSuccess) {
     e.initError = "cudaSetDevice failed";
     return e;
   }
@@ -80,13 +66,13 @@ LlEnv& llEnv() {
   epConfig_t cfg = llConfig(getenv("EP_TIMEOUT_MS") ? EP_CONFIG_UNDEF_INT : 30000, "ll-tests");
   epResult_t r = epTestCommInitAt(e.rank, e.nranks, kLlCommPortOffset, &cfg, &e.comm);
   if (r != epSuccess) {
-    e.initError = "LL comm init failed: " + llErr(r, nullptr);
+    e.initError = "LL comm init failed: " + epTestErrText(r, nullptr);
     e.comm = nullptr;
     return e;
   }
   r = epLowLatencyHandleCreate(e.comm, &e.handle);
   if (r != epSuccess) {
-    e.initError = "epLowLatencyHandleCreate failed: " + llErr(r, e.comm);
+    e.initError = "epLowLatencyHandleCreate failed: " + epTestErrText(r, e.comm);
     return e;
   }
   if (cudaStreamCreateWithFlags(&e.stream, cudaStreamNonBlocking) != cudaSuccess) {
@@ -113,7 +99,7 @@ epComm_t llFaultComm(int timeoutMs, std::string* error) {
   epConfig_t cfg = llConfig(timeoutMs, "ll-fault-tests");
   epResult_t r = epTestCommInitAt(e.rank, e.nranks, kLlFaultCommPortOffset, &cfg, &gFault);
   if (r != epSuccess) {
-    *error = "LL fault comm init failed: " + llErr(r, nullptr);
+    *error = "LL fault comm init failed: " + epTestErrText(r, nullptr);
     gFault = nullptr;
   }
   return gFault;
@@ -477,17 +463,17 @@ bool llRunCase(LlEnv& env, const LlCase& c, bool doCombine) {
   llFillDispatchArgs(env, plan, &in, &out);
   epLlHook_t hook;
   epResult_t res = epLowLatencyDispatch(env.comm, &in, &out, env.handle, &hook, env.stream);
-  EXPECT_EQ(epSuccess, res) << llErr(res, env.comm);
+  EXPECT_EQ(epSuccess, res) << epTestErrText(res, env.comm);
   if (res != epSuccess) return false;
   if (c.hook) {
     res = epLowLatencyRecv(env.comm, hook, env.stream);
-    EXPECT_EQ(epSuccess, res) << llErr(res, env.comm);
+    EXPECT_EQ(epSuccess, res) << epTestErrText(res, env.comm);
   }
   EXPECT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
   epResult_t async = epSuccess;
   EXPECT_EQ(epSuccess, epCommGetAsyncError(env.comm, &async));
   if (c.badIds.empty()) {
-    EXPECT_EQ(epSuccess, async) << llErr(async, env.comm);
+    EXPECT_EQ(epSuccess, async) << epTestErrText(async, env.comm);
   } else {
     EXPECT_EQ(epInvalidArgument, async) << "out-of-range expert ids must be reported";
   }
@@ -498,7 +484,7 @@ bool llRunCase(LlEnv& env, const LlCase& c, bool doCombine) {
   if (c.zeroCopy) {
     size_t bytes = 0;
     res = epLowLatencyGetNextCombineBuffer(env.comm, &ybuf, &bytes);
-    EXPECT_EQ(epSuccess, res) << llErr(res, env.comm);
+    EXPECT_EQ(epSuccess, res) << epTestErrText(res, env.comm);
     if (res != epSuccess) return false;
   }
   if (!llUploadExpertOutputs(env, plan, ybuf)) return false;
@@ -507,14 +493,14 @@ bool llRunCase(LlEnv& env, const LlCase& c, bool doCombine) {
   llFillCombineArgs(env, plan, &cin, &cout);
   EXPECT_EQ(cudaSuccess, env.out.poison(0xFF, env.stream));
   res = epLowLatencyCombine(env.comm, &cin, &cout, env.handle, &hook, env.stream);
-  EXPECT_EQ(epSuccess, res) << llErr(res, env.comm);
+  EXPECT_EQ(epSuccess, res) << epTestErrText(res, env.comm);
   if (res != epSuccess) return false;
   if (c.hook) {
     res = epLowLatencyRecv(env.comm, hook, env.stream);
-    EXPECT_EQ(epSuccess, res) << llErr(res, env.comm);
+    EXPECT_EQ(epSuccess, res) << epTestErrText(res, env.comm);
   }
   EXPECT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
   EXPECT_EQ(epSuccess, epCommGetAsyncError(env.comm, &async));
-  EXPECT_EQ(epSuccess, async) << llErr(async, env.comm);
+  EXPECT_EQ(epSuccess, async) << epTestErrText(async, env.comm);
   return !testing::Test::HasFailure() && llCheckCombine(env, plan, env.out.p);
 }

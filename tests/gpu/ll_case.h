@@ -28,7 +28,7 @@
 #include "epcomm.h"
 #include "tests/common/dev_buffer.h"
 #include "tests/common/routing.h"
-#include "tests/common/world.h"
+#include "tests/common/world.h" /* epTestErrText, epTestNoGpuReason */
 
 #define EP_LL_TEST_M 128
 #define EP_LL_TEST_H 7168
@@ -52,7 +52,6 @@ LlEnv& llEnv();
 /* A second LL comm with a short timeout (fault tests). Collective. */
 epComm_t llFaultComm(int timeoutMs, std::string* error);
 void llResetFaultComm();
-std::string llErr(epResult_t r, epComm_t comm);
 
 #define EP_LL_REQUIRE_GPU()                                        \
   do {                                                             \

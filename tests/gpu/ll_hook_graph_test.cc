@@ -26,7 +26,7 @@ LlCase caseOf(int T, int H, uint64_t seed) {
 #define LL_ASSERT_OK(call, comm)                                  \
   do {                                                            \
     epResult_t r_ = (call);                                       \
-    ASSERT_EQ(epSuccess, r_) << #call << " -> " << llErr(r_, comm); \
+    ASSERT_EQ(epSuccess, r_) << #call << " -> " << epTestErrText(r_, comm); \
   } while (0)
 
 }  // namespace
@@ -90,7 +90,7 @@ TEST(LlHook, TwoInFlightAndMisuse) {
   ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
   epResult_t async = epSuccess;
   ASSERT_EQ(epSuccess, epCommGetAsyncError(env.comm, &async));
-  ASSERT_EQ(epSuccess, async) << llErr(async, env.comm);
+  ASSERT_EQ(epSuccess, async) << epTestErrText(async, env.comm);
   ASSERT_TRUE(llCheckDispatch(env, pa));
   // B's rows equal A's (same inputs).
   std::vector<uint8_t> ga(env.recvX.bytes), gb(env.recvX.bytes);
@@ -125,7 +125,7 @@ TEST(LlHook, TwoInFlightAndMisuse) {
   LL_ASSERT_OK(epLowLatencyRecv(env.comm, hbk, env.stream), env.comm);
   ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
   ASSERT_EQ(epSuccess, epCommGetAsyncError(env.comm, &async));
-  ASSERT_EQ(epSuccess, async) << llErr(async, env.comm);
+  ASSERT_EQ(epSuccess, async) << epTestErrText(async, env.comm);
   ASSERT_TRUE(llCheckCombine(env, pa, env.out.p));
   ASSERT_TRUE(llCheckCombine(env, pa, outB2.p));
   LL_ASSERT_OK(epLowLatencyHandleDestroy(hb), env.comm);
@@ -158,7 +158,7 @@ TEST(LlGraph, CaptureAndReplay1000) {
     epResult_t r3 = r2 == epSuccess ? epLowLatencyCombine(env.comm, &cin, &cout, env.handle, &h, env.stream) : r2;
     epResult_t r4 = r3 == epSuccess && hook ? epLowLatencyRecv(env.comm, h, env.stream) : r3;
     cudaError_t ce = cudaStreamEndCapture(env.stream, &graph);
-    ASSERT_EQ(epSuccess, r4) << llErr(r4, env.comm);
+    ASSERT_EQ(epSuccess, r4) << epTestErrText(r4, env.comm);
     ASSERT_EQ(cudaSuccess, ce) << cudaGetErrorString(ce);
     cudaGraphExec_t exec;
     ASSERT_EQ(cudaSuccess, cudaGraphInstantiate(&exec, graph, 0));
@@ -172,7 +172,7 @@ TEST(LlGraph, CaptureAndReplay1000) {
     ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
     epResult_t async = epSuccess;
     ASSERT_EQ(epSuccess, epCommGetAsyncError(env.comm, &async));
-    ASSERT_EQ(epSuccess, async) << llErr(async, env.comm);
+    ASSERT_EQ(epSuccess, async) << epTestErrText(async, env.comm);
     ASSERT_TRUE(llCheckDispatch(env, plan)) << "after 1000 replays";
     ASSERT_TRUE(llCheckCombine(env, plan, env.out.p)) << "after 1000 replays";
     cudaGraphExecDestroy(exec);
@@ -267,7 +267,7 @@ TEST(LlFault, TimeoutThenClean) {
     ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
     epResult_t async = epSuccess;
     ASSERT_EQ(epSuccess, epCommGetAsyncError(fc, &async));
-    EXPECT_EQ(epTimeout, async) << llErr(async, fc);
+    EXPECT_EQ(epTimeout, async) << epTestErrText(async, fc);
   }
   LL_ASSERT_OK(epLowLatencyClean(fc, env.stream), fc);
   // Usable again: a full dispatch on every rank.
@@ -276,7 +276,7 @@ TEST(LlFault, TimeoutThenClean) {
   ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
   epResult_t async = epSuccess;
   ASSERT_EQ(epSuccess, epCommGetAsyncError(fc, &async));
-  ASSERT_EQ(epSuccess, async) << llErr(async, fc);
+  ASSERT_EQ(epSuccess, async) << epTestErrText(async, fc);
   ASSERT_TRUE(llCheckDispatch(env, plan));
   LL_ASSERT_OK(epLowLatencyHandleDestroy(fh), fc);
   llResetFaultComm();

@@ -129,14 +129,10 @@ __global__ void exchange(Args a) {
   } while (0)
 
 TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) {
-  int ndev = 0;
-  cudaError_t ce = cudaGetDeviceCount(&ndev);
-  if (ce != cudaSuccess || ndev == 0) {
-    (void)cudaGetLastError();
-    GTEST_SKIP() << "no CUDA device: cudaGetDeviceCount() -> "
-                 << (ce != cudaSuccess ? cudaGetErrorString(ce) : "0 devices")
-                 << "; this test needs >= 2 ranks with one GPU each (mpirun -np 2 build/test/ep_gpu_tests)";
-  }
+  const std::string noGpu =
+      epTestNoGpuReason("this test needs >= 2 ranks with one GPU each (mpirun -np 2 build/test/ep_gpu_tests)");
+  if (!noGpu.empty()) GTEST_SKIP() << noGpu;
+  const int ndev = epTestCudaDeviceCount();
   epTestWorld w = epTestWorldFromEnv();
   if (w.size < 2 || w.size % 2 != 0 || w.size > kMaxRanks)
     GTEST_SKIP() << "needs an even number of ranks in [2, " << kMaxRanks << "] (two virtual nodes); got " << w.size;
@@ -262,11 +258,9 @@ TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) {
 
 // No NIC and no emulation requested: a clear epNotSupported naming EP_NET.
 TEST(NetEmulated, NoNicWithoutEmulationIsNotSupported) {
-  int ndev = 0;
-  if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
-    (void)cudaGetLastError();
-    GTEST_SKIP() << "no CUDA device: this case builds a GPU communicator";
-  }
+  const std::string noGpu = epTestNoGpuReason("this case builds a GPU communicator");
+  if (!noGpu.empty()) GTEST_SKIP() << noGpu;
+  const int ndev = epTestCudaDeviceCount();
   epTestWorld w = epTestWorldFromEnv();
   NET_ASSERT_CUDA(cudaSetDevice(w.localRank % ndev));
   epTestDefaultCommId();
