@@ -3,7 +3,7 @@
 # sweep with the in-run NCCL baseline, an EP_LL_PROFILE pass, A/B knobs, hot-expert routing.
 # Prepare on the build host (repo root):  build/ll/link.sh  (static ll_gpu_tests + ep_ll_perf in build/ll),
 #   mkdir -p build/ll/lib && cp -L $(gcc -print-file-name=libhwloc.so.15) build/ll/lib/
-#   cp bench/results/ll_gpu_run.sh build/ll/run3.sh
+#   cp scripts/dev/ll_gpu_run.sh build/ll/run3.sh
 # Device (nvidia-h200-x4, carry build/ll, ~90 s):  build/ll/run3.sh
 export NCCL_NVLS_ENABLE=0 EP_TIMEOUT_MS=${EP_TIMEOUT_MS:-8000}
 NL=$(find /opt /usr /root -name 'libnccl.so.2' 2>/dev/null | head -1)
