@@ -36,6 +36,7 @@ struct epTopoSystem;
 struct epHtState;
 struct epLlState;
 struct epNetState;
+struct epInterState;
 struct epDeviceStatus;
 
 /* The config after applying env vars and defaults: every field is concrete. */
@@ -97,6 +98,7 @@ struct epComm {
   epHtState* ht = nullptr;
   epLlState* ll = nullptr;
   epNetState* net = nullptr;
+  epInterState* inter = nullptr; /* HT internode (src/internode), with EP_INTERNODE_EXPERIMENTAL=1 */
 
   /* Run by epCommDestroy/epCommAbort, last registered first. */
   std::vector<std::function<void(epComm*)>> cleanups;

@@ -29,6 +29,7 @@
 #include "intranode/ht_device.cuh"
 #include "intranode/ht_handle.h"
 #include "intranode/ht_state.h"
+#include "internode/inter_api.h"
 
 namespace ep {
 namespace ht {
@@ -389,6 +390,7 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
                             epHtHandle_t handle, cudaStream_t stream) {
   EPCHECK(epCommCheck(comm, "epCombine"));
   EP_COMM_SCOPE(comm);
+  if (epInterWanted(comm)) return epInterCombine(comm, in, out, handle, stream);
   EPCHECK(epHtCheckIntranode(comm, "epCombine"));
   EPCHECK(epHtHandleCheck(comm, handle, "epCombine"));
   EP_ARG_CHECK(in != nullptr && out != nullptr, "epCombine: input or output descriptor is NULL");

@@ -28,6 +28,7 @@
 #include "intranode/ht_device.cuh"
 #include "intranode/ht_handle.h"
 #include "intranode/ht_state.h"
+#include "internode/inter_api.h"
 
 namespace ep {
 namespace ht {
@@ -352,6 +353,7 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
                              epHtHandle_t handle, cudaStream_t stream) {
   EPCHECK(epCommCheck(comm, "epDispatch"));
   EP_COMM_SCOPE(comm);
+  if (epInterWanted(comm)) return epInterDispatch(comm, in, out, handle, stream);
   EPCHECK(epHtCheckIntranode(comm, "epDispatch"));
   EPCHECK(epHtHandleCheck(comm, handle, "epDispatch"));
   epHtRowShape shape;

@@ -12,12 +12,14 @@
 #include "core/checks.h"
 #include "core/comm.h"
 #include "intranode/ht_state.h"
+#include "internode/inter_api.h"
 
 namespace {
 
 size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 void freeHandle(epHtHandle* h) {
+  if (h->inter) epInterHandleFree(h->inter);
   if (h->devMem) (void)cudaFree(h->devMem);
   if (h->hostInfo) (void)cudaFreeHost(h->hostInfo);
   h->magic = 0;
@@ -41,6 +43,7 @@ EP_API epResult_t epHtHandleCreate(epComm_t comm, int maxTokens, epHtHandle_t* h
   EP_COMM_SCOPE(comm);
   EP_PTR_CHECK(handle, "epHtHandleCreate");
   *handle = nullptr;
+  if (epInterWanted(comm)) return epInterHandleCreate(comm, maxTokens, handle);
   EPCHECK(epHtCheckIntranode(comm, "epHtHandleCreate"));
   EP_ARG_CHECK(maxTokens >= 1, "epHtHandleCreate: maxTokens must be >= 1 (got %d)", maxTokens);
   EP_ARG_CHECK(maxTokens <= comm->config.htMaxTokensPerRank,

@@ -13,6 +13,7 @@
 #include "intranode/ht_types.h"
 
 struct epComm;
+struct epInterHandle;
 
 #define EP_HT_HANDLE_MAGIC 0x68746831u /* "hth1" */
 
@@ -36,6 +37,10 @@ struct epHtHandle {
   epHtHandleDev dev;
   epHtHostInfo* hostInfo = nullptr;    /* host-mapped */
   epHtHostInfo* hostInfoDev = nullptr; /* the same, as a device pointer */
+
+  /* Internode (src/internode): set when the comm spans several nodes; then the
+   * arrays above are unused and the layout lives here. */
+  epInterHandle* inter = nullptr;
 };
 
 /* Validates a handle against the communicator it is used with. */

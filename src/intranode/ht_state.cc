@@ -69,8 +69,10 @@ void epHtLayoutCompute(int nranks, int rank, int maxChannels, size_t bytes, epHt
 epResult_t epHtCheckIntranode(epComm* comm, const char* fn) {
   EP_USAGE_CHECK(comm->cudaDev >= 0, "%s: rank %d has no CUDA device", fn, comm->rank);
   if (comm->nNodes > 1 || comm->nranks > EP_HT_MAX_NVL_RANKS) {
-    EP_WARN("%s: HT intranode kernels need all %d ranks in one NVLink domain of at most %d GPUs (nodes: %d)", fn,
-            comm->nranks, EP_HT_MAX_NVL_RANKS, comm->nNodes);
+    EP_WARN("%s: HT intranode kernels need all %d ranks in one NVLink domain of at most %d GPUs (nodes: %d)%s", fn,
+            comm->nranks, EP_HT_MAX_NVL_RANKS, comm->nNodes,
+            comm->nNodes > 1 ? ". HINT: HT internode is experimental (not yet verified on a GPU): EP_INTERNODE_EXPERIMENTAL=1"
+                             : "");
     return epNotSupported;
   }
   for (int r = 0; r < comm->nranks; r++) {

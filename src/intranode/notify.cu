@@ -32,6 +32,7 @@
 #include "intranode/ht_device.cuh"
 #include "intranode/ht_handle.h"
 #include "intranode/ht_state.h"
+#include "internode/inter_api.h"
 
 namespace ep {
 namespace ht {
@@ -223,6 +224,7 @@ EP_API epResult_t epDispatchNotify(epComm_t comm, const epDispatchInput_t* in, e
                                    int* recvCountPerExpert, cudaStream_t stream) {
   EPCHECK(epCommCheck(comm, "epDispatchNotify"));
   EP_COMM_SCOPE(comm);
+  if (epInterWanted(comm)) return epInterDispatchNotify(comm, in, handle, numRecvTokens, recvCountPerExpert, stream);
   EPCHECK(epHtCheckIntranode(comm, "epDispatchNotify"));
   EPCHECK(epHtHandleCheck(comm, handle, "epDispatchNotify"));
   EPCHECK(epHtCheckDispatchInput(comm, in, handle, /*needRouting=*/true, "epDispatchNotify", nullptr));
