@@ -17,6 +17,8 @@
 #   net        emulated RDMA transport (proxy + peer copies across virtual nodes) at each --ranks
 #   perf-ht    build/bin/ep_ht_perf: check run, then BF16 + FP8 dispatch and combine at 4096 tokens, SM sweep
 #   ll         LL GPU tests and build/bin/ep_ll_perf, when they exist (LL section: extend section_ll)
+#   internode  HT internode (v1, EP_INTERNODE_EXPERIMENTAL=1) over 2 virtual nodes + emulated RDMA at each --ranks:
+#              Internode* cases, the HT suite itself on the 2-node comm, node limit, gate closed, memcheck (2 ranks)
 # Add a section: write section_<name>() using run_step, and add <name> to SECTIONS.
 #
 # Options:
@@ -30,7 +32,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-SECTIONS="info topo comm ht sanitizer eplb net perf-ht ll"
+SECTIONS="info topo comm ht sanitizer eplb net perf-ht ll internode"
 only="" skip="" ranks_arg="2 4" quick=0 perf_args=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -203,6 +205,41 @@ section_ll() {
     "${MPIRUN[@]}" -np "$MAXR" -x EP_LL_NUM_SMS=32 build/bin/ep_ll_perf --tokens 128 --no-hook --iters "$iters"
   run_step ll "ep_ll_perf skewed (hot expert), $MAXR ranks" perf_ll_hot.log \
     "${MPIRUN[@]}" -np "$MAXR" build/bin/ep_ll_perf --tokens 128 --routing hot --no-hook --iters "$iters"
+}
+
+# ---- internode (owner: internode). Sets its own knobs whatever the caller exported.
+section_internode() {
+  [ -x build/test/ep_gpu_tests ] || { skip_step internode "internode suite" "build/test/ep_gpu_tests not built"; return; }
+  [ ${#RANKS[@]} -gt 0 ] || { skip_step internode "internode suite" "no rank count <= $NGPU GPUs"; return; }
+  local base=() a
+  for a in "${MPIRUN[@]}"; do
+    case $a in EP_EMULATE_NODES|EP_NET|EP_INTERNODE_EXPERIMENTAL|EP_INTERNODE_MAX_HIDDEN|EP_HT_MAX_NODES_PER_TOKEN)
+      unset 'base[${#base[@]}-1]' ;;  # drop the caller's value and its -x
+    *) base+=("$a") ;;
+    esac
+  done
+  local knobs=(-x EP_EMULATE_NODES=2 -x EP_NET=emulated -x EP_INTERNODE_MAX_HIDDEN=8192)
+  for n in "${RANKS[@]}"; do
+    run_step internode "internode cases, 2 virtual nodes, $n ranks" "internode_np$n.log" \
+      "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np "$n" \
+      build/test/ep_gpu_tests --gtest_filter='Internode/*:InternodeHtSequence.*' --gtest_color=no
+    run_step internode "HT suite on 2 virtual nodes (internode path), $n ranks" "internode_ht_np$n.log" \
+      "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np "$n" \
+      build/test/ep_gpu_tests --gtest_filter="$HT_FILTER" --gtest_color=no
+    run_step internode "node limit 1, $n ranks" "internode_limit_np$n.log" \
+      "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -x EP_HT_MAX_NODES_PER_TOKEN=1 -np "$n" \
+      build/test/ep_gpu_tests --gtest_filter='InternodeHtNodeLimit.*' --gtest_color=no
+    run_step internode "gate closed refuses, $n ranks" "internode_gate_np$n.log" \
+      "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=0 -np "$n" \
+      build/test/ep_gpu_tests --gtest_filter='InternodeHtGate.*' --gtest_color=no
+  done
+  if [ -n "$SANITIZER" ] && [ "${NGPU:-0}" -ge 2 ]; then
+    EP_TIMEOUT_MS=120000 run_step internode "memcheck, internode *Small*, 2 ranks" "internode_memcheck.log" \
+      "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np 2 "$SANITIZER" --tool memcheck --error-exitcode 9 \
+      build/test/ep_gpu_tests --gtest_filter='Internode/*Small*' --gtest_color=no
+  else
+    skip_step internode "memcheck" "compute-sanitizer missing or fewer than 2 GPUs"
+  fi
 }
 
 # ---------------------------------------------------------------- run

@@ -100,8 +100,18 @@ __global__ void waitKernel(epInterK k, int which, bool incr, int sigWhich, int o
   const int m = threadIdx.x;
   if (m < k.N && m != k.myNode) {
     const unsigned long long target = q - (unsigned long long)offset;
-    if (target > 0) net::wait_signal_geq(k.net, sigWord(k, sigWhich, m), target, m % EP_INTER_HT_CHANNELS,
-                                         k.peerOfNode[m]);
+    // Not net::wait_signal_geq: that gives up on any recorded error, and a bad expert id or the node limit
+    // must not desynchronise the protocol (the call completes, the error is reported after it).
+    const uint64_t* word = sigWord(k, sigWhich, m);
+    dev::Deadline dl(k.timeoutNs);
+    while (target > 0 && dev::ld_acquire_sys(word) < target) {
+      if (dl.expired()) {
+        record_error(k.status, EP_INTER_ERR_FAMILY, EP_DEVERR_TIMEOUT, m % EP_INTER_HT_CHANNELS, k.peerOfNode[m],
+                     (long long)target);
+        break;
+      }
+      if (k.status != nullptr && dev::ld_volatile(&k.status->kind) == EP_DEVERR_TIMEOUT) break;  // already failed
+    }
   }
 }
 
