@@ -382,6 +382,21 @@ int gridFor(long long items) { return (int)(items < 1 ? 1 : items < 1024 ? items
 
 using namespace ep::inter;
 
+cudaError_t epInterPreloadKernels() {
+  // Lazy module loading would load each kernel at its first launch, possibly while a wait kernel of
+  // this rank spins on a peer's signal; load them all up front (as the emulated backend does).
+  const void* fns[] = {(const void*)nodeLayoutKernel, (const void*)waitKernel,      (const void*)packKernel,
+                       (const void*)postKernel,       (const void*)ackKernel,       (const void*)expandKernel,
+                       (const void*)rowMapKernel,     (const void*)permuteOutKernel, (const void*)permuteInKernel,
+                       (const void*)gatherKernel,     (const void*)reduceKernel};
+  for (const void* f : fns) {
+    cudaFuncAttributes a;
+    cudaError_t e = cudaFuncGetAttributes(&a, f);
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
 cudaError_t epInterLaunchNodeLayout(const epInterK& k, const void* topk, bool idx64, int T, int K, int E, int limit,
                                     int* nodeSlot, int* nodeCount, cudaStream_t s) {
   nodeLayoutKernel<<<1, 1024, 0, s>>>(k, topk, idx64, T, K, E, limit, nodeSlot, nodeCount);

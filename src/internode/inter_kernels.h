@@ -37,6 +37,8 @@ struct epInterK {
 /* Family tag of internode errors in epDeviceStatus. */
 #define EP_INTER_ERR_FAMILY 3
 
+/* Loads every internode kernel now (no lazy loading while a wait kernel spins). */
+cudaError_t epInterPreloadKernels();
 /* Per-node layout: nodeSlot [T x N], nodeCount [N]; bad ids and the node limit reported. */
 cudaError_t epInterLaunchNodeLayout(const epInterK& k, const void* topk, bool idx64, int T, int K, int E, int limit,
                                     int* nodeSlot, int* nodeCount, cudaStream_t s);

@@ -178,6 +178,37 @@ std::vector<int> epInterRowOrderRef(const std::vector<int>& vpOfRow, const std::
   return dest;
 }
 
+std::vector<int> epInterRowMapCounts(const std::vector<int>& vpOfRow, const std::vector<int>& rankPrefix,
+                                     const epInterPlacement& pl, int Tcfg) {
+  const int n = (int)vpOfRow.size(), G = pl.G, N = pl.nNodes;
+  const long long Tpad = (long long)N * Tcfg;
+  auto fwdOf = [&](int i) {
+    int j = 0;
+    while (j + 1 < G && i >= rankPrefix[j + 1]) j++;
+    return j;
+  };
+  std::vector<int> cnt((size_t)G * N, 0), base((size_t)G * N, 0), first((size_t)G * N, 0), dest(n);
+  for (int i = 0; i < n; i++) cnt[(size_t)fwdOf(i) * N + (int)((vpOfRow[i] % Tpad) / Tcfg)]++;
+  int acc = 0;
+  for (int r = 0; r < pl.R; r++) {
+    const size_t js = (size_t)pl.rankLocal[r] * N + pl.rankNode[r];
+    base[js] = acc;
+    acc += cnt[js];
+  }
+  for (int j = 0; j < G; j++) {
+    int f = rankPrefix[j];
+    for (int s = 0; s < N; s++) {
+      first[(size_t)j * N + s] = f;
+      f += cnt[(size_t)j * N + s];
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    const size_t js = (size_t)fwdOf(i) * N + (int)((vpOfRow[i] % Tpad) / Tcfg);
+    dest[i] = base[js] + (i - first[js]);
+  }
+  return dest;
+}
+
 EP_PARAM(InternodeExperimental, "INTERNODE_EXPERIMENTAL", 0)
 EP_PARAM(HtMaxNodesPerToken, "HT_MAX_NODES_PER_TOKEN", 0)
 EP_PARAM(InternodeMaxHidden, "INTERNODE_MAX_HIDDEN", 0)

@@ -117,6 +117,12 @@ epInterNodeLayout epInterNodeLayoutRef(const int64_t* topk, int T, int K, int E,
 std::vector<int> epInterRowOrderRef(const std::vector<int>& vpOfRow, const std::vector<int>& rankPrefix,
                                     const epInterPlacement& pl, int Tcfg);
 
+/* The same map computed the way rowMapKernel does it (counts per (forwarder,
+ * source node), bases in source-rank order, offsets inside each run): must
+ * equal epInterRowOrderRef whenever each forwarder's rows ascend in p. */
+std::vector<int> epInterRowMapCounts(const std::vector<int>& vpOfRow, const std::vector<int>& rankPrefix,
+                                     const epInterPlacement& pl, int Tcfg);
+
 /* EP_INTERNODE_EXPERIMENTAL=1: run HT internode (v1) on multi-node comms. */
 bool epInterEnabled();
 /* EP_HT_MAX_NODES_PER_TOKEN: node-limited routing bound (0: no limit). */

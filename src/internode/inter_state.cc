@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: Apache-2.0
  *************************************************************************/
 #include "internode/inter_state.h"
+#include "internode/inter_kernels.h"
 
 #include <algorithm>
 #include <cstring>
@@ -185,6 +186,7 @@ epResult_t epInterBuffersGet(epComm* comm, int hidden, int numSms, epInterState*
   Carver cv;
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   if (s->node->ht == nullptr) EPCHECK(buildNodeHt(comm, s, H, numSms));
+  CUDACHECK(epInterPreloadKernels());
   EPCHECK(epNetInit(comm, EP_INTER_HT_CHANNELS, EP_INTER_LL_CHANNELS));
   EPCHECK(epNetGetDevice(comm, &s->net));
   epInterBufLayoutCompute(N, Tcfg, epInterDispatchRec((int)rowBytes, (int)scaleCols, (int)KK, true).bytes,

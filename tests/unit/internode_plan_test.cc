@@ -217,6 +217,8 @@ void simulate(int N, int G, int T, int K, int E, int Tcfg, uint64_t seed) {
       rankPrefix.push_back((int)vpOfRow.size());
     }
     std::vector<int> dest = epInterRowOrderRef(vpOfRow, rankPrefix, pl, Tcfg);
+    EXPECT_EQ(dest, epInterRowMapCounts(vpOfRow, rankPrefix, pl, Tcfg))
+        << "the kernel's counting map differs from the sorted order (rank " << me << ")";
     const int n = (int)vpOfRow.size();
     std::vector<std::tuple<int, int, std::vector<int>>> got(n);
     for (int i = 0; i < n; i++) {
