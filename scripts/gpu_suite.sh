@@ -18,7 +18,8 @@
 #   perf-ht    build/bin/ep_ht_perf: check run, then BF16 + FP8 dispatch and combine at 4096 tokens, SM sweep
 #   ll         LL GPU tests and build/bin/ep_ll_perf, when they exist (LL section: extend section_ll)
 #   internode  HT internode (v1, EP_INTERNODE_EXPERIMENTAL=1) over 2 virtual nodes + emulated RDMA at each --ranks:
-#              Internode* cases, the HT suite itself on the 2-node comm, node limit, gate closed, memcheck (2 ranks)
+#              Internode* cases, the HT suite itself on the 2-node comm, node limit, gate closed,
+#              ep_ht_perf -c (RDMA GB/s), memcheck (2 ranks)
 # Add a section: write section_<name>() using run_step, and add <name> to SECTIONS.
 #
 # Options:
@@ -233,6 +234,14 @@ section_internode() {
       "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=0 -np "$n" \
       build/test/ep_gpu_tests --gtest_filter='InternodeHtGate.*' --gtest_color=no
   done
+  if [ -x build/bin/ep_ht_perf ]; then
+    # Checked timing at the DeepSeek-V3 shape: logical, NVLink and RDMA GB/s (emulated: protocol overhead only).
+    run_step internode "ep_ht_perf -c over 2 virtual nodes, $MAXR ranks" internode_perf.log \
+      "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np "$MAXR" \
+      build/bin/ep_ht_perf -t 4096 --fp8 --sms 24 -n 20 -w 3 -c 1 $perf_args
+  else
+    skip_step internode ep_ht_perf "build/bin/ep_ht_perf not built"
+  fi
   if [ -n "$SANITIZER" ] && [ "${NGPU:-0}" -ge 2 ]; then
     EP_TIMEOUT_MS=120000 run_step internode "memcheck, internode *Small*, 2 ranks" "internode_memcheck.log" \
       "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np 2 "$SANITIZER" --tool memcheck --error-exitcode 9 \

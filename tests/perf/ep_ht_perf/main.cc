@@ -40,6 +40,7 @@ struct Sample {
   double us = 0;          // epcomm median
   double logical = 0;     // bytes
   double nvl = 0;         // bytes
+  double rdma = 0;        // bytes: (token, destination node) pairs x row bytes (multi-node comms)
   double ncclUs = -1;     // baseline median (-1: none)
   double ncclA2aUs = -1;  // baseline without the gather / reduction
   int checkFailed = 0;
@@ -54,6 +55,7 @@ struct Row {
 // A row over all ranks: means of per-rank medians and of per-rank GB/s, the
 // slowest rank's GB/s, and the NCCL baseline when every rank has it.
 struct Aggregate {
+  double rdmaGb = 0;
   double us = 0, gb = 0, nvlGb = 0, minGb = 1e30, bytes = 0, ncclUs = 0, ncclA2aUs = 0;
   bool haveNccl = true, haveA2a = true, failed = false;
 };
@@ -66,6 +68,7 @@ Aggregate aggregate(const Row& r) {
     a.us += s.us / n;
     a.gb += g / n;
     a.nvlGb += (s.us > 0 ? s.nvl / (s.us * 1e3) : 0) / n;
+    a.rdmaGb += (s.us > 0 ? s.rdma / (s.us * 1e3) : 0) / n;
     a.minGb = std::min(a.minGb, g);
     a.bytes += s.logical / n;
     a.ncclUs += s.ncclUs / n;
@@ -113,6 +116,14 @@ struct Ctx {
   std::vector<Row> rows;
   bool anyCheckFailed = false;
 };
+
+/* (token, destination node) pairs of this rank's routing, local node included (0 on one node). */
+double rdmaPairs(const Ctx& c, const Set& s) {
+  if (c.nNodes < 2) return 0;
+  double n = 0;
+  for (int v : epTestHtLayoutRef(s.routing, c.R, c.nNodes).tokensPerNode) n += v;
+  return n;
+}
 
 size_t fp8RowBytes(const Set& s) { return epTestRowBytes(s.p8) + epTestScaleBytes(s.p8); }
 
@@ -326,6 +337,13 @@ epResult_t addRow(Ctx& c, int T, int sms, const char* call, const Sample& mine) 
     else printf(" %9s %9s %9s", "-", "-", "-");
     if (a.haveNccl) printf(" %10.1f %8.2fx", a.ncclUs, a.ncclUs / a.us);
     printf("%s\n", a.failed ? "  CHECK FAILED" : "");
+    // Internode: RDMA GB/s as DeepEP defines it (BENCHMARKS.md). Over virtual nodes the transport is
+    // emulated (peer copies through the proxy): the figure shows protocol overhead, not IB speed.
+    if (c.nNodes > 1 && a.rdmaGb > 0)
+      printf("%-8s %-5s %-14s RDMA GB/s %.1f%s\n", "", "", "", a.rdmaGb,
+             getenv("EP_EMULATE_NODES") && atoi(getenv("EP_EMULATE_NODES")) > 1
+                 ? " (emulated RDMA over virtual nodes: protocol overhead, not IB speed)"
+                 : "");
     fflush(stdout);
   }
   c.rows.push_back(row);
@@ -418,6 +436,7 @@ epResult_t runConfig(Ctx& c, int T, int maxT, int sms) {
     for (Set& s : sets) {
       smp.logical += (double)s.ref.numRecv * rowB / o.sets;
       smp.nvl += (double)(s.ref.numRecv - s.ref.fromRank[c.me]) * rowB / o.sets;
+      smp.rdma += rdmaPairs(c, s) * rowB / o.sets;
     }
     if (c.nccl) {
       EP_TEST_EP(epTestTimeCalls(c.st, o.warmup, o.iters, o.sets, [&](int i) {
@@ -463,6 +482,7 @@ epResult_t runConfig(Ctx& c, int T, int maxT, int sms) {
     for (Set& s : sets) {
       smp.logical += (double)s.ref.numRecv * H * 2 / o.sets;
       smp.nvl += (double)(s.ref.numRecv - s.ref.fromRank[c.me]) * H * 2 / o.sets;
+      smp.rdma += rdmaPairs(c, s) * H * 2 / o.sets;
     }
     if (c.nccl) {
       // Reverse alltoallv of the combine input (already grouped by source) + per-token fp32 reduction.
