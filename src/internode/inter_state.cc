@@ -40,7 +40,9 @@ struct Carver {
   }
 };
 
-epComm* makeNodeComm(epComm* comm, const epInterPlacement& pl, int Tcfg) {
+}  // namespace
+
+epComm* epInterNodeCommCreate(const epComm* comm, const epInterPlacement& pl, int Tcfg) {
   const int G = pl.G;
   epComm* n = new epComm();
   n->commHash = comm->commHash ^ (0x9e3779b97f4a7c15ull * (uint64_t)(pl.myNode + 1));
@@ -72,6 +74,8 @@ epComm* makeNodeComm(epComm* comm, const epInterPlacement& pl, int Tcfg) {
   n->devStatusDev = comm->devStatusDev;
   return n;
 }
+
+namespace {
 
 void freeState(epComm* c) {
   epInterState* s = c->inter;
@@ -161,7 +165,7 @@ epResult_t epInterCommGet(epComm* comm, epInterState** out) {
     return epNotSupported;
   }
   s->Tcfg = comm->config.htMaxTokensPerRank;
-  s->node = makeNodeComm(comm, s->pl, s->Tcfg);
+  s->node = epInterNodeCommCreate(comm, s->pl, s->Tcfg);
   comm->inter = s;
   epCommAddCleanup(comm, freeState);
   *out = s;

@@ -73,6 +73,8 @@ struct epInterHandle {
   int withTopk = 0, withW = 0;
 };
 
+/* The node comm of `comm` (caller owns it; no bootstrap, no HT state). */
+epComm* epInterNodeCommCreate(const epComm* comm, const epInterPlacement& pl, int Tcfg);
 /* True when HT calls on `comm` take the internode path. */
 bool epInterWanted(const epComm* comm);
 /* The placement and node comm (creates them; not collective). */
