@@ -6,6 +6,7 @@
 #include "internode/inter_kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <numeric>
 
@@ -13,6 +14,7 @@
 
 #include "core/checks.h"
 #include "core/comm.h"
+#include "core/param.h"
 #include "intranode/ht_state.h"
 #include "intranode/ht_types.h"
 #include "transports/nvlink/nvl_buffer.h"
@@ -21,6 +23,12 @@
 namespace {
 
 size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+// The re-size WARN once per process (returns 0 the first time).
+int64_t growWarnedOnce() {
+  static std::atomic<int> warned{0};
+  return warned.exchange(1);
+}
 
 /* Carves device arrays out of one allocation, 256-byte aligned. */
 struct Carver {
@@ -146,6 +154,35 @@ fail:
   return res;
 }
 
+/* A call with a larger hidden than the buffers hold: every rank makes the same
+ * call, so every rank re-sizes here, collectively. Device-synchronising (no
+ * graph capture); EP_INTERNODE_MAX_HIDDEN sizes for the largest hidden up front. */
+epResult_t growBuffers(epComm* comm, epInterState* s, int hidden) {
+  EP_INFO(EP_LOG_HT | EP_LOG_ALLOC, "HT internode: hidden %d > %d: re-sizing the buffers (collective)", hidden,
+          s->maxHidden);
+  if (growWarnedOnce() == 0 && comm->rank == 0)
+    EP_WARN("HT internode: hidden %d exceeds the %d the buffers were sized for: re-sizing them (device sync). HINT: "
+            "set EP_INTERNODE_MAX_HIDDEN to the largest hidden size",
+            hidden, s->maxHidden);
+  CUDACHECK(cudaSetDevice(comm->cudaDev));
+  CUDACHECK(cudaDeviceSynchronize());
+  EPCHECK(epNetDeregisterWindow(comm, s->winId));  // drains the rings, barrier: no peer targets it any more
+  s->winId = -1;
+  (void)cudaFree(s->win);
+  (void)cudaFree(s->fwdX);
+  s->win = nullptr;
+  s->fwdX = nullptr;
+  comm->deviceBytes -= s->devBytes;
+  s->devBytes = 0;
+  if (comm->config.nvlBufferBytes == 0 && s->node->ht != nullptr) {  // rings were sized for the old rows
+    epNvlBufferFree(comm, &s->node->ht->nvl);
+    delete s->node->ht;
+    s->node->ht = nullptr;
+  }
+  s->ready = false;
+  return epSuccess;
+}
+
 }  // namespace
 
 bool epInterWanted(const epComm* comm) { return comm->nNodes > 1 && epInterEnabled(); }
@@ -175,14 +212,11 @@ epResult_t epInterCommGet(epComm* comm, epInterState** out) {
 epResult_t epInterBuffersGet(epComm* comm, int hidden, int numSms, epInterState** out) {
   epInterState* s = nullptr;
   EPCHECK(epInterCommGet(comm, &s));
-  if (s->ready) {
-    EP_USAGE_CHECK(hidden <= s->maxHidden,
-                   "HT internode: hidden %d exceeds the %d the buffers were sized for by the first call. HINT: set "
-                   "EP_INTERNODE_MAX_HIDDEN to the largest hidden size",
-                   hidden, s->maxHidden);
+  if (s->ready && hidden <= s->maxHidden) {
     *out = s;
     return epSuccess;
   }
+  if (s->ready) EPCHECK(growBuffers(comm, s, hidden));
   const int N = s->pl.nNodes, G = s->pl.G, R = s->pl.R, Tcfg = s->Tcfg;
   const int H = std::max(hidden, epInterMaxHidden());
   const size_t Tvirt = (size_t)G * N * Tcfg, Trecv = (size_t)R * Tcfg;
