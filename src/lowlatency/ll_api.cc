@@ -43,6 +43,28 @@ void makeHook(epComm* comm, uint64_t seq, int kind, epLlHook_t* hook) {
   hook->internal[3] = comm->commHash;
 }
 
+// `p` set up to run `phases`, with its profiling slot.
+template <class Params>
+Params forPhases(epComm* comm, Params p, int profKind, int phases) {
+  p.phases = phases;
+  p.sa.prof = epLlProfSlot(comm, profKind, phases, p.T);
+  return p;
+}
+
+// Launches what one LL call runs now: send and receive in one cooperative
+// launch; or a send launch, then a receive launch (EP_LL_FUSED=0); or, with a
+// hook, only the send (the receive runs in epLowLatencyRecv).
+template <class Params>
+epResult_t launchCall(epComm* comm, const Params& p, int profKind, bool hook, int blocks, cudaStream_t stream,
+                      epResult_t (*launch)(const Params&, int, cudaStream_t)) {
+  using ep::ll::kPhaseRecv;
+  using ep::ll::kPhaseSend;
+  if (!hook && epLlFused()) return launch(forPhases(comm, p, profKind, kPhaseSend | kPhaseRecv), blocks, stream);
+  EPCHECK(launch(forPhases(comm, p, profKind, kPhaseSend), blocks, stream));
+  if (!hook) EPCHECK(launch(forPhases(comm, p, profKind, kPhaseRecv), blocks, stream));
+  return epSuccess;
+}
+
 }  // namespace
 
 EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t* in, const epLlDispatchOutput_t* out,
@@ -132,21 +154,7 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   const int blocks = epLlBlocks(comm, in->numSms);
 
   const int profKind = p.dedup ? 0 : 1;
-  if (in->hook || !epLlFused()) {
-    p.phases = ep::ll::kPhaseSend;
-    p.sa.prof = epLlProfSlot(comm, profKind, p.phases, p.T);
-    EPCHECK(ep::ll::launchDispatch(p, blocks, stream));
-    if (!in->hook) {
-      DispatchParams r = p;
-      r.phases = ep::ll::kPhaseRecv;
-      r.sa.prof = epLlProfSlot(comm, profKind, r.phases, p.T);
-      EPCHECK(ep::ll::launchDispatch(r, blocks, stream));
-    }
-  } else {
-    p.phases = ep::ll::kPhaseSend | ep::ll::kPhaseRecv;
-    p.sa.prof = epLlProfSlot(comm, profKind, p.phases, p.T);
-    EPCHECK(ep::ll::launchDispatch(p, blocks, stream));
-  }
+  EPCHECK(launchCall(comm, p, profKind, in->hook, blocks, stream, &ep::ll::launchDispatch));
   st->seq++;
   handle->filled = true;
   handle->T = p.T;
@@ -161,9 +169,7 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
     pd.seq = seq;
     pd.kind = 1;
     pd.blocks = blocks;
-    pd.dp = p;
-    pd.dp.phases = ep::ll::kPhaseRecv;
-    pd.dp.sa.prof = epLlProfSlot(comm, profKind, pd.dp.phases, p.T);
+    pd.dp = forPhases(comm, p, profKind, ep::ll::kPhaseRecv);
     pd.handle = handle;
     handle->recvPending = true;
     makeHook(comm, seq, 1, hook);
@@ -244,21 +250,7 @@ EP_API epResult_t epLowLatencyCombine(epComm_t comm, const epLlCombineInput_t* i
   p.sa = epLlSetArgs(comm, b);
   const int blocks = epLlBlocks(comm, in->numSms);
   const int profKind = p.reduce ? 2 : 3;
-  if (in->hook || !epLlFused()) {
-    p.phases = ep::ll::kPhaseSend;
-    p.sa.prof = epLlProfSlot(comm, profKind, p.phases, p.T);
-    EPCHECK(ep::ll::launchCombine(p, blocks, stream));
-    if (!in->hook) {
-      CombineParams r = p;
-      r.phases = ep::ll::kPhaseRecv;
-      r.sa.prof = epLlProfSlot(comm, profKind, r.phases, p.T);
-      EPCHECK(ep::ll::launchCombine(r, blocks, stream));
-    }
-  } else {
-    p.phases = ep::ll::kPhaseSend | ep::ll::kPhaseRecv;
-    p.sa.prof = epLlProfSlot(comm, profKind, p.phases, p.T);
-    EPCHECK(ep::ll::launchCombine(p, blocks, stream));
-  }
+  EPCHECK(launchCall(comm, p, profKind, in->hook, blocks, stream, &ep::ll::launchCombine));
   st->seq++;
   if (in->hook) {
     epLlPending& pd = st->pending[b];
@@ -267,9 +259,7 @@ EP_API epResult_t epLowLatencyCombine(epComm_t comm, const epLlCombineInput_t* i
     pd.seq = seq;
     pd.kind = 2;
     pd.blocks = blocks;
-    pd.cp = p;
-    pd.cp.phases = ep::ll::kPhaseRecv;
-    pd.cp.sa.prof = epLlProfSlot(comm, profKind, pd.cp.phases, p.T);
+    pd.cp = forPhases(comm, p, profKind, ep::ll::kPhaseRecv);
     makeHook(comm, seq, 2, hook);
   }
   EP_TRACE(EP_LOG_LL, "%s: call #%llu set %d T=%d H=%d K=%d reduce=%d hook=%d blocks=%d", fn, (unsigned long long)seq,
