@@ -56,4 +56,22 @@ void PrintTo(const HtCase& c, std::ostream* os);
 /* Runs the case with gtest assertions (call from a TEST body). */
 void htRunCase(const HtCase& c);
 
+/* Case builders shared by the intranode and internode suites. */
+inline HtCase htCaseBase(const char* name, int T, int H) {
+  HtCase c;
+  c.name = name;
+  c.numTokens = T;
+  c.hidden = H;
+  return c;
+}
+inline HtCase htCaseFp8(HtCase c, epScaleFormat_t f = epScaleFloat32) {
+  c.xType = epFloat8E4M3;
+  c.scaleFormat = f;
+  return c;
+}
+inline HtCase htCaseMode(HtCase c, char m) {
+  c.mode = m;
+  return c;
+}
+
 #endif  // EP_TESTS_GPU_HT_CASE_H_
