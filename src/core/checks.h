@@ -85,6 +85,15 @@
     }                                                                      \
   } while (0)
 
+/* A public descriptor (a struct opening with `size`) must be non-NULL and come
+ * from its initializer macro, which sets size = sizeof(Type). */
+#define EP_DESC_CHECK(desc, Type, initializer, fn)                                                  \
+  do {                                                                                             \
+    EP_ARG_CHECK((desc) != nullptr, "%s: descriptor '%s' is NULL", fn, #desc);                     \
+    EP_ARG_CHECK((desc)->size == sizeof(Type), "%s: descriptor '%s' size %zu != %zu: initialise it with %s", \
+                 fn, #desc, (desc)->size, sizeof(Type), #initializer);                             \
+  } while (0)
+
 #define EP_PTR_CHECK(ptr, fn)                                              \
   EP_ARG_CHECK((ptr) != nullptr, "%s: argument '%s' is NULL", fn, #ptr)
 

@@ -253,10 +253,7 @@ epResult_t epInterDispatch(epComm* comm, const epDispatchInput_t* in, const epDi
   EPCHECK(interOf(comm, handle, fn, &s, &ih));
   epHtRowShape shape;
   EPCHECK(epHtCheckDispatchInput(comm, in, handle, /*needRouting=*/false, fn, &shape));
-  EP_ARG_CHECK(out != nullptr, "%s: output descriptor is NULL", fn);
-  EP_ARG_CHECK(out->size == sizeof(epDispatchOutput_t),
-               "%s: output descriptor size %zu != %zu: initialise it with EP_DISPATCH_OUTPUT_INITIALIZER", fn,
-               out->size, sizeof(epDispatchOutput_t));
+  EP_DESC_CHECK(out, epDispatchOutput_t, EP_DISPATCH_OUTPUT_INITIALIZER, fn);
   EP_USAGE_CHECK(handle->notified, "%s: the handle has no layout yet: call epDispatchNotify first", fn);
   EP_USAGE_CHECK(in->numTokens == handle->numTokens,
                  "%s: numTokens %d differs from the notify's %d (cached dispatch needs the same routing)", fn,
@@ -323,13 +320,8 @@ epResult_t epInterCombine(epComm* comm, const epCombineInput_t* in, const epComb
   epInterState* s = nullptr;
   epInterHandle* ih = nullptr;
   EPCHECK(interOf(comm, handle, fn, &s, &ih));
-  EP_ARG_CHECK(in != nullptr && out != nullptr, "%s: input or output descriptor is NULL", fn);
-  EP_ARG_CHECK(in->size == sizeof(epCombineInput_t),
-               "%s: input descriptor size %zu != %zu: initialise it with EP_COMBINE_INPUT_INITIALIZER", fn, in->size,
-               sizeof(epCombineInput_t));
-  EP_ARG_CHECK(out->size == sizeof(epCombineOutput_t),
-               "%s: output descriptor size %zu != %zu: initialise it with EP_COMBINE_OUTPUT_INITIALIZER", fn,
-               out->size, sizeof(epCombineOutput_t));
+  EP_DESC_CHECK(in, epCombineInput_t, EP_COMBINE_INPUT_INITIALIZER, fn);
+  EP_DESC_CHECK(out, epCombineOutput_t, EP_COMBINE_OUTPUT_INITIALIZER, fn);
   EP_USAGE_CHECK(handle->notified && ih->dispatched, "%s: the handle has no layout: dispatch with it first", fn);
   EP_ARG_CHECK(in->hidden > 0 && in->hidden % 8 == 0, "%s: hidden %d must be a positive multiple of 8", fn,
                in->hidden);

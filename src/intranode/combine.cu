@@ -393,13 +393,8 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
   if (epInterWanted(comm)) return epInterCombine(comm, in, out, handle, stream);
   EPCHECK(epHtCheckIntranode(comm, "epCombine"));
   EPCHECK(epHtHandleCheck(comm, handle, "epCombine"));
-  EP_ARG_CHECK(in != nullptr && out != nullptr, "epCombine: input or output descriptor is NULL");
-  EP_ARG_CHECK(in->size == sizeof(epCombineInput_t),
-               "epCombine: input descriptor size %zu != %zu: initialise it with EP_COMBINE_INPUT_INITIALIZER", in->size,
-               sizeof(epCombineInput_t));
-  EP_ARG_CHECK(out->size == sizeof(epCombineOutput_t),
-               "epCombine: output descriptor size %zu != %zu: initialise it with EP_COMBINE_OUTPUT_INITIALIZER",
-               out->size, sizeof(epCombineOutput_t));
+  EP_DESC_CHECK(in, epCombineInput_t, EP_COMBINE_INPUT_INITIALIZER, "epCombine");
+  EP_DESC_CHECK(out, epCombineOutput_t, EP_COMBINE_OUTPUT_INITIALIZER, "epCombine");
   EP_USAGE_CHECK(handle->notified, "epCombine: the handle has no layout: dispatch with it first");
   EP_ARG_CHECK(in->hidden > 0 && in->hidden % 8 == 0, "epCombine: hidden %d must be a positive multiple of 8",
                in->hidden);

@@ -358,10 +358,7 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
   EPCHECK(epHtHandleCheck(comm, handle, "epDispatch"));
   epHtRowShape shape;
   EPCHECK(epHtCheckDispatchInput(comm, in, handle, /*needRouting=*/false, "epDispatch", &shape));
-  EP_ARG_CHECK(out != nullptr, "epDispatch: output descriptor is NULL");
-  EP_ARG_CHECK(out->size == sizeof(epDispatchOutput_t),
-               "epDispatch: output descriptor size %zu != %zu: initialise it with EP_DISPATCH_OUTPUT_INITIALIZER",
-               out->size, sizeof(epDispatchOutput_t));
+  EP_DESC_CHECK(out, epDispatchOutput_t, EP_DISPATCH_OUTPUT_INITIALIZER, "epDispatch");
   EP_USAGE_CHECK(handle->notified, "epDispatch: the handle has no layout yet: call epDispatchNotify first");
   EP_USAGE_CHECK(in->numTokens == handle->numTokens,
                  "epDispatch: numTokens %d differs from the notify's %d (cached dispatch needs the same routing)",

@@ -17,10 +17,7 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 
 epResult_t epHtCheckDispatchInput(epComm* comm, const epDispatchInput_t* in, epHtHandle* h, bool needRouting,
                                   const char* fn, epHtRowShape* shape) {
-  EP_ARG_CHECK(in != nullptr, "%s: input descriptor is NULL", fn);
-  EP_ARG_CHECK(in->size == sizeof(epDispatchInput_t),
-               "%s: input descriptor size %zu != %zu: initialise it with EP_DISPATCH_INPUT_INITIALIZER", fn, in->size,
-               sizeof(epDispatchInput_t));
+  EP_DESC_CHECK(in, epDispatchInput_t, EP_DISPATCH_INPUT_INITIALIZER, fn);
   const int T = in->numTokens;
   EP_ARG_CHECK(T >= 0, "%s: numTokens %d < 0", fn, T);
   EP_ARG_CHECK(T <= comm->config.htMaxTokensPerRank,

@@ -72,14 +72,8 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   static const char* fn = "epLowLatencyDispatch";
   EPCHECK(epCommCheck(comm, fn));
   EP_COMM_SCOPE(comm);
-  EP_PTR_CHECK(in, fn);
-  EP_PTR_CHECK(out, fn);
-  EP_ARG_CHECK(in->size == sizeof(epLlDispatchInput_t),
-               "%s: input size %zu != %zu: initialise it with EP_LL_DISPATCH_INPUT_INITIALIZER", fn, in->size,
-               sizeof(epLlDispatchInput_t));
-  EP_ARG_CHECK(out->size == sizeof(epLlDispatchOutput_t),
-               "%s: output size %zu != %zu: initialise it with EP_LL_DISPATCH_OUTPUT_INITIALIZER", fn, out->size,
-               sizeof(epLlDispatchOutput_t));
+  EP_DESC_CHECK(in, epLlDispatchInput_t, EP_LL_DISPATCH_INPUT_INITIALIZER, fn);
+  EP_DESC_CHECK(out, epLlDispatchOutput_t, EP_LL_DISPATCH_OUTPUT_INITIALIZER, fn);
   EP_USAGE_CHECK(comm->ll != nullptr, "%s: create an LL handle (epLowLatencyHandleCreate) first", fn);
   EPCHECK(checkHandle(comm, handle, fn));
   epLlState* st = comm->ll;
@@ -184,14 +178,8 @@ EP_API epResult_t epLowLatencyCombine(epComm_t comm, const epLlCombineInput_t* i
   static const char* fn = "epLowLatencyCombine";
   EPCHECK(epCommCheck(comm, fn));
   EP_COMM_SCOPE(comm);
-  EP_PTR_CHECK(in, fn);
-  EP_PTR_CHECK(out, fn);
-  EP_ARG_CHECK(in->size == sizeof(epLlCombineInput_t),
-               "%s: input size %zu != %zu: initialise it with EP_LL_COMBINE_INPUT_INITIALIZER", fn, in->size,
-               sizeof(epLlCombineInput_t));
-  EP_ARG_CHECK(out->size == sizeof(epLlCombineOutput_t),
-               "%s: output size %zu != %zu: initialise it with EP_LL_COMBINE_OUTPUT_INITIALIZER", fn, out->size,
-               sizeof(epLlCombineOutput_t));
+  EP_DESC_CHECK(in, epLlCombineInput_t, EP_LL_COMBINE_INPUT_INITIALIZER, fn);
+  EP_DESC_CHECK(out, epLlCombineOutput_t, EP_LL_COMBINE_OUTPUT_INITIALIZER, fn);
   EP_USAGE_CHECK(comm->ll != nullptr, "%s: create an LL handle (epLowLatencyHandleCreate) first", fn);
   EPCHECK(checkHandle(comm, handle, fn));
   epLlState* st = comm->ll;
