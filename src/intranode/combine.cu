@@ -370,11 +370,7 @@ __global__ void __launch_bounds__((kR + kRed) * 32, 1) combine_kernel(CombinePar
 
 template <int kR>
 epResult_t launchCombine(epHtState* st, const CombineParams& p, size_t smem, cudaStream_t stream) {
-  const unsigned bit = EP_HT_ATTR_COMBINE << (kR == 2 ? 0 : kR == 4 ? 1 : 2);
-  if (!(st->attrDone & bit)) {
-    CUDACHECK(cudaFuncSetAttribute(combine_kernel<kR>, cudaFuncAttributeMaxDynamicSharedMemorySize, st->smemOptin));
-    st->attrDone |= bit;
-  }
+  EPCHECK(epHtAllowLargeSmem(st, EP_HT_ATTR_COMBINE << (kR == 2 ? 0 : kR == 4 ? 1 : 2), combine_kernel<kR>));
   combine_kernel<kR><<<p.C, (kR + kRed) * 32, smem, stream>>>(p);
   CUDACHECK_LAUNCH();
   return epSuccess;

@@ -333,11 +333,7 @@ size_t dispatchSmem(int Ss, int Sr, int nRecv, int slotBytes) {
 
 template <int kR>
 epResult_t launchDispatch(epHtState* st, const DispatchParams& p, size_t smem, cudaStream_t stream) {
-  const unsigned bit = EP_HT_ATTR_DISPATCH << (kR == 2 ? 0 : kR == 4 ? 1 : 2);
-  if (!(st->attrDone & bit)) {
-    CUDACHECK(cudaFuncSetAttribute(dispatch_kernel<kR>, cudaFuncAttributeMaxDynamicSharedMemorySize, st->smemOptin));
-    st->attrDone |= bit;
-  }
+  EPCHECK(epHtAllowLargeSmem(st, EP_HT_ATTR_DISPATCH << (kR == 2 ? 0 : kR == 4 ? 1 : 2), dispatch_kernel<kR>));
   dispatch_kernel<kR><<<p.C, kDispatchThreads, smem, stream>>>(p);
   CUDACHECK_LAUNCH();
   return epSuccess;

@@ -13,6 +13,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "core/checks.h"
 #include "epcomm.h"
 #include "intranode/ht_types.h"
 #include "transports/nvlink/nvl_buffer.h"
@@ -35,15 +36,25 @@ struct epHtState {
   uint32_t notifyEpoch = 0; /* last notify epoch used (same sequence on every rank) */
   int smemOptin = 0;        /* max dynamic shared memory per block */
   int deviceSms = 0;
-  unsigned attrDone = 0;
+  unsigned attrDone = 0;     /* kernels whose smem limit was raised on this device (bit per kernel) */
   /* Dev profiling (EP_HT_DEV_PROF=1): device counters and host sums per kernel. */
   unsigned long long* prof = nullptr;
   double profSum[2][32] = {};
-  int profCalls[2] = {0, 0};     /* kernels whose smem limit was raised on this device (bit per kernel) */
+  int profCalls[2] = {0, 0};
 };
 
 /* Bits of epHtState::attrDone. */
 enum { EP_HT_ATTR_COUNT = 1u << 0, EP_HT_ATTR_DISPATCH = 1u << 1, EP_HT_ATTR_COMBINE = 1u << 4 };
+
+/* Lets `kernel` use up to st->smemOptin bytes of dynamic shared memory (above
+ * the 48 KB default), once per state: `bit` in attrDone records it. */
+template <class Kernel>
+epResult_t epHtAllowLargeSmem(epHtState* st, unsigned bit, Kernel kernel) {
+  if (st->attrDone & bit) return epSuccess;
+  CUDACHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, st->smemOptin));
+  st->attrDone |= bit;
+  return epSuccess;
+}
 
 /* Bytes of header (everything but the rings) for this many ranks and channels. */
 size_t epHtHeaderBytes(int nranks, int maxChannels);

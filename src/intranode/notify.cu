@@ -240,10 +240,7 @@ EP_API epResult_t epDispatchNotify(epComm_t comm, const epDispatchInput_t* in, e
   const bool hist = in->numTokensPerExpert == nullptr;
   if (hist) {
     CUDACHECK(cudaMemsetAsync(handle->dev.expertCount, 0, sizeof(int) * E, stream));
-    if (!(st->attrDone & EP_HT_ATTR_COUNT)) {  // the histogram may exceed 48 KB of shared memory
-      CUDACHECK(cudaFuncSetAttribute(count_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, st->smemOptin));
-      st->attrDone |= EP_HT_ATTR_COUNT;
-    }
+    EPCHECK(epHtAllowLargeSmem(st, EP_HT_ATTR_COUNT, count_kernel));  // the histogram may exceed 48 KB
     EP_ARG_CHECK((size_t)E * 4 <= (size_t)st->smemOptin, "epDispatchNotify: %d experts exceed the histogram limit %d",
                  E, st->smemOptin / 4);
   }
