@@ -270,13 +270,14 @@ done
     echo "| $a | $b | $c | $d | $e |"
   done
   # gtest totals and perf tables from the logs
-  for f in "$OUT"/comm_*.log "$OUT"/ht_np*.log "$OUT"/ll_np*.log "$OUT"/net_np*.log "$OUT"/eplb.log "$OUT"/sanitizer_*.log; do
+  for f in "$OUT"/comm_*.log "$OUT"/ht_np*.log "$OUT"/ll_np*.log "$OUT"/net_np*.log "$OUT"/eplb.log "$OUT"/sanitizer_*.log \
+           "$OUT"/internode_*.log; do
     [ -f "$f" ] || continue
     echo
     echo "$(basename "$f"): $(grep -E '^\[==========\] .* ran|^\[  (PASSED|SKIPPED|FAILED) +\] [0-9]|ERROR SUMMARY' "$f" | tr '\n' ' ')"
     grep -E '^\[  FAILED  \] [A-Za-z]' "$f" | head -20
   done
-  for f in "$OUT"/perf_*.log; do
+  for f in "$OUT"/perf_*.log "$OUT"/internode_perf*.log; do
     [ -f "$f" ] || continue
     echo
     # the binary's last header line and the table after it

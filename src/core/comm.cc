@@ -22,6 +22,7 @@
 #include "bootstrap/bootstrap.h"
 #include "core/api.h"
 #include "core/async_error.h"
+#include "internode/inter_state.h"
 #include "core/checks.h"
 #include "core/comm.h"
 #include "core/config.h"
@@ -336,6 +337,7 @@ EP_API epResult_t epCommGetAsyncError(epComm_t comm, epResult_t* asyncError) {
       s.b = vs->b;
       s.value = vs->value;
       s.family = vs->family;
+      if (comm->inter) epInterMapDeviceStatus(comm, &s);  // node-comm ranks -> this comm's ranks
       char msg[512];
       *asyncError = epDeviceStatusDescribe(s, msg, sizeof(msg));
       EP_WARN("%s", msg);

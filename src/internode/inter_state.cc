@@ -15,6 +15,7 @@
 #include "core/checks.h"
 #include "core/comm.h"
 #include "core/param.h"
+#include "device/status.h"
 #include "intranode/ht_state.h"
 #include "intranode/ht_types.h"
 #include "transports/nvlink/nvl_buffer.h"
@@ -184,6 +185,12 @@ epResult_t growBuffers(epComm* comm, epInterState* s, int hidden) {
 }
 
 }  // namespace
+
+void epInterMapDeviceStatus(const epComm* comm, epDeviceStatus* s) {
+  const epInterState* st = comm->inter;
+  if (st == nullptr || s->family != 1 || s->kind != EP_DEVERR_TIMEOUT) return;  // family 1: HT (node comm)
+  if (s->b >= 0 && s->b < st->pl.G) s->b = st->pl.nodeRank[(size_t)st->pl.myNode * st->pl.G + s->b];
+}
 
 bool epInterWanted(const epComm* comm) { return comm->nNodes > 1 && epInterEnabled(); }
 

@@ -79,6 +79,11 @@ epComm* epInterNodeCommCreate(const epComm* comm, const epInterPlacement& pl, in
 bool epInterWanted(const epComm* comm);
 /* The placement and node comm (creates them; not collective). */
 epResult_t epInterCommGet(epComm* comm, epInterState** out);
+/* An error recorded by the intranode kernels running on the node comm (they
+ * share the parent's device status) names a node-local peer: rewrite it as
+ * the parent comm's rank so that the message names the real peer. */
+struct epDeviceStatus;
+void epInterMapDeviceStatus(const epComm* comm, epDeviceStatus* s);
 /* Buffers for rows of `hidden` (collective on first use). */
 epResult_t epInterBuffersGet(epComm* comm, int hidden, int numSms, epInterState** out);
 
