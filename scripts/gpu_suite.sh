@@ -28,7 +28,8 @@
 #   --quick        shorter perf (fewer iterations, smaller sweep)
 #   --perf-args S  extra arguments for every perf binary (e.g. "--mode c")
 # Environment: OUT (log dir, default ./gpu_suite_out), EP_TIMEOUT_MS (default 20000 for tests),
-#   EP_SUITE_STEP_TIMEOUT (seconds per step, default 300), EP_GIT_REV (printed in the summary).
+#   EP_SUITE_STEP_TIMEOUT (seconds per step, default 300), EP_GIT_REV (printed in the summary),
+#   EP_SUITE_INTERNODE_FULL=0 (internode: only the internode cases, limit, gate and perf; no HT suite, no memcheck).
 # Exit status: 0 if every step passed or was skipped, 1 otherwise.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -224,9 +225,11 @@ section_internode() {
     run_step internode "internode cases, 2 virtual nodes, $n ranks" "internode_np$n.log" \
       "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np "$n" \
       build/test/ep_gpu_tests --gtest_filter='Internode/*:InternodeHtSequence.*' --gtest_color=no
-    run_step internode "HT suite on 2 virtual nodes (internode path), $n ranks" "internode_ht_np$n.log" \
-      "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np "$n" \
-      build/test/ep_gpu_tests --gtest_filter="$HT_FILTER" --gtest_color=no
+    if [ "${EP_SUITE_INTERNODE_FULL:-1}" = 1 ]; then
+      run_step internode "HT suite on 2 virtual nodes (internode path), $n ranks" "internode_ht_np$n.log" \
+        "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np "$n" \
+        build/test/ep_gpu_tests --gtest_filter="$HT_FILTER" --gtest_color=no
+    fi
     run_step internode "node limit 1, $n ranks" "internode_limit_np$n.log" \
       "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -x EP_HT_MAX_NODES_PER_TOKEN=1 -np "$n" \
       build/test/ep_gpu_tests --gtest_filter='InternodeHtNodeLimit.*' --gtest_color=no
@@ -242,7 +245,9 @@ section_internode() {
   else
     skip_step internode ep_ht_perf "build/bin/ep_ht_perf not built"
   fi
-  if [ -n "$SANITIZER" ] && [ "${NGPU:-0}" -ge 2 ]; then
+  if [ "${EP_SUITE_INTERNODE_FULL:-1}" != 1 ]; then
+    skip_step internode "HT suite on the internode path + memcheck" "EP_SUITE_INTERNODE_FULL=0 (bring-up run)"
+  elif [ -n "$SANITIZER" ] && [ "${NGPU:-0}" -ge 2 ]; then
     EP_TIMEOUT_MS=120000 run_step internode "memcheck, internode *Small*, 2 ranks" "internode_memcheck.log" \
       "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np 2 "$SANITIZER" --tool memcheck --error-exitcode 9 \
       build/test/ep_gpu_tests --gtest_filter='Internode/*Small*' --gtest_color=no
