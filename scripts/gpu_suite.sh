@@ -247,6 +247,8 @@ section_internode() {
   fi
   if [ "${EP_SUITE_INTERNODE_FULL:-1}" != 1 ]; then
     skip_step internode "HT suite on the internode path + memcheck" "EP_SUITE_INTERNODE_FULL=0 (bring-up run)"
+  elif [[ " ${RANKS[*]} " != *" 2 "* ]]; then
+    skip_step internode "memcheck" "runs with --ranks including 2"
   elif [ -n "$SANITIZER" ] && [ "${NGPU:-0}" -ge 2 ]; then
     EP_TIMEOUT_MS=120000 run_step internode "memcheck, internode *Small*, 2 ranks" "internode_memcheck.log" \
       "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np 2 "$SANITIZER" --tool memcheck --error-exitcode 9 \

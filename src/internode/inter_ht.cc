@@ -70,6 +70,28 @@ epResult_t fromNode(epComm* comm, epInterState* s, epResult_t r, const char* fn)
     }                                                                          \
   } while (0)
 
+/* Lazy module loading (the CUDA default) loads a kernel at its first launch,
+ * and the driver holds its context lock while it waits for the device: the
+ * proxy thread's copies and signal launches then block too. If an internode
+ * wait of this rank spins on the stream at that moment, no rank's proxy moves
+ * and every rank sits out EP_TIMEOUT_MS (seen on the first GPU run: the first
+ * notify of every rank timed out, everything after it passed). The intranode
+ * kernels that run on the node comm live in src/intranode and cannot be
+ * preloaded from here, so before the first node-comm call of each kind this
+ * rank drains its stream: nothing of ours spins while they load. Later calls
+ * find them loaded. (Under graph capture the first call cannot be made anyway:
+ * the buffers are allocated and registered on the first notify.) */
+enum { EP_INTER_SETTLED_NOTIFY = 1u, EP_INTER_SETTLED_DISPATCH = 2u, EP_INTER_SETTLED_COMBINE = 4u };
+epResult_t settleBeforeFirst(epInterState* s, unsigned bit, cudaStream_t stream) {
+  if (s->settled & bit) return epSuccess;
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  CUDACHECK(cudaStreamIsCapturing(stream, &cap));
+  if (cap != cudaStreamCaptureStatusNone) return epSuccess;
+  CUDACHECK(cudaStreamSynchronize(stream));
+  s->settled |= bit;
+  return epSuccess;
+}
+
 /* The RDMA phase of notify (withX = false) or dispatch (true). */
 epResult_t rdmaPhase(epComm* comm, epInterState* s, epInterHandle* ih, const epDispatchInput_t* in,
                      const epHtRowShape& shape, int K, bool withX, bool withIdx, cudaStream_t stream) {
@@ -235,6 +257,7 @@ epResult_t epInterDispatchNotify(epComm* comm, const epDispatchInput_t* in, epHt
     CUDACHECK(cudaMemsetAsync(ih->nodeCount, 0, sizeof(int) * s->pl.nNodes, stream));
   EPCHECK(rdmaPhase(comm, s, ih, in, shape, K, /*withX=*/false, /*withIdx=*/true, stream));
   epDispatchInput_t nin = nodeInput(in, s, ih, /*withIdx=*/true, /*withW=*/false, K);
+  EPCHECK(settleBeforeFirst(s, EP_INTER_SETTLED_NOTIFY, stream));
   EPCHECK(fromNode(comm, s, epDispatchNotify(s->node, &nin, ih->sub, numRecvTokens, recvCountPerExpert, stream), fn));
   handle->notified = true;
   handle->numTokens = in->numTokens;
@@ -288,6 +311,7 @@ epResult_t epInterDispatch(epComm* comm, const epDispatchInput_t* in, const epDi
   nout.recvCountPerExpert = out->recvCountPerExpert;
   nout.numRecvTokens = out->numRecvTokens;
   nout.capacity = Trecv;
+  EPCHECK(settleBeforeFirst(s, EP_INTER_SETTLED_DISPATCH, stream));
   EPCHECK(fromNode(comm, s, epDispatch(s->node, &nin, &nout, ih->sub, stream), fn));
   epInterK k = makeK(comm, s);
   k.L = handle->numExperts / comm->nranks;
@@ -356,6 +380,7 @@ epResult_t epInterCombine(epComm* comm, const epCombineInput_t* in, const epComb
   epCombineOutput_t nout = EP_COMBINE_OUTPUT_INITIALIZER;
   nout.out = s->fwdOut;
   nout.outTopkWeights = K ? s->fwdOutW : nullptr;
+  EPCHECK(settleBeforeFirst(s, EP_INTER_SETTLED_COMBINE, stream));
   EPCHECK(fromNode(comm, s, epCombine(s->node, &nin, &nout, ih->sub, stream), fn));
   const epInterRec crec = epInterCombineRec(H, K);
   EP_USAGE_CHECK(crec.bytes <= s->lay.cRecMax, "%s: a %d-byte combine record exceeds the buffers' %d", fn, crec.bytes,

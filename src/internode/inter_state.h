@@ -54,6 +54,7 @@ struct epInterState {
   int* scrSrc = nullptr;
   int* rankNL = nullptr;    /* device [R]: node << 16 | local rank */
   unsigned long long* seq = nullptr; /* device [4]: dispatch / combine phase counters and current values */
+  unsigned settled = 0;     /* node-comm entry points already called once (bits: notify, dispatch, combine) */
   size_t devBytes = 0;
 };
 
