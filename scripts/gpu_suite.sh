@@ -17,9 +17,9 @@
 #   net        emulated RDMA transport (proxy + peer copies across virtual nodes) at each --ranks
 #   perf-ht    build/bin/ep_ht_perf: check run, then BF16 + FP8 dispatch and combine at 4096 tokens, SM sweep
 #   ll         LL GPU tests and build/bin/ep_ll_perf, when they exist (LL section: extend section_ll)
-#   internode  HT internode (v1, EP_INTERNODE_EXPERIMENTAL=1) over 2 virtual nodes + emulated RDMA at each --ranks:
-#              Internode* cases, the HT suite itself on the 2-node comm, node limit, gate closed,
-#              ep_ht_perf -c (RDMA GB/s), memcheck (2 ranks)
+#   internode  HT internode (v1) over 2 virtual nodes + emulated RDMA at each --ranks (CUDA_MODULE_LOADING=EAGER:
+#              docs/internode.md, "Lazy loading"): Internode* cases, the HT suite itself on the 2-node comm,
+#              node limit, verbs refused on virtual nodes, ep_ht_perf -c (RDMA GB/s), memcheck (2 ranks)
 # Add a section: write section_<name>() using run_step, and add <name> to SECTIONS.
 #
 # Options:
@@ -215,32 +215,32 @@ section_internode() {
   [ ${#RANKS[@]} -gt 0 ] || { skip_step internode "internode suite" "no rank count <= $NGPU GPUs"; return; }
   local base=() a
   for a in "${MPIRUN[@]}"; do
-    case $a in EP_EMULATE_NODES|EP_NET|EP_INTERNODE_EXPERIMENTAL|EP_INTERNODE_MAX_HIDDEN|EP_HT_MAX_NODES_PER_TOKEN)
+    case $a in EP_EMULATE_NODES|EP_NET|EP_INTERNODE_MAX_HIDDEN|EP_HT_MAX_NODES_PER_TOKEN)
       unset 'base[${#base[@]}-1]' ;;  # drop the caller's value and its -x
     *) base+=("$a") ;;
     esac
   done
-  local knobs=(-x EP_EMULATE_NODES=2 -x EP_NET=emulated -x EP_INTERNODE_MAX_HIDDEN=8192)
+  local knobs=(-x EP_EMULATE_NODES=2 -x EP_NET=emulated -x EP_INTERNODE_MAX_HIDDEN=8192 -x CUDA_MODULE_LOADING=EAGER)
   for n in "${RANKS[@]}"; do
     run_step internode "internode cases, 2 virtual nodes, $n ranks" "internode_np$n.log" \
-      "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np "$n" \
+      "${base[@]}" "${knobs[@]}" -np "$n" \
       build/test/ep_gpu_tests --gtest_filter='Internode/*:InternodeHtSequence.*' --gtest_color=no
     if [ "${EP_SUITE_INTERNODE_FULL:-1}" = 1 ]; then
       run_step internode "HT suite on 2 virtual nodes (internode path), $n ranks" "internode_ht_np$n.log" \
-        "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np "$n" \
+        "${base[@]}" "${knobs[@]}" -np "$n" \
         build/test/ep_gpu_tests --gtest_filter="$HT_FILTER" --gtest_color=no
     fi
     run_step internode "node limit 1, $n ranks" "internode_limit_np$n.log" \
-      "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -x EP_HT_MAX_NODES_PER_TOKEN=1 -np "$n" \
+      "${base[@]}" "${knobs[@]}" -x EP_HT_MAX_NODES_PER_TOKEN=1 -np "$n" \
       build/test/ep_gpu_tests --gtest_filter='InternodeHtNodeLimit.*' --gtest_color=no
-    run_step internode "gate closed refuses, $n ranks" "internode_gate_np$n.log" \
-      "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=0 -np "$n" \
-      build/test/ep_gpu_tests --gtest_filter='InternodeHtGate.*' --gtest_color=no
+    run_step internode "verbs on virtual nodes refused (names EP_NET), $n ranks" "internode_transport_np$n.log" \
+      "${base[@]}" "${knobs[@]}" -np "$n" \
+      build/test/ep_gpu_tests --gtest_filter='InternodeHtTransport.*' --gtest_color=no
   done
   if [ -x build/bin/ep_ht_perf ]; then
     # Checked timing at the DeepSeek-V3 shape: logical, NVLink and RDMA GB/s (emulated: protocol overhead only).
     run_step internode "ep_ht_perf -c over 2 virtual nodes, $MAXR ranks" internode_perf.log \
-      "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np "$MAXR" \
+      "${base[@]}" "${knobs[@]}" -np "$MAXR" \
       build/bin/ep_ht_perf -t 4096 --fp8 --sms 24 -n 20 -w 3 -c 1 $perf_args
   else
     skip_step internode ep_ht_perf "build/bin/ep_ht_perf not built"
@@ -251,7 +251,7 @@ section_internode() {
     skip_step internode "memcheck" "runs with --ranks including 2"
   elif [ -n "$SANITIZER" ] && [ "${NGPU:-0}" -ge 2 ]; then
     EP_TIMEOUT_MS=120000 run_step internode "memcheck, internode *Small*, 2 ranks" "internode_memcheck.log" \
-      "${base[@]}" "${knobs[@]}" -x EP_INTERNODE_EXPERIMENTAL=1 -np 2 "$SANITIZER" --tool memcheck --error-exitcode 9 \
+      "${base[@]}" "${knobs[@]}" -np 2 "$SANITIZER" --tool memcheck --error-exitcode 9 \
       build/test/ep_gpu_tests --gtest_filter='Internode/*Small*' --gtest_color=no
   else
     skip_step internode "memcheck" "compute-sanitizer missing or fewer than 2 GPUs"

@@ -98,7 +98,7 @@ struct epComm {
   epHtState* ht = nullptr;
   epLlState* ll = nullptr;
   epNetState* net = nullptr;
-  epInterState* inter = nullptr; /* HT internode (src/internode), with EP_INTERNODE_EXPERIMENTAL=1 */
+  epInterState* inter = nullptr; /* HT internode (src/internode), on multi-node comms */
 
   /* Run by epCommDestroy/epCommAbort, last registered first. */
   std::vector<std::function<void(epComm*)>> cleanups;

@@ -1,7 +1,7 @@
 /*************************************************************************
  * epcomm: HT internode (v1) entry points, called by the public HT entry
  * points (src/intranode, src/layout) when epInterWanted(comm): the comm
- * spans more than one node and EP_INTERNODE_EXPERIMENTAL=1. Same contracts
+ * spans more than one node (real nodes or EP_EMULATE_NODES). Same contracts
  * as include/epcomm/ht.h (sizing modes a/b/c, handles, FP8, bad input).
  * SPDX-License-Identifier: Apache-2.0
  *************************************************************************/

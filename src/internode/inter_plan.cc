@@ -209,10 +209,8 @@ std::vector<int> epInterRowMapCounts(const std::vector<int>& vpOfRow, const std:
   return dest;
 }
 
-EP_PARAM(InternodeExperimental, "INTERNODE_EXPERIMENTAL", 0)
 EP_PARAM(HtMaxNodesPerToken, "HT_MAX_NODES_PER_TOKEN", 0)
 EP_PARAM(InternodeMaxHidden, "INTERNODE_MAX_HIDDEN", 0)
 
-bool epInterEnabled() { return epParamInternodeExperimental() == 1; }
 int epInterNodeLimit() { return (int)std::max<int64_t>(0, epParamHtMaxNodesPerToken()); }
 int epInterMaxHidden() { return (int)std::max<int64_t>(0, epParamInternodeMaxHidden()); }

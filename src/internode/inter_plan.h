@@ -123,8 +123,6 @@ std::vector<int> epInterRowOrderRef(const std::vector<int>& vpOfRow, const std::
 std::vector<int> epInterRowMapCounts(const std::vector<int>& vpOfRow, const std::vector<int>& rankPrefix,
                                      const epInterPlacement& pl, int Tcfg);
 
-/* EP_INTERNODE_EXPERIMENTAL=1: run HT internode (v1) on multi-node comms. */
-bool epInterEnabled();
 /* EP_HT_MAX_NODES_PER_TOKEN: node-limited routing bound (0: no limit). */
 int epInterNodeLimit();
 /* EP_INTERNODE_MAX_HIDDEN: hidden size the internode buffers are sized for (0: the first call's). */

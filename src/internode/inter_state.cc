@@ -192,7 +192,7 @@ void epInterMapDeviceStatus(const epComm* comm, epDeviceStatus* s) {
   if (s->b >= 0 && s->b < st->pl.G) s->b = st->pl.nodeRank[(size_t)st->pl.myNode * st->pl.G + s->b];
 }
 
-bool epInterWanted(const epComm* comm) { return comm->nNodes > 1 && epInterEnabled(); }
+bool epInterWanted(const epComm* comm) { return comm->nNodes > 1; }
 
 epResult_t epInterCommGet(epComm* comm, epInterState** out) {
   if (comm->inter != nullptr) {

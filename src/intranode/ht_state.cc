@@ -71,7 +71,7 @@ epResult_t epHtCheckIntranode(epComm* comm, const char* fn) {
   if (comm->nNodes > 1 || comm->nranks > EP_HT_MAX_NVL_RANKS) {
     EP_WARN("%s: HT intranode kernels need all %d ranks in one NVLink domain of at most %d GPUs (nodes: %d)%s", fn,
             comm->nranks, EP_HT_MAX_NVL_RANKS, comm->nNodes,
-            comm->nNodes > 1 ? ". HINT: HT internode is experimental (not yet verified on a GPU): EP_INTERNODE_EXPERIMENTAL=1"
+            comm->nNodes > 1 ? ". HINT: multi-node communicators take the internode path (docs/internode.md)"
                              : "");
     return epNotSupported;
   }

@@ -3,15 +3,17 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * Run on one host through virtual nodes and the emulated RDMA transport:
- *   EP_EMULATE_NODES=2 EP_NET=emulated EP_INTERNODE_EXPERIMENTAL=1 \
- *   EP_INTERNODE_MAX_HIDDEN=8192 mpirun -np 4 build/test/ep_gpu_tests --gtest_filter='Internode*'
+ *   EP_EMULATE_NODES=2 EP_NET=emulated EP_INTERNODE_MAX_HIDDEN=8192 CUDA_MODULE_LOADING=EAGER \
+ *   mpirun -np 4 build/test/ep_gpu_tests --gtest_filter='Internode*'
  * (scripts/gpu_suite.sh --only internode). Every case goes through htRunCase
  * (tests/gpu/ht_case.h): the same host references, bitwise row checks,
  * poisoned outputs, guard regions and combine tolerance as intranode HT --
  * internode keeps the intranode contract (rows ordered by source rank, then
  * source token; one BF16 rounding per combined element).
- * Skips, by name: without a GPU; when the comm has one node; when
- * EP_INTERNODE_EXPERIMENTAL is not 1 (except the gate test, which then runs).
+ * Skips, by name: without a GPU; when the comm has one node.
+ * CUDA_MODULE_LOADING=EAGER: with the emulated transport the proxy thread is
+ * a CUDA client, and lazy loading of a kernel (the test's own checks) while an
+ * internode wait spins would stall it (docs/internode.md, "Lazy loading").
  *************************************************************************/
 #include <cstdlib>
 #include <cstring>
@@ -27,17 +29,11 @@
 
 namespace {
 
-bool experimental() {
-  const char* v = getenv("EP_INTERNODE_EXPERIMENTAL");
-  return v != nullptr && strcmp(v, "1") == 0;
-}
-
 #define EP_INTER_REQUIRE_MULTINODE()                                                                           \
   do {                                                                                                         \
     EP_HT_REQUIRE_GPU();                                                                                       \
     if (htEnv().nNodes < 2)                                                                                    \
-      GTEST_SKIP() << "comm has one node: run with EP_EMULATE_NODES=2 EP_NET=emulated EP_INTERNODE_EXPERIMENTAL=1"; \
-    if (!experimental()) GTEST_SKIP() << "EP_INTERNODE_EXPERIMENTAL is not 1: internode HT is off";            \
+      GTEST_SKIP() << "comm has one node: run with EP_EMULATE_NODES=2 EP_NET=emulated";                       \
   } while (0)
 
 
@@ -105,16 +101,46 @@ TEST(InternodeHtSequence, BackToBackRoundTripsStayCorrect) {
   }
 }
 
-// Without the gate a multi-node comm keeps today's clear refusal.
-TEST(InternodeHtGate, OffWithoutTheKnobNamesIt) {
-  EP_HT_REQUIRE_GPU();
+// Virtual nodes talk only through the emulated transport: asking for verbs
+// on them is refused at the first HT call with a message naming EP_NET (the
+// GPU-side face of the "no usable transport names the knob" rule; the no-NIC
+// case itself is covered on CPU by ProxyNetInit.NoNicAndNoEmulationNamesEpNet).
+TEST(InternodeHtTransport, VerbsOnVirtualNodesRefusedNamingEpNet) {
+  EP_INTER_REQUIRE_MULTINODE();
   HtEnv& env = htEnv();
-  if (env.nNodes < 2) GTEST_SKIP() << "comm has one node: the gate only matters across nodes";
-  if (experimental()) GTEST_SKIP() << "EP_INTERNODE_EXPERIMENTAL=1: the gate is open (covered by InternodeHt.*)";
+  epConfig_t cfg = EP_CONFIG_INITIALIZER;
+  cfg.htMaxTokensPerRank = 64;
+  cfg.emulateNodes = 2;
+  cfg.net = "ib";
+  cfg.commName = "internode-ib-refused";
+  epComm_t c = nullptr;
+  EP_HT_ASSERT_OK(epTestCommInitAt(env.rank, env.nranks, 3, &cfg, &c), nullptr);
+  int nodes = 0;
+  epCommNodeCount(c, &nodes);
+  EXPECT_EQ(2, nodes);
   epHtHandle_t h = nullptr;
-  EXPECT_EQ(epNotSupported, epHtHandleCreate(env.comm, 16, &h));
-  EXPECT_EQ(nullptr, h);
-  EXPECT_NE(nullptr, strstr(epGetLastError(env.comm), "EP_INTERNODE_EXPERIMENTAL")) << epGetLastError(env.comm);
+  EXPECT_EQ(epSuccess, epHtHandleCreate(c, 64, &h)) << epGetLastError(c);
+  std::vector<int64_t> ids(8 * 2, 0);
+  std::vector<uint16_t> x(8 * 256, 0);
+  epTestDevBuf dids, dx;
+  EP_HT_ASSERT_CUDA(dids.upload(ids));
+  EP_HT_ASSERT_CUDA(dx.upload(x));
+  epDispatchInput_t in = EP_DISPATCH_INPUT_INITIALIZER;
+  in.x = dx.p;
+  in.numTokens = 8;
+  in.hidden = 256;
+  in.topkIdx = dids.p;
+  in.topkIdxType = epInt64;
+  in.numTopk = 2;
+  in.numExperts = 2 * env.nranks;
+  if (h != nullptr) {
+    epResult_t r = epDispatchNotify(c, &in, h, nullptr, nullptr, env.stream);
+    EXPECT_EQ(epInvalidUsage, r) << epTestErrText(r, c);
+    EXPECT_NE(nullptr, strstr(epGetLastError(c), "EP_NET")) << epGetLastError(c);
+    epHtHandleDestroy(h);
+  }
+  EP_HT_ASSERT_CUDA(cudaStreamSynchronize(env.stream));
+  epCommDestroy(c);
 }
 
 // Node-limited routing: with EP_HT_MAX_NODES_PER_TOKEN=1 a token touching two

@@ -1,11 +1,10 @@
 /*************************************************************************
  * epcomm unit tests: HT internode on CPU communicators (no GPU): the node
- * comm the intranode kernels run on, the gate, and the argument checks that
+ * comm the intranode kernels run on, path selection, and the argument checks that
  * refuse bad input before any device work.
  *************************************************************************/
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <string>
 
 #include "core/comm.h"
@@ -15,7 +14,6 @@
 #include "internode/inter_state.h"
 #include "intranode/ht_state.h"
 #include "intranode/ht_types.h"
-#include "tests/unit/fork_ranks.h"
 
 namespace {
 
@@ -73,16 +71,12 @@ TEST(InternodeComm, NodeCommMeetsTheIntranodePreconditions) {
   EXPECT_NE(hashOfNode[0], hashOfNode[1]);
 }
 
-// Needs EP_INTERNODE_EXPERIMENTAL=1, which is cached per process: runs in a fresh exec.
-TEST(InternodeComm, GateOpenArgumentChecksBeforeDeviceWork) {
-  if (getenv("EP_UNITTEST_CHILD") == nullptr) {
-    EXPECT_TRUE(epRunTestInFreshProcess("InternodeComm.GateOpenArgumentChecksBeforeDeviceWork",
-                                        {{"EP_INTERNODE_EXPERIMENTAL", "1"}}));
-    return;
-  }
-  ASSERT_TRUE(epInterEnabled());
+// A multi-node comm takes the internode path with no knob set; bad input is
+// refused before any device work.
+TEST(InternodeComm, MultiNodeTakesInternodePathArgumentChecksBeforeDeviceWork) {
   Comms cs;
   ASSERT_TRUE(init2x2(&cs)) << epGetLastError(nullptr);
+  for (int r = 0; r < 4; r++) EXPECT_TRUE(epInterWanted(cs.c[r])) << "rank " << r;
   epHtHandle_t h = nullptr;
   EXPECT_EQ(epInvalidArgument, epHtHandleCreate(cs.c[0], 0, &h));
   EXPECT_EQ(nullptr, h);
@@ -102,18 +96,17 @@ TEST(InternodeComm, GateOpenArgumentChecksBeforeDeviceWork) {
   EXPECT_EQ(epInvalidArgument, epCombine(cs.c[0], &cin, &cout, nullptr, nullptr));
 }
 
-TEST(InternodeComm, GateClosedByDefault) {
-  if (getenv("EP_UNITTEST_CHILD") == nullptr) {
-    EXPECT_TRUE(epRunTestInFreshProcess("InternodeComm.GateClosedByDefault", {{"EP_INTERNODE_EXPERIMENTAL", "0"}}));
-    return;
-  }
-  EXPECT_FALSE(epInterEnabled());
+TEST(InternodeComm, SingleNodeCommNeverTakesInternodePath) {
   Comms cs;
-  ASSERT_TRUE(init2x2(&cs)) << epGetLastError(nullptr);
-  EXPECT_FALSE(epInterWanted(cs.c[0]));
+  epConfig_t cfg = EP_CONFIG_INITIALIZER;
+  cfg.emulateNodes = 1;
+  cfg.bootstrapTimeoutMs = 10000;
+  cs.n = 2;
+  ASSERT_EQ(epSuccess, epCommInitAll(cs.c, 2, nullptr, &cfg)) << epGetLastError(nullptr);
+  for (int r = 0; r < 2; r++) EXPECT_FALSE(epInterWanted(cs.c[r]));
   epHtHandle_t h = nullptr;
-  EXPECT_NE(epSuccess, epHtHandleCreate(cs.c[0], 16, &h));
-  EXPECT_EQ(nullptr, cs.c[0]->inter) << "the internode state is never created with the gate closed";
+  EXPECT_NE(epSuccess, epHtHandleCreate(cs.c[0], 16, &h));  // GPU-less: refused by the intranode checks
+  EXPECT_EQ(nullptr, cs.c[0]->inter) << "the internode state is never created on a single-node comm";
 }
 
 }  // namespace

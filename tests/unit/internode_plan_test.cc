@@ -7,8 +7,6 @@
  *************************************************************************/
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -253,25 +251,5 @@ TEST(InternodePlan, IndexMappingMatchesIntranodeContract2x1) { simulate(2, 1, 50
 TEST(InternodePlan, IndexMappingMatchesIntranodeContract4x2) { simulate(4, 2, 40, 8, 64, 48, 3); }
 TEST(InternodePlan, IndexMappingMatchesIntranodeContract3x8) { simulate(3, 8, 20, 8, 96, 32, 4); }
 
-int childGate(const char* value) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (value)
-      setenv("EP_INTERNODE_EXPERIMENTAL", value, 1);
-    else
-      unsetenv("EP_INTERNODE_EXPERIMENTAL");
-    _exit(epInterEnabled() ? 1 : 0);
-  }
-  int st = 0;
-  waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-TEST(InternodePlan, GateOffUnlessExactlyOne) {
-  EXPECT_EQ(0, childGate(nullptr));
-  EXPECT_EQ(0, childGate("0"));
-  EXPECT_EQ(0, childGate("2"));
-  EXPECT_EQ(1, childGate("1"));
-}
 
 }  // namespace

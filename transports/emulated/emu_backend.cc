@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cinttypes>
 #include <deque>
 #include <map>
@@ -32,6 +33,25 @@ struct WinInfo {
   int32_t isDevice;
   int32_t hasIpc;
 };
+
+/* This backend's proxy is a CUDA client (copies, event queries, signal
+ * launches). Under lazy module loading, the first launch of any kernel makes
+ * the driver synchronise the context, and CUDA calls from other threads wait
+ * meanwhile: if an internode wait kernel spins on a peer's data at that moment,
+ * every proxy stalls until EP_TIMEOUT_MS. epcomm preloads its own kernels; a
+ * kernel the application launches for the first time while an internode call
+ * is in flight can still trigger it. The verbs backend makes no CUDA calls
+ * while it runs, so this concerns the emulated transport only. */
+void warnIfLazyLoading() {
+  static std::atomic<int> warned{0};
+  const epCuDriver* drv = epCuDriverGet();
+  CUmoduleLoadingMode mode = CU_MODULE_EAGER_LOADING;
+  if (drv->moduleGetLoadingMode == nullptr || drv->moduleGetLoadingMode(&mode) != CUDA_SUCCESS) return;
+  if (mode != CU_MODULE_LAZY_LOADING || warned.exchange(1) != 0) return;
+  EP_WARN("Net(emulated): CUDA lazy module loading is on: a kernel first launched while an internode call is in "
+          "flight stalls this transport's proxy (a CUDA client) until EP_TIMEOUT_MS. HINT: run with "
+          "CUDA_MODULE_LOADING=EAGER, or make one warm-up step before overlapping new kernels with epcomm calls");
+}
 
 class EmuBackend : public epNetBackend {
  public:
@@ -107,6 +127,7 @@ epResult_t EmuBackend::init() {
                  comm_->rank);
   CUDACHECK(cudaSetDevice(comm_->cudaDev));
   CUDACHECK(epEmuPreloadSignalKernel());
+  warnIfLazyLoading();
   for (auto& c : ch_) {
     CUDACHECK(cudaStreamCreateWithFlags(&c.copy, cudaStreamNonBlocking));
     CUDACHECK(cudaStreamCreateWithFlags(&c.sig, cudaStreamNonBlocking));

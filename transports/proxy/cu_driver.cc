@@ -36,6 +36,7 @@ const epCuDriver* epCuDriverGet() {
         resolve<epCuMemGetHandleForAddressRange_t>("cuMemGetHandleForAddressRange", 11070);
     drv.deviceGetAttribute = resolve<epCuDeviceGetAttribute_t>("cuDeviceGetAttribute", 2000);
     drv.getErrorString = resolve<epCuGetErrorString_t>("cuGetErrorString", 6000);
+    drv.moduleGetLoadingMode = resolve<epCuModuleGetLoadingMode_t>("cuModuleGetLoadingMode", 11070);
   });
   return &drv;
 }

@@ -16,12 +16,14 @@ typedef CUresult (*epCuMemGetHandleForAddressRange_t)(void* handle, CUdeviceptr 
                                                       CUmemRangeHandleType type, unsigned long long flags);
 typedef CUresult (*epCuDeviceGetAttribute_t)(int* value, CUdevice_attribute attr, CUdevice dev);
 typedef CUresult (*epCuGetErrorString_t)(CUresult err, const char** str);
+typedef CUresult (*epCuModuleGetLoadingMode_t)(CUmoduleLoadingMode* mode);
 
 struct epCuDriver {
   epCuMemGetAddressRange_t memGetAddressRange;
   epCuMemGetHandleForAddressRange_t memGetHandleForAddressRange; /* CUDA >= 11.7 drivers */
   epCuDeviceGetAttribute_t deviceGetAttribute;
   epCuGetErrorString_t getErrorString;
+  epCuModuleGetLoadingMode_t moduleGetLoadingMode; /* CUDA >= 11.7 drivers */
 };
 
 /* Resolved once (thread-safe); never null, members may be. */
