@@ -19,7 +19,8 @@
 #   ll         LL GPU tests and build/bin/ep_ll_perf, when they exist (LL section: extend section_ll)
 #   internode  HT internode (v1) over 2 virtual nodes + emulated RDMA at each --ranks (CUDA_MODULE_LOADING=EAGER:
 #              docs/internode.md, "Lazy loading"): Internode* cases, the HT suite itself on the 2-node comm,
-#              node limit, verbs refused on virtual nodes, ep_ht_perf -c (RDMA GB/s), memcheck (2 ranks)
+#              the LL suite on the 2-node comm (remote peers through the proxy), node limit, verbs refused
+#              on virtual nodes, ep_ht_perf -c (RDMA GB/s), ep_ll_perf, memcheck (2 ranks)
 # Add a section: write section_<name>() using run_step, and add <name> to SECTIONS.
 #
 # Options:
@@ -230,6 +231,9 @@ section_internode() {
         "${base[@]}" "${knobs[@]}" -np "$n" \
         build/test/ep_gpu_tests --gtest_filter="$HT_FILTER" --gtest_color=no
     fi
+    run_step internode "LL suite on 2 virtual nodes (remote peers over emulated RDMA), $n ranks" \
+      "internode_ll_np$n.log" "${base[@]}" "${knobs[@]}" -np "$n" \
+      build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no
     run_step internode "node limit 1, $n ranks" "internode_limit_np$n.log" \
       "${base[@]}" "${knobs[@]}" -x EP_HT_MAX_NODES_PER_TOKEN=1 -np "$n" \
       build/test/ep_gpu_tests --gtest_filter='InternodeHtNodeLimit.*' --gtest_color=no
@@ -244,6 +248,11 @@ section_internode() {
       build/bin/ep_ht_perf -t 4096 --fp8 --sms 24 -n 20 -w 3 -c 1 $perf_args
   else
     skip_step internode ep_ht_perf "build/bin/ep_ht_perf not built"
+  fi
+  if [ -x build/bin/ep_ll_perf ]; then
+    # LL over 2 virtual nodes: remote peers through the emulated proxy (protocol overhead, not IB speed).
+    run_step internode "ep_ll_perf over 2 virtual nodes, $MAXR ranks" internode_perf_ll.log \
+      "${base[@]}" "${knobs[@]}" -np "$MAXR" build/bin/ep_ll_perf --tokens 1,128 --iters 20
   fi
   if [ "${EP_SUITE_INTERNODE_FULL:-1}" != 1 ]; then
     skip_step internode "HT suite on the internode path + memcheck" "EP_SUITE_INTERNODE_FULL=0 (bring-up run)"

@@ -256,6 +256,7 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
     __syncthreads();
     for (int d = tid; d < R; d += nt)
       if (sCnt[d] > 0) sa.ps.signal_add(d, sa.sigOff + sizeof(int) * (size_t)me, sCnt[d]);
+    rm_ship_combine(p, sSrcT, sendEpoch);  // peers on other nodes: their mirrors go out (ll_remote.cuh)
     prof.mark(3);
   }
 
@@ -265,6 +266,10 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
     __syncthreads();
     for (int d = tid; d < R; d += nt) {
       const int* cntp = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * (size_t)d);
+      if (rm_remote(sa, d)) {  // another node: its rows landed once DATA reaches the epoch (ll_remote.cuh)
+        if (!sFail && !rm_wait(sa, kRemoteData, d, recvEpoch, kWaitData)) sFail = 1;
+        continue;
+      }
       if (!sFail && !wait_reach(cntp, (uint32_t)(sExp[d] * C), sa, kWaitData, d)) sFail = 1;
     }
     __syncthreads();

@@ -12,6 +12,7 @@
 #include "device/timeout.cuh"
 #include "lowlatency/ll_kernels.h"
 #include "lowlatency/ll_layout.h"
+#include "lowlatency/ll_remote.cuh"
 
 namespace ep {
 namespace ll {
@@ -129,7 +130,8 @@ __device__ __forceinline__ void publish_acks(const SetArgs& sa, int R) {
       if (done == pub) continue;
       size_t sig = (size_t)x * sa.setBytes;
       *(volatile int*)sa.ps.local_ptr<int>(sig + sizeof(int) * (size_t)d) = 0;
-      sa.ps.signal_set(d, sig + sizeof(int) * ((size_t)R + sa.ps.rank), (int)done);
+      if (rm_remote(sa, d)) rm_ack(sa, x, d, done);  // another node: through the proxy (ll_remote.cuh)
+      else sa.ps.signal_set(d, sig + sizeof(int) * ((size_t)R + sa.ps.rank), (int)done);
     }
   }
 }
@@ -153,6 +155,10 @@ __device__ __forceinline__ int ack_prefetch(const SetArgs& sa, int R) {
 __device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epoch, int pre) {
   bool ok = true;
   for (int d = threadIdx.x; d < R; d += blockDim.x) {
+    if (rm_remote(sa, d)) {  // another node: its 64-bit ack word (ll_remote.cuh)
+      if (!rm_wait(sa, kRemoteAck, d, epoch - 1, kWaitAck)) ok = false;
+      continue;
+    }
     if (d == (int)threadIdx.x && (int)((uint32_t)pre - (epoch - 1)) >= 0) continue;
     const int* p = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * ((size_t)R + d));
     if (!wait_reach(p, epoch - 1, sa, kWaitAck, d)) ok = false;

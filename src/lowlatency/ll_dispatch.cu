@@ -260,7 +260,12 @@ __device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epo
     const uint64_t* pw = sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)s * sa.infoStride + sizeof(uint64_t) * w);
     const int* cntp = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * (size_t)s);
     uint32_t v = 0;
-    if (w == 1) {
+    const bool remote = rm_remote(sa, s);  // another node: everything landed once DATA reaches the epoch
+    if (remote && !rm_wait(sa, kRemoteData, s, epoch, kWaitData)) {
+      *sFail = 1;
+      continue;
+    }
+    if (w == 1 && !remote) {
       // Fast path: the chunk-message word (relaxed) and the data counter
       // (acquire) read in the same round trip; the counter only counts this
       // use of the set (zeroed before the ack that allowed it).
@@ -275,7 +280,7 @@ __device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epo
     if (w == 0) {
       sm.sT[s] = (int)v;
     } else if (w == 1) {
-      if (!wait_reach(cntp, v, sa, kWaitData, s)) *sFail = 1;
+      if (!remote && !wait_reach(cntp, v, sa, kWaitData, s)) *sFail = 1;
     } else {
       sm.sCnt[(w - 2) * R + s] = (int)v;
     }
@@ -489,6 +494,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     __syncthreads();
     for (int d = tid; d < R; d += nt)
       if (sm.cnt[d] > 0) sa.ps.signal_add(d, sa.sigOff + sizeof(int) * (size_t)me, sm.cnt[d]);
+    rm_ship_dispatch(p, sendEpoch);  // peers on other nodes: their mirrors go out (ll_remote.cuh)
     prof.mark(3);
   } else {
     __syncthreads();

@@ -13,6 +13,7 @@
 #include "device/put_signal.cuh"
 #include "device/status.h"
 #include "epcomm.h"
+#include "lowlatency/ll_remote.h"
 
 namespace ep {
 namespace ll {
@@ -46,6 +47,7 @@ struct SetArgs {
   uint64_t timeoutNs;
   // EP_LL_PROFILE: this call's bucket of phase sums (nullptr: off); see ll_profile.h.
   unsigned long long* prof;
+  RemoteArgs rm;  // peers on other nodes (ll_remote.h); rm.on == 0 on single-node comms
 };
 
 struct DispatchParams {

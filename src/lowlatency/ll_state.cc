@@ -56,14 +56,6 @@ epResult_t epLlEnsureState(epComm* comm) {
   const epResolvedConfig& c = comm->config;
   EP_USAGE_CHECK(comm->cudaDev >= 0, "LL: rank %d has no CUDA device", comm->rank);
   EPCHECK(checkShape(c.llMaxTokensPerRank, c.llHidden, comm->nranks, c.llNumExperts, c.llMaxTopk));
-  for (int r = 0; r < comm->nranks; r++) {
-    if (!comm->nvlinkPeer[r]) {
-      EP_WARN("LL: rank %d is not reachable over NVLink/P2P from rank %d; LL mode needs the RDMA proxy for "
-              "remote peers, which is not available yet",
-              r, comm->rank);
-      return epNotSupported;
-    }
-  }
   size_t smem = ep::ll::dispatchSmemBytes(comm->nranks, c.llMaxTokensPerRank, c.llMaxTopk, c.llNumExperts);
   int maxSmem = 0;
   CUDACHECK(cudaDeviceGetAttribute(&maxSmem, cudaDevAttrMaxSharedMemoryPerBlockOptin, comm->cudaDev));
@@ -79,6 +71,7 @@ epResult_t epLlEnsureState(epComm* comm) {
   CUDACHECKGOTO(cudaSetDevice(comm->cudaDev), res, fail);
   CUDACHECKGOTO(cudaDeviceGetAttribute(&st->deviceSms, cudaDevAttrMultiProcessorCount, comm->cudaDev), res, fail);
   EPCHECKGOTO(epNvlBufferAlloc(comm, st->layout.total, &st->buf), res, fail);
+  if (epLlNeedsRemote(comm)) EPCHECKGOTO(epLlRemoteSetup(comm, st), res, fail);  // peers on other nodes
   st->ctlSize = ep::ll::ctlBytes(st->deviceSms);
   CUDACHECKGOTO(cudaMalloc(&st->ctl, st->ctlSize), res, fail);
   CUDACHECKGOTO(cudaMemset(st->ctl, 0, st->ctlSize), res, fail);
@@ -94,6 +87,7 @@ epResult_t epLlEnsureState(epComm* comm) {
           c.llMaxTokensPerRank, c.llHidden, c.llNumExperts, c.llMaxTopk, st->deviceSms);
   return epSuccess;
 fail:
+  epLlRemoteFree(comm, st);
   if (st->prof) cudaFree(st->prof);
   if (st->ctl) cudaFree(st->ctl);
   epNvlBufferFree(comm, &st->buf);
@@ -155,6 +149,7 @@ void epLlFreeState(epComm* comm) {
     cudaFree(st->ctl);
     comm->deviceBytes -= st->ctlSize;
   }
+  epLlRemoteFree(comm, st);
   epNvlBufferFree(comm, &st->buf);
   delete st;
   comm->ll = nullptr;
@@ -164,7 +159,8 @@ ep::ll::SetArgs epLlSetArgs(epComm* comm, int b) {
   epLlState* st = comm->ll;
   const Layout& l = st->layout;
   ep::ll::SetArgs sa;
-  sa.ps.peer = reinterpret_cast<char* const*>(st->buf.devPeer);
+  // Remote peers: their "buffer" here is a local mirror that the send phase ships (ll_remote.h).
+  sa.ps.peer = reinterpret_cast<char* const*>(st->remote ? st->remote->devPeer : st->buf.devPeer);
   sa.ps.local = static_cast<char*>(st->buf.local);
   sa.ps.rank = comm->rank;
   sa.set = b;
@@ -179,6 +175,7 @@ ep::ll::SetArgs epLlSetArgs(epComm* comm, int b) {
   sa.prof = nullptr;
   sa.status = comm->devStatusDev;
   sa.timeoutNs = (uint64_t)std::max(1, comm->config.timeoutMs) * 1000000ull;
+  sa.rm = st->remote ? st->remote->args : ep::ll::RemoteArgs{};
   return sa;
 }
 
@@ -261,9 +258,11 @@ EP_API epResult_t epLowLatencyClean(epComm_t comm, cudaStream_t stream) {
   epLlState* st = comm->ll;
   CUDACHECK(cudaStreamSynchronize(stream));
   CUDACHECK(cudaDeviceSynchronize());
+  if (st->remote) EPCHECK(epLlRemoteDrain(comm));  // our puts to other nodes have landed
   // Nobody may still write into our buffer while we zero it, nor start the
   // next call before everyone has zeroed.
   EPCHECK(epBootstrapBarrier(comm->bootstrap));
+  if (st->remote) EPCHECK(epLlRemoteZero(comm, st));
   for (int b = 0; b < 2; b++)
     CUDACHECK(cudaMemset(static_cast<char*>(st->buf.local) + st->layout.sigOff(b), 0, st->layout.ctrlBytes));
   CUDACHECK(cudaMemset(st->ctl, 0, st->ctlSize));

@@ -18,6 +18,7 @@
 #include "epcomm.h"
 #include "lowlatency/ll_kernels.h"
 #include "lowlatency/ll_layout.h"
+#include "lowlatency/ll_remote.h"
 #include "transports/nvlink/nvl_buffer.h"
 
 struct epComm;
@@ -60,6 +61,7 @@ struct epLlState {
   size_t zeroCopyBytes = 0;
   std::vector<epLlHandle*> handles;
   unsigned long long* prof = nullptr;  // EP_LL_PROFILE=1: phase sums (ll_profile.h)
+  epLlRemote* remote = nullptr;        // peers on other nodes (ll_remote.h); nullptr on single-node comms
 };
 
 /* Creates comm->ll on first use (collective). */

@@ -53,6 +53,7 @@ struct Args {
   uint64_t* sig;            // local view of the signal window
   uint64_t srcBase, dstBase;  // byte offsets inside the data window
   int* errors;              // [0] data mismatches, [1] post failures, [2] wait timeouts
+  uint32_t sigOp;           // EP_NET_SIG_ADD: +1 per chunk; EP_NET_SIG_SET: the chunk count so far
 };
 
 __global__ void exchange(Args a) {
@@ -78,13 +79,14 @@ __global__ void exchange(Args a) {
           const uint64_t src = a.srcBase + (uint64_t)g * kMaxBytes;
           const uint64_t dst = a.dstBase + ((uint64_t)a.rank * kCh * kPerCh + g) * kMaxBytes;
           const uint32_t slot = (uint32_t)(a.rank * kCh + c);
+          const int32_t v = a.sigOp == EP_NET_SIG_SET ? k + 1 : 1;
           int rc;
           if (k % 2 == 0) {
-            rc = ep::net::put_signal(a.net, c, p, a.wData, dst, a.wData, src, bytes, a.wSig, slot, 1,
-                                     EP_NET_SIG_ADD, &lastTicket);
+            rc = ep::net::put_signal(a.net, c, p, a.wData, dst, a.wData, src, bytes, a.wSig, slot, v, a.sigOp,
+                                     &lastTicket);
           } else {
             rc = ep::net::put(a.net, c, p, a.wData, dst, a.wData, src, bytes);
-            if (rc == EP_NET_POST_OK) rc = ep::net::signal(a.net, c, p, a.wSig, slot, 1, EP_NET_SIG_ADD, &lastTicket);
+            if (rc == EP_NET_POST_OK) rc = ep::net::signal(a.net, c, p, a.wSig, slot, v, a.sigOp, &lastTicket);
           }
           if (rc != EP_NET_POST_OK) {
             atomicAdd(&a.errors[1], 1);
@@ -128,7 +130,10 @@ __global__ void exchange(Args a) {
     ASSERT_EQ(cudaSuccess, e_) << #call << ": " << cudaGetErrorString(e_);     \
   } while (0)
 
-TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) {
+// sigOp ADD: counters (+1 per chunk); SET: the count so far, written as a plain
+// 8-byte value (the copy engine in the emulated backend, no kernel): both must
+// become visible only after their data and every earlier op of the channel.
+void runExchange(uint32_t sigOp, int portOffset) {
   const std::string noGpu =
       epTestNoGpuReason("this test needs >= 2 ranks with one GPU each (mpirun -np 2 build/test/ep_gpu_tests)");
   if (!noGpu.empty()) GTEST_SKIP() << noGpu;
@@ -144,7 +149,7 @@ TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) {
   cfg.timeoutMs = 10000;
   cfg.commName = "net-emulated-test";
   epComm_t comm = nullptr;
-  epResult_t r = epTestCommInitAt(w.rank, w.size, kNetCommPortOffset, &cfg, &comm);
+  epResult_t r = epTestCommInitAt(w.rank, w.size, portOffset, &cfg, &comm);
   ASSERT_EQ(r, epSuccess) << epGetLastError(nullptr);
   ASSERT_EQ(comm->nNodes, 2);
   // Internal calls outside an API entry point log into the thread's last error (epGetLastError(nullptr)).
@@ -185,6 +190,7 @@ TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) {
   a.srcBase = 0;
   a.dstBase = srcBytes;
   a.errors = errors;
+  a.sigOp = sigOp;
   cudaStream_t stream;
   NET_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   exchange<<<kCh + w.size * kCh, 256, 0, stream>>>(a);
@@ -243,8 +249,9 @@ TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) {
   epProxyStats st = comm->net->proxy->stats();
   EXPECT_EQ(st.ops, (uint64_t)nRemote * kCh * (kPerCh + kPerCh / 2)) << "ops executed by the proxy";
   if (w.rank == 0)
-    printf("[ net-emulated ] %d ranks, %d virtual nodes: %llu ops, %llu flow-control stalls, max ring occupancy %llu\n",
-           w.size, comm->nNodes, (unsigned long long)st.ops, (unsigned long long)st.busy,
+    printf("[ net-emulated ] %s signals, %d ranks, %d virtual nodes: %llu ops, %llu flow-control stalls, max ring "
+           "occupancy %llu\n",
+           sigOp == EP_NET_SIG_SET ? "SET" : "ADD", w.size, comm->nNodes, (unsigned long long)st.ops, (unsigned long long)st.busy,
            (unsigned long long)st.maxOutstanding);
 
   ASSERT_EQ(epNetDeregisterWindow(comm, wSig), epSuccess) << epGetLastError(nullptr);
@@ -256,6 +263,10 @@ TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) {
   cudaFree(errors);
 }
 
+TEST(NetEmulated, PutsAndSignalsAcrossVirtualNodes) { runExchange(EP_NET_SIG_ADD, kNetCommPortOffset); }
+// Its own port (offsets 21.. are the no-NIC case's private comms).
+TEST(NetEmulated, PutsAndSetSignalsAcrossVirtualNodes) { runExchange(EP_NET_SIG_SET, kNetCommPortOffset + 10); }
+
 // No NIC and no emulation requested: a clear epNotSupported naming EP_NET.
 TEST(NetEmulated, NoNicWithoutEmulationIsNotSupported) {
   const std::string noGpu = epTestNoGpuReason("this case builds a GPU communicator");
@@ -266,6 +277,7 @@ TEST(NetEmulated, NoNicWithoutEmulationIsNotSupported) {
   epTestDefaultCommId();
   epConfig_t cfg = EP_CONFIG_INITIALIZER;
   cfg.net = "ib";
+  cfg.emulateNodes = 1;  // one rank: nothing to split, whatever EP_EMULATE_NODES the caller exported
   epComm_t comm = nullptr;
   // A private single-rank comm per rank (offset per rank): nothing collective across ranks.
   ASSERT_EQ(epTestCommInitAt(0, 1, kNetCommPortOffset + 1 + w.rank, &cfg, &comm), epSuccess)

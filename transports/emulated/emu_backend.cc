@@ -84,6 +84,7 @@ class EmuBackend : public epNetBackend {
   struct Chan {
     cudaStream_t copy = nullptr, sig = nullptr;
     std::deque<Pending> q;
+    uint64_t* setVal = nullptr;  // host-pinned [maxInflight_]: sources of SET signals in flight
   };
   struct Win {
     bool live = false;
@@ -117,6 +118,7 @@ EmuBackend::~EmuBackend() {
     }
     if (c.copy) cudaStreamDestroy(c.copy);
     if (c.sig) cudaStreamDestroy(c.sig);
+    if (c.setVal) cudaFreeHost(c.setVal);
   }
   for (auto e : evPool_) cudaEventDestroy(e);
   for (auto& kv : ipc_) cudaIpcCloseMemHandle(kv.second.ptr);
@@ -131,6 +133,8 @@ epResult_t EmuBackend::init() {
   for (auto& c : ch_) {
     CUDACHECK(cudaStreamCreateWithFlags(&c.copy, cudaStreamNonBlocking));
     CUDACHECK(cudaStreamCreateWithFlags(&c.sig, cudaStreamNonBlocking));
+    CUDACHECK(cudaHostAlloc(reinterpret_cast<void**>(&c.setVal), sizeof(uint64_t) * maxInflight_,
+                            cudaHostAllocDefault));
   }
   return epSuccess;
 }
@@ -188,6 +192,11 @@ epResult_t EmuBackend::registerWindow(int id, void* base, size_t bytes, bool isD
     const WinInfo& in = all[r];
     if (r == me) {
       w.peer[r] = static_cast<char*>(base);
+    } else if (comm_->rankNode[r] == comm_->node) {
+      // Same (virtual) node: no RDMA path, as on IB (no QP); same-node traffic is NVLink's.
+      // Not mapping it also keeps this backend from opening an IPC handle that the
+      // NVLink buffers of this node already opened (symmetric buffers registered as windows).
+      continue;
     } else if (in.pid == mine.pid) {
       // Same process (epCommInitAll): the pointer is valid here; copies need peer access.
       if (in.dev != comm_->cudaDev) {
@@ -229,6 +238,16 @@ epResult_t EmuBackend::deregisterWindow(int id) {
 
 epResult_t EmuBackend::post(int channel, const epNetOpFields& f, uint64_t ticket) {
   Chan& c = ch_[channel];
+  if (epNetOpHasSignal(f.op) && win_[f.sigWin].peer[f.peer] == nullptr) {
+    EP_WARN("Net(emulated): op for rank %d, which is on this rank's node: same-node traffic goes over NVLink",
+            f.peer);
+    return epInvalidUsage;
+  }
+  if (epNetOpHasData(f.op) && win_[f.dstWin].peer[f.peer] == nullptr) {
+    EP_WARN("Net(emulated): put to rank %d, which is on this rank's node: same-node traffic goes over NVLink",
+            f.peer);
+    return epInvalidUsage;
+  }
   if ((int)c.q.size() >= maxInflight_) return epInProgress;
   if (epNetOpHasData(f.op) && f.bytes > 0) {
     char* dst = win_[f.dstWin].peer[f.peer] + f.dstOff;
@@ -242,13 +261,25 @@ epResult_t EmuBackend::post(int channel, const epNetOpFields& f, uint64_t ticket
     EP_WARN("Net(emulated): cudaEventCreate failed");
     return epCudaError;
   }
-  CUDACHECK(cudaEventRecord(p.dataEv, c.copy));
   p.hasSig = epNetOpHasSignal(f.op);
   if (p.hasSig) {
     p.sig.word = reinterpret_cast<uint64_t*>(win_[f.sigWin].peer[f.peer] + 8ull * f.sigSlot);
     p.sig.op = (int32_t)f.sigOp;
     p.sig.value = f.sigOp == EP_NET_SIG_SET ? (int64_t)(uint32_t)f.sigValue : (int64_t)f.sigValue;
   }
+  if (p.hasSig && f.sigOp == EP_NET_SIG_SET) {
+    // A SET is an 8-byte write: the copy engine does it, on the copy stream
+    // right behind the data (stream order = RDMA order), with no kernel. LL
+    // over RDMA relies on that: its kernels may hold every SM of this GPU
+    // while they wait for the very signals a signal kernel would have to
+    // apply. In-flight ops of a channel have distinct ticket % maxInflight_,
+    // so the source value stays untouched until its copy has run.
+    uint64_t* src = &c.setVal[ticket % (uint64_t)maxInflight_];
+    *src = (uint64_t)p.sig.value;
+    CUDACHECK(cudaMemcpyAsync(p.sig.word, src, sizeof(uint64_t), cudaMemcpyDefault, c.copy));
+    p.hasSig = false;  // applied by the copy stream: done when the event below completes
+  }
+  CUDACHECK(cudaEventRecord(p.dataEv, c.copy));
   c.q.push_back(p);
   return epSuccess;
 }

@@ -4,8 +4,10 @@
  *
  * Selected by EP_NET=emulated / config.net = "emulated", and always with
  * EP_EMULATE_NODES > 1 (virtual nodes of one host). All ranks share one
- * host; every window is mapped into every rank (CUDA IPC across processes,
- * peer access inside one process).
+ * host; every window is mapped into every rank of the OTHER (virtual) nodes
+ * (CUDA IPC across processes, peer access inside one process). As on IB,
+ * where only remote-node peers have QPs, an op for a same-node peer fails
+ * (epInvalidUsage): same-node traffic belongs on NVLink.
  *
  * Execution, per channel (one copy stream and one signal stream, owned by
  * the backend and used only on the proxy thread):
@@ -16,6 +18,10 @@
  *               the signal stream (system-scope atomic into the peer word)
  *   SIGNAL      an event on the copy stream (covers every earlier copy of
  *               the channel), then the signal as above
+ *   SET signals (of PUT_SIGNAL or SIGNAL) are plain 8-byte writes: the copy
+ *               engine does them on the copy stream, right behind the data,
+ *               from a host-pinned value; no kernel, so they never wait for an
+ *               SM (LL kernels may hold every SM while they wait for them)
  * Signals are launched strictly in posting order, and only after the data
  * of every earlier op of the channel completed: the RDMA ordering of one QP,
  * made stricter (one stream per channel orders all peers of the channel).
