@@ -84,7 +84,8 @@ class EmuBackend : public epNetBackend {
   struct Chan {
     cudaStream_t copy = nullptr, sig = nullptr;
     std::deque<Pending> q;
-    uint64_t* setVal = nullptr;  // host-pinned [maxInflight_]: sources of SET signals in flight
+    uint64_t* setVal = nullptr;     // host-pinned [maxInflight_]: values of SET signals in flight
+    uint64_t* setValDev = nullptr;  // the same on this GPU: the peer copy reads it (device to device)
   };
   struct Win {
     bool live = false;
@@ -119,6 +120,7 @@ EmuBackend::~EmuBackend() {
     if (c.copy) cudaStreamDestroy(c.copy);
     if (c.sig) cudaStreamDestroy(c.sig);
     if (c.setVal) cudaFreeHost(c.setVal);
+    if (c.setValDev) cudaFree(c.setValDev);
   }
   for (auto e : evPool_) cudaEventDestroy(e);
   for (auto& kv : ipc_) cudaIpcCloseMemHandle(kv.second.ptr);
@@ -135,6 +137,7 @@ epResult_t EmuBackend::init() {
     CUDACHECK(cudaStreamCreateWithFlags(&c.sig, cudaStreamNonBlocking));
     CUDACHECK(cudaHostAlloc(reinterpret_cast<void**>(&c.setVal), sizeof(uint64_t) * maxInflight_,
                             cudaHostAllocDefault));
+    CUDACHECK(cudaMalloc(reinterpret_cast<void**>(&c.setValDev), sizeof(uint64_t) * maxInflight_));
   }
   return epSuccess;
 }
@@ -274,9 +277,11 @@ epResult_t EmuBackend::post(int channel, const epNetOpFields& f, uint64_t ticket
     // while they wait for the very signals a signal kernel would have to
     // apply. In-flight ops of a channel have distinct ticket % maxInflight_,
     // so the source value stays untouched until its copy has run.
-    uint64_t* src = &c.setVal[ticket % (uint64_t)maxInflight_];
-    *src = (uint64_t)p.sig.value;
-    CUDACHECK(cudaMemcpyAsync(p.sig.word, src, sizeof(uint64_t), cudaMemcpyDefault, c.copy));
+    // Host value -> this GPU -> the peer word: the last step is a peer copy like the data's.
+    const uint64_t i = ticket % (uint64_t)maxInflight_;
+    c.setVal[i] = (uint64_t)p.sig.value;
+    CUDACHECK(cudaMemcpyAsync(&c.setValDev[i], &c.setVal[i], sizeof(uint64_t), cudaMemcpyHostToDevice, c.copy));
+    CUDACHECK(cudaMemcpyAsync(p.sig.word, &c.setValDev[i], sizeof(uint64_t), cudaMemcpyDefault, c.copy));
     p.hasSig = false;  // applied by the copy stream: done when the event below completes
   }
   CUDACHECK(cudaEventRecord(p.dataEv, c.copy));
