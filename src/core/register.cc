@@ -294,7 +294,8 @@ EP_API epResult_t epCommRegister(epComm_t comm, void* buff, size_t size, void** 
   int who = -1;
   epResult_t res = firstFailure(all, &who);
   if (res != epSuccess) {
-    if (who != me) EP_WARN("epCommRegister: rank %d could not register its region (see its log)", who);
+    // A rank that failed itself keeps its own message; the others name the first rank that failed.
+    if (all[me].status == epSuccess) EP_WARN("epCommRegister: rank %d could not register its region (see its log)", who);
     return res;
   }
   for (int r = 0; r < R; r++) {
@@ -327,7 +328,8 @@ EP_API epResult_t epCommRegister(epComm_t comm, void* buff, size_t size, void** 
   res = epBootstrapAllGather(comm->bootstrap, done.data(), sizeof(RegInfo));
   if (res == epSuccess) res = firstFailure(done, &who);
   if (res != epSuccess) {
-    if (who >= 0 && who != me) EP_WARN("epCommRegister: rank %d could not map its peers' regions (see its log)", who);
+    if (who >= 0 && done[me].status == epSuccess)
+      EP_WARN("epCommRegister: rank %d could not map its peers' regions (see its log)", who);
     for (int m : e.peerMap) unmapPeer(reg, m);
     std::vector<char*> zero(R, nullptr);
     (void)uploadRow(comm, reg, slot, zero);
