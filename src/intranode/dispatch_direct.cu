@@ -5,11 +5,8 @@
  * them), every warp a pusher. For each of the channel's tokens a warp reads
  * the row once from x (16-byte loads, kU per lane in flight) and stores it
  * to its final row in the output of every destination rank (its own
- * included) over NVLink. The scales, local top-k ids, weights and source
- * indices are written per chunk of tokens by the whole block: a chunk's rows
- * at one destination are consecutive, so each array gets one contiguous,
- * coalesced run (per-row 4..32-byte writes over NVLink cost FP8 ~10%). The
- * destination row is
+ * included) over NVLink, then the scales, local top-k ids, weights and
+ * source index of that row. The destination row is
  *   receiver's rankPrefix[me] (from its record) + rows of our earlier
  *   channels to it (sendChanCount) + slotPrefix[t][receiver] (notify)
  * so the received rows come out in exactly the ring path's order.
@@ -40,7 +37,6 @@ namespace ht {
 namespace {
 
 constexpr int kDirectThreads = 512;
-constexpr int kMetaChunk = 512;  // tokens whose metadata one block pass writes
 
 struct DirectDispatchParams {
   Buf b;
@@ -61,33 +57,17 @@ struct DirectDispatchParams {
   epDeviceStatus* status;
   unsigned long long timeoutNs;
   uint32_t epoch;
-  int tmaWarps;       // kTma: warps with a stage
-  int tmaStageBytes;  // kTma: bytes per stage (a row, 128-aligned)
 };
 
-// kTma: rows move by bulk copies (TMA) instead of 16-byte loads/stores:
-// lane 0 of each of the first p.tmaWarps warps bulk-loads the row into its
-// shared-memory stage and bulk-stores it to every destination. Measured
-// against the vector path (EP_HT_DEV_DIRECT_TMA); same results.
-template <int kR, int kU, bool kTma>
+template <int kR, int kU>
 __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(DirectDispatchParams p) {
-  extern __shared__ __align__(128) char tmaStages[];
-  __shared__ uint64_t tmaBar[kDirectThreads / 32];
   __shared__ char* dst[EP_HT_NUM_REG_BUFS][EP_HT_MAX_NVL_RANKS];
   __shared__ int rowBase[EP_HT_MAX_NVL_RANKS];
   __shared__ int rows[EP_HT_MAX_NVL_RANKS];
-  __shared__ int sel[EP_HT_MAX_NVL_RANKS][kMetaChunk];  // a chunk's tokens per destination, in row order
-  __shared__ int selN[EP_HT_MAX_NVL_RANKS], selCnt[EP_HT_MAX_NVL_RANKS];
   __shared__ int abortFlag;
   const int c = blockIdx.x, tid = threadIdx.x, lane = lane_id();
   const int R = p.b.R(), me = p.b.me();
-  if (tid == 0) {
-    abortFlag = 0;
-    if (kTma) {
-      for (int w = 0; w < p.tmaWarps; w++) mbar_init(&tmaBar[w], 1);
-      fence_mbar_init();
-    }
-  }
+  if (tid == 0) abortFlag = 0;
   __syncthreads();
   // 1. Tell every rank (ourselves included) where our outputs are.
   if (c == 0 && tid < R) {
@@ -128,80 +108,12 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
   __syncthreads();
   if (*reinterpret_cast<volatile int*>(&abortFlag)) return;
 
-  // 3. Metadata, batched: for a chunk of the channel's tokens, the rows a
-  //    destination receives are consecutive, so the block writes each output
-  //    array of those rows as one contiguous run (coalesced 128-byte writes
-  //    over NVLink instead of a few small writes per row and destination).
+  // 3. Push the channel's tokens.
   int t0, t1;
   channel_range(p.T, p.C, c, &t0, &t1);
-  if (tid < R) {
-    selCnt[tid] = 0;
-    selN[tid] = 0;
-  }
-  const bool anyMeta = p.K > 0 || p.scaleCols > 0;
-  for (int a = t0; a < t1 && anyMeta; a += kMetaChunk) {
-    __syncthreads();
-    const int b = min(a + kMetaChunk, t1);
-    for (int t = a + tid; t < b; t += kDirectThreads) {
-      for (int r = 0; r < R; r++) {
-        if (!p.h.isTokenInRank[(size_t)t * R + r]) continue;
-        sel[r][p.h.slotPrefix[(size_t)t * R + r] - selCnt[r]] = t;
-        atomicAdd(&selN[r], 1);
-      }
-    }
-    __syncthreads();
-    for (int r = 0; r < R; r++) {
-      const int n = selN[r];
-      const int row0 = rowBase[r] + selCnt[r];
-      const int nOk = max(0, min(n, rows[r] - row0));  // rows past the capacity: the receiver reports them
-      if (nOk == 0) continue;
-      if (dst[4][r]) {
-        int* d = reinterpret_cast<int*>(dst[4][r]) + row0;
-        for (int i = tid; i < nOk; i += kDirectThreads) st_na(d + i, sel[r][i]);
-      }
-      if (p.K > 0 && (dst[2][r] || dst[3][r])) {
-        int* di = reinterpret_cast<int*>(dst[2][r]) + (size_t)row0 * p.K;
-        int* dw = reinterpret_cast<int*>(dst[3][r]) + (size_t)row0 * p.K;
-        for (int i = tid; i < nOk * p.K; i += kDirectThreads) {
-          const int j = i / p.K, k = i - j * p.K;
-          const int t = sel[r][j];
-          int local = -1;
-          if (p.topk) {
-            const long long id = p.idx64 ? reinterpret_cast<const long long*>(p.topk)[(size_t)t * p.K + k]
-                                         : (long long)reinterpret_cast<const int*>(p.topk)[(size_t)t * p.K + k];
-            local = (id >= (long long)r * p.L && id < (long long)(r + 1) * p.L) ? (int)(id - (long long)r * p.L) : -1;
-            if (dst[2][r]) st_na(di + i, local);
-          }
-          if (dst[3][r] && p.weights) {
-            const float w = (p.topk && local < 0) ? 0.f : p.weights[(size_t)t * p.K + k];
-            st_na(dw + i, __float_as_int(w));
-          }
-        }
-      }
-      if (dst[1][r]) {
-        const int S = p.scaleCols;
-        int* d = reinterpret_cast<int*>(dst[1][r]) + (size_t)row0 * S;
-        for (int i = tid; i < nOk * S; i += kDirectThreads) {
-          const int j = i / S, col = i - j * S;
-          st_na(d + i, p.scales[(size_t)sel[r][j] * p.sTok + (size_t)col * p.sCol]);
-        }
-      }
-    }
-    __syncthreads();
-    if (tid < R) {
-      selCnt[tid] += selN[tid];
-      selN[tid] = 0;
-    }
-  }
-
-  // 4. Push the channel's rows: a warp per token, the row read once and
-  //    stored to every destination.
-  const int warp = warp_id(), nW = kTma ? p.tmaWarps : kDirectThreads / 32;
+  const int warp = warp_id(), nW = kDirectThreads / 32;
   const int nVec = p.xBytes / 16;
-  char* stage = tmaStages + (size_t)warp * p.tmaStageBytes;
-  uint32_t phase = 0;
-  Spin spin(p.timeoutNs);
-  for (int t = warp < nW ? t0 + warp : t1; t < t1; t += nW) {
+  for (int t = t0 + warp; t < t1; t += nW) {
     int row = -1;
     if (lane < R && p.h.isTokenInRank[(size_t)t * R + lane]) {
       row = rowBase[lane] + p.h.slotPrefix[(size_t)t * R + lane];
@@ -214,22 +126,6 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
     for (int r = 0; r < kR; r++) {
       const int rr = __shfl_sync(0xffffffffu, row, r < R ? r : 0);
       dx[r] = ((m >> r) & 1) ? reinterpret_cast<int4*>(dst[0][r] + (size_t)rr * p.xBytes) : nullptr;
-    }
-    if (kTma) {
-      if (lane == 0) {
-        bulk_wait_read<0>();  // the previous row's stores no longer read the stage
-        mbar_arrive_expect_tx(&tmaBar[warp], (uint32_t)p.xBytes);
-        bulk_load(stage, p.x + (size_t)t * p.xBytes, (uint32_t)p.xBytes, &tmaBar[warp]);
-      }
-      if (!warp_wait_mbar(&tmaBar[warp], phase, spin, &abortFlag, p.status, c)) break;
-      phase ^= 1;
-      if (lane == 0) {
-#pragma unroll
-        for (int r = 0; r < kR; r++)
-          if ((m >> r) & 1) bulk_store(dx[r], stage, (uint32_t)p.xBytes);
-        bulk_commit();
-      }
-      continue;
     }
     const int4* src = reinterpret_cast<const int4*>(p.x + (size_t)t * p.xBytes);
     for (int v0 = lane; v0 < nVec; v0 += 32 * kU) {
@@ -245,13 +141,38 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
           if (v0 + u * 32 < nVec) st_na(dx[r] + v0 + u * 32, val[u]);
       }
     }
+    // Metadata of the row, per destination: read once, written to each.
+    int gid = -1;
+    float wv = 0.f;
+    if (lane < p.K) {
+      if (p.topk) {
+        const long long id = p.idx64 ? reinterpret_cast<const long long*>(p.topk)[(size_t)t * p.K + lane]
+                                     : (long long)reinterpret_cast<const int*>(p.topk)[(size_t)t * p.K + lane];
+        gid = (id >= 0 && id < (long long)p.L * R) ? (int)id : -1;
+      }
+      if (p.weights) wv = p.weights[(size_t)t * p.K + lane];
+    }
+#pragma unroll
+    for (int r = 0; r < kR; r++) {
+      if (!((m >> r) & 1)) continue;
+      const int rr = __shfl_sync(0xffffffffu, row, r);
+      if (dst[1][r]) {
+        int* sd = reinterpret_cast<int*>(dst[1][r]) + (size_t)rr * p.scaleCols;
+        for (int j = lane; j < p.scaleCols; j += 32) st_na(sd + j, p.scales[(size_t)t * p.sTok + (size_t)j * p.sCol]);
+      }
+      if (lane < p.K) {
+        const int local = (gid >= r * p.L && gid < (r + 1) * p.L) ? gid - r * p.L : -1;
+        if (dst[2][r] && p.topk) st_na(reinterpret_cast<int*>(dst[2][r]) + (size_t)rr * p.K + lane, local);
+        if (dst[3][r] && p.weights) {
+          const float w = (p.topk && local < 0) ? 0.f : wv;
+          st_na(reinterpret_cast<int*>(dst[3][r]) + (size_t)rr * p.K + lane, __float_as_int(w));
+        }
+      }
+      if (lane == 31 && dst[4][r]) st_na(reinterpret_cast<int*>(dst[4][r]) + rr, t);
+    }
   }
-  // 5. Our stores to each peer are visible before our done word there; then
+  // 4. Our stores to each peer are visible before our done word there; then
   //    wait until every peer's channel c is done with us.
-  if (kTma && lane == 0) {
-    bulk_wait<0>();              // our bulk stores are complete...
-    fence_proxy_async_global();  // ...and ordered with the generic proxy before the fence below
-  }
   __threadfence_system();
   __syncthreads();
   if (tid < R && tid != me) st_release_sys(ddone_at(p.b, p.b.peers.buf[tid], EP_HT_KIND_DISPATCH, me, c), (int)p.epoch);
@@ -261,20 +182,16 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
   }
 }
 
-template <int kR, int kU, bool kTma>
-epResult_t launch(const DirectDispatchParams& p, size_t smem, cudaStream_t stream) {
-  if (kTma)
-    CUDACHECK(cudaFuncSetAttribute(dispatch_direct_kernel<kR, kU, kTma>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem));
-  dispatch_direct_kernel<kR, kU, kTma><<<p.C, kDirectThreads, smem, stream>>>(p);
+template <int kR, int kU>
+epResult_t launch(const DirectDispatchParams& p, cudaStream_t stream) {
+  dispatch_direct_kernel<kR, kU><<<p.C, kDirectThreads, 0, stream>>>(p);
   CUDACHECK_LAUNCH();
   return epSuccess;
 }
 
 template <int kR>
-epResult_t launchU(const DirectDispatchParams& p, int unroll, bool tma, cudaStream_t stream) {
-  if (tma) return launch<kR, 8, true>(p, (size_t)p.tmaWarps * p.tmaStageBytes, stream);
-  return unroll <= 4 ? launch<kR, 4, false>(p, 0, stream) : launch<kR, 8, false>(p, 0, stream);
+epResult_t launchU(const DirectDispatchParams& p, int unroll, cudaStream_t stream) {
+  return unroll <= 4 ? launch<kR, 4>(p, stream) : launch<kR, 8>(p, stream);
 }
 
 }  // namespace
@@ -286,8 +203,6 @@ using namespace ep::ht;
 // EP_HT_DIRECT (docs/env.md): 0 disables the direct path; EP_HT_DEV_DIRECT_UNROLL: 16-byte loads per lane in flight.
 EP_PARAM(HtDirect, "HT_DIRECT", 1)
 EP_PARAM(HtDevDirectUnroll, "HT_DEV_DIRECT_UNROLL", 8)
-// EP_HT_DEV_DIRECT_TMA: 1 moves rows with bulk copies (TMA) instead of 16-byte stores.
-EP_PARAM(HtDevDirectTma, "HT_DEV_DIRECT_TMA", 0)
 
 bool epHtDirectEnabled() { return epParamHtDirect() != 0; }
 
@@ -343,11 +258,7 @@ epResult_t epHtLaunchDispatchDirect(epComm* comm, epHtState* st, const epDispatc
   p.status = comm->devStatusDev;
   p.timeoutNs = (unsigned long long)comm->config.timeoutMs * 1000000ull;
   p.epoch = epoch;
-  // TMA variant: one row-sized stage per warp, as many warps as the shared memory holds.
-  p.tmaStageBytes = (shape.xBytes + 127) / 128 * 128;
-  p.tmaWarps = std::min(16, (int)((st->smemOptin - 24 * 1024) / p.tmaStageBytes));
-  const bool tma = epParamHtDevDirectTma() != 0 && p.tmaWarps >= 1;
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   const int R = comm->nranks, U = (int)epParamHtDevDirectUnroll();
-  return R <= 2 ? launchU<2>(p, U, tma, stream) : R <= 4 ? launchU<4>(p, U, tma, stream) : launchU<8>(p, U, tma, stream);
+  return R <= 2 ? launchU<2>(p, U, stream) : R <= 4 ? launchU<4>(p, U, stream) : launchU<8>(p, U, stream);
 }
