@@ -5,7 +5,7 @@
 # registration tests), hot-expert routing, an unroll variant, sanitizers.
 # Usage on the GPU host (build/ = the carried bundle): OUT=... scripts/dev/ht_direct_run.sh [steps]
 # steps: comma list of check,sweep,suite,hot,unroll,tma,san (default: check,sweep,suite,hot,unroll,san)
-# PATHS=ring|direct|both (ep_ht_perf --path, default both); SUITE_FILTER overrides the gtest filter.
+# NP=ranks (default 4); PATHS=ring|direct|both (ep_ht_perf --path, default both); SUITE_FILTER overrides the gtest filter.
 cd "$(dirname "$0")/../.."
 STEPS=",${1:-check,sweep,suite,hot,unroll,san},"
 OUT=${OUT:-$PWD/ht_direct_out}
@@ -34,17 +34,17 @@ SUITE_FILTER=${SUITE_FILTER:-'*HtLayout*:*HtDispatchCombine*:HtStress.*:HtBadInp
 G=build/test/ep_gpu_tests
 nvidia-smi -L
 [[ $STEPS == *,check,* ]] && step "perf check 24 SMs (ring+direct)" 120 perf_check.log \
-  "${MPI[@]}" -np 4 $P -t 4096 --fp8 --sms 24 -n 20 -w 3 -c 1 --path $PATHS
+  "${MPI[@]}" -np ${NP:-4} $P -t 4096 --fp8 --sms 24 -n 20 -w 3 -c 1 --path $PATHS
 [[ $STEPS == *,sweep,* ]] && TAILN=40 step "perf SM sweep" 240 perf_sweep.log \
-  "${MPI[@]}" -np 4 $P -t 4096 --fp8 --sms 4,8,16,24,32 -n 30 -w 5 --path $PATHS
+  "${MPI[@]}" -np ${NP:-4} $P -t 4096 --fp8 --sms 4,8,16,24,32 -n 30 -w 5 --path $PATHS
 [[ $STEPS == *,suite,* ]] && step "HT suite 4 ranks" 240 ht_np4.log \
-  "${MPI[@]}" -np 4 $G --gtest_filter="$SUITE_FILTER" --gtest_color=no
+  "${MPI[@]}" -np ${NP:-4} $G --gtest_filter="$SUITE_FILTER" --gtest_color=no
 [[ $STEPS == *,hot,* ]] && step "perf hot expert 24 SMs" 90 perf_hot.log \
-  "${MPI[@]}" -np 4 $P -t 4096 --fp8 --sms 24 --routing hot -n 30 -w 5 --path $PATHS
+  "${MPI[@]}" -np ${NP:-4} $P -t 4096 --fp8 --sms 24 --routing hot -n 30 -w 5 --path $PATHS
 [[ $STEPS == *,unroll,* ]] && EP_HT_DEV_DIRECT_UNROLL=4 step "perf direct unroll 4" 60 perf_unroll4.log \
-  "${MPI[@]}" -x EP_HT_DEV_DIRECT_UNROLL -np 4 $P -t 4096 --fp8 --sms 16,24 --path direct --no-nccl -n 30 -w 5
+  "${MPI[@]}" -x EP_HT_DEV_DIRECT_UNROLL -np ${NP:-4} $P -t 4096 --fp8 --sms 16,24 --path direct --no-nccl -n 30 -w 5
 [[ $STEPS == *,tma,* ]] && EP_HT_DEV_DIRECT_TMA=1 step "perf direct, rows by TMA bulk copies" 60 perf_tma.log \
-  "${MPI[@]}" -x EP_HT_DEV_DIRECT_TMA -np 4 $P -t 4096 --fp8 --sms 8,16,24 --path direct --no-nccl -n 20 -w 5 -c 1
+  "${MPI[@]}" -x EP_HT_DEV_DIRECT_TMA -np ${NP:-4} $P -t 4096 --fp8 --sms 8,16,24 --path direct --no-nccl -n 20 -w 5 -c 1
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
 if [[ $STEPS == *,san,* ]] && [ -n "$SAN" ]; then
   EP_TIMEOUT_MS=120000 step "memcheck *Small* 2 ranks" 120 san_memcheck.log \
