@@ -59,7 +59,46 @@ struct DirectDispatchParams {
   uint32_t epoch;
 };
 
-template <int kR, int kU>
+// What a warp needs of one token besides its row: lane r < R the token's row
+// at rank r (-1: not sent there), lane k < K its top-k id and weight, lane j
+// its scale words j and j + 32 (columns past 64 are read when written).
+struct TokenMeta {
+  int row, gid, sc0, sc1;
+  float wv;
+};
+
+// All loads independent (one round trip); t >= t1 gives an empty token.
+__device__ __forceinline__ void load_token_meta(const DirectDispatchParams& p, const int* rowBase, const int* rows,
+                                                int t, int t1, int lane, bool wantScales, TokenMeta* mt) {
+  mt->row = -1;
+  mt->gid = -1;
+  mt->wv = 0.f;
+  mt->sc0 = mt->sc1 = 0;
+  if (t >= t1) return;
+  const int R = p.b.R();
+  if (lane < R) {
+    const bool in = p.h.isTokenInRank[(size_t)t * R + lane] != 0;
+    const int slot = p.h.slotPrefix[(size_t)t * R + lane];
+    if (in) {
+      const int row = rowBase[lane] + slot;
+      mt->row = row < rows[lane] ? row : -1;  // past the receiver's capacity: it reports the overflow
+    }
+  }
+  if (lane < p.K) {
+    if (p.topk) {
+      const long long id = p.idx64 ? reinterpret_cast<const long long*>(p.topk)[(size_t)t * p.K + lane]
+                                   : (long long)reinterpret_cast<const int*>(p.topk)[(size_t)t * p.K + lane];
+      mt->gid = (id >= 0 && id < (long long)p.L * R) ? (int)id : -1;
+    }
+    if (p.weights) mt->wv = p.weights[(size_t)t * p.K + lane];
+  }
+  if (wantScales) {
+    if (lane < p.scaleCols) mt->sc0 = p.scales[(size_t)t * p.sTok + (size_t)lane * p.sCol];
+    if (lane + 32 < p.scaleCols) mt->sc1 = p.scales[(size_t)t * p.sTok + (size_t)(lane + 32) * p.sCol];
+  }
+}
+
+template <int kR, int kU, bool kPre>
 __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(DirectDispatchParams p) {
   __shared__ char* dst[EP_HT_NUM_REG_BUFS][EP_HT_MAX_NVL_RANKS];
   __shared__ int rowBase[EP_HT_MAX_NVL_RANKS];
@@ -108,68 +147,70 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
   __syncthreads();
   if (*reinterpret_cast<volatile int*>(&abortFlag)) return;
 
-  // 3. Push the channel's tokens.
+  // 3. Push the channel's tokens. A token's routing and metadata (row per
+  //    destination, top-k id and weight, up to 64 scale words) come in one
+  //    round trip; with kPre the next token's are loaded before this token's
+  //    row is copied, so that round trip overlaps the row's stores instead
+  //    of stalling the warp between two rows (FP8 rows are short: there the
+  //    stall was a tenth of the call).
   int t0, t1;
   channel_range(p.T, p.C, c, &t0, &t1);
   const int warp = warp_id(), nW = kDirectThreads / 32;
   const int nVec = p.xBytes / 16;
+  const bool wantScales = p.scales != nullptr && p.scaleCols > 0;
+  TokenMeta cur;
+  load_token_meta(p, rowBase, rows, t0 + warp, t1, lane, wantScales, &cur);
   for (int t = t0 + warp; t < t1; t += nW) {
-    int row = -1;
-    if (lane < R && p.h.isTokenInRank[(size_t)t * R + lane]) {
-      row = rowBase[lane] + p.h.slotPrefix[(size_t)t * R + lane];
-      if (row >= rows[lane]) row = -1;  // past the receiver's capacity: it reports the overflow
-    }
+    TokenMeta nxt;
+    if (kPre) load_token_meta(p, rowBase, rows, t + nW, t1, lane, wantScales, &nxt);
+    const int row = cur.row;
     const unsigned m = __ballot_sync(0xffffffffu, row >= 0);
-    if (!m) continue;
-    int4* dx[kR];
+    if (m) {
+      int4* dx[kR];
 #pragma unroll
-    for (int r = 0; r < kR; r++) {
-      const int rr = __shfl_sync(0xffffffffu, row, r < R ? r : 0);
-      dx[r] = ((m >> r) & 1) ? reinterpret_cast<int4*>(dst[0][r] + (size_t)rr * p.xBytes) : nullptr;
-    }
-    const int4* src = reinterpret_cast<const int4*>(p.x + (size_t)t * p.xBytes);
-    for (int v0 = lane; v0 < nVec; v0 += 32 * kU) {
-      int4 val[kU];
+      for (int r = 0; r < kR; r++) {
+        const int rr = __shfl_sync(0xffffffffu, row, r < R ? r : 0);
+        dx[r] = ((m >> r) & 1) ? reinterpret_cast<int4*>(dst[0][r] + (size_t)rr * p.xBytes) : nullptr;
+      }
+      const int4* src = reinterpret_cast<const int4*>(p.x + (size_t)t * p.xBytes);
+      for (int v0 = lane; v0 < nVec; v0 += 32 * kU) {
+        int4 val[kU];
 #pragma unroll
-      for (int u = 0; u < kU; u++)
-        if (v0 + u * 32 < nVec) val[u] = ld_nc_na(src + v0 + u * 32);
+        for (int u = 0; u < kU; u++)
+          if (v0 + u * 32 < nVec) val[u] = ld_nc_na(src + v0 + u * 32);
+#pragma unroll
+        for (int r = 0; r < kR; r++) {
+          if (!((m >> r) & 1)) continue;
+#pragma unroll
+          for (int u = 0; u < kU; u++)
+            if (v0 + u * 32 < nVec) st_na(dx[r] + v0 + u * 32, val[u]);
+        }
+      }
+      // Metadata of the row, per destination: read once, written to each.
 #pragma unroll
       for (int r = 0; r < kR; r++) {
         if (!((m >> r) & 1)) continue;
-#pragma unroll
-        for (int u = 0; u < kU; u++)
-          if (v0 + u * 32 < nVec) st_na(dx[r] + v0 + u * 32, val[u]);
-      }
-    }
-    // Metadata of the row, per destination: read once, written to each.
-    int gid = -1;
-    float wv = 0.f;
-    if (lane < p.K) {
-      if (p.topk) {
-        const long long id = p.idx64 ? reinterpret_cast<const long long*>(p.topk)[(size_t)t * p.K + lane]
-                                     : (long long)reinterpret_cast<const int*>(p.topk)[(size_t)t * p.K + lane];
-        gid = (id >= 0 && id < (long long)p.L * R) ? (int)id : -1;
-      }
-      if (p.weights) wv = p.weights[(size_t)t * p.K + lane];
-    }
-#pragma unroll
-    for (int r = 0; r < kR; r++) {
-      if (!((m >> r) & 1)) continue;
-      const int rr = __shfl_sync(0xffffffffu, row, r);
-      if (dst[1][r]) {
-        int* sd = reinterpret_cast<int*>(dst[1][r]) + (size_t)rr * p.scaleCols;
-        for (int j = lane; j < p.scaleCols; j += 32) st_na(sd + j, p.scales[(size_t)t * p.sTok + (size_t)j * p.sCol]);
-      }
-      if (lane < p.K) {
-        const int local = (gid >= r * p.L && gid < (r + 1) * p.L) ? gid - r * p.L : -1;
-        if (dst[2][r] && p.topk) st_na(reinterpret_cast<int*>(dst[2][r]) + (size_t)rr * p.K + lane, local);
-        if (dst[3][r] && p.weights) {
-          const float w = (p.topk && local < 0) ? 0.f : wv;
-          st_na(reinterpret_cast<int*>(dst[3][r]) + (size_t)rr * p.K + lane, __float_as_int(w));
+        const int rr = __shfl_sync(0xffffffffu, row, r);
+        if (dst[1][r] && wantScales) {
+          int* sd = reinterpret_cast<int*>(dst[1][r]) + (size_t)rr * p.scaleCols;
+          if (lane < p.scaleCols) st_na(sd + lane, cur.sc0);
+          if (lane + 32 < p.scaleCols) st_na(sd + lane + 32, cur.sc1);
+          for (int j = 64 + lane; j < p.scaleCols; j += 32) st_na(sd + j, p.scales[(size_t)t * p.sTok + (size_t)j * p.sCol]);
         }
+        if (lane < p.K) {
+          const int gid = cur.gid;
+          const int local = (gid >= r * p.L && gid < (r + 1) * p.L) ? gid - r * p.L : -1;
+          if (dst[2][r] && p.topk) st_na(reinterpret_cast<int*>(dst[2][r]) + (size_t)rr * p.K + lane, local);
+          if (dst[3][r] && p.weights) {
+            const float w = (p.topk && local < 0) ? 0.f : cur.wv;
+            st_na(reinterpret_cast<int*>(dst[3][r]) + (size_t)rr * p.K + lane, __float_as_int(w));
+          }
+        }
+        if (lane == 31 && dst[4][r]) st_na(reinterpret_cast<int*>(dst[4][r]) + rr, t);
       }
-      if (lane == 31 && dst[4][r]) st_na(reinterpret_cast<int*>(dst[4][r]) + rr, t);
     }
+    if (kPre) cur = nxt;
+    else load_token_meta(p, rowBase, rows, t + nW, t1, lane, wantScales, &cur);
   }
   // 4. Our stores to each peer are visible before our done word there; then
   //    wait until every peer's channel c is done with us.
@@ -182,16 +223,17 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
   }
 }
 
-template <int kR, int kU>
+template <int kR, int kU, bool kPre>
 epResult_t launch(const DirectDispatchParams& p, cudaStream_t stream) {
-  dispatch_direct_kernel<kR, kU><<<p.C, kDirectThreads, 0, stream>>>(p);
+  dispatch_direct_kernel<kR, kU, kPre><<<p.C, kDirectThreads, 0, stream>>>(p);
   CUDACHECK_LAUNCH();
   return epSuccess;
 }
 
 template <int kR>
-epResult_t launchU(const DirectDispatchParams& p, int unroll, cudaStream_t stream) {
-  return unroll <= 4 ? launch<kR, 4>(p, stream) : launch<kR, 8>(p, stream);
+epResult_t launchU(const DirectDispatchParams& p, int unroll, bool prefetch, cudaStream_t stream) {
+  if (prefetch) return unroll <= 4 ? launch<kR, 4, true>(p, stream) : launch<kR, 8, true>(p, stream);
+  return unroll <= 4 ? launch<kR, 4, false>(p, stream) : launch<kR, 8, false>(p, stream);
 }
 
 }  // namespace
@@ -203,6 +245,8 @@ using namespace ep::ht;
 // EP_HT_DIRECT (docs/env.md): 0 disables the direct path; EP_HT_DEV_DIRECT_UNROLL: 16-byte loads per lane in flight.
 EP_PARAM(HtDirect, "HT_DIRECT", 1)
 EP_PARAM(HtDevDirectUnroll, "HT_DEV_DIRECT_UNROLL", 8)
+// EP_HT_DEV_DIRECT_PREFETCH: 1 loads the next token's routing and metadata while this token's row is copied.
+EP_PARAM(HtDevDirectPrefetch, "HT_DEV_DIRECT_PREFETCH", 0)
 
 bool epHtDirectEnabled() { return epParamHtDirect() != 0; }
 
@@ -260,5 +304,6 @@ epResult_t epHtLaunchDispatchDirect(epComm* comm, epHtState* st, const epDispatc
   p.epoch = epoch;
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   const int R = comm->nranks, U = (int)epParamHtDevDirectUnroll();
-  return R <= 2 ? launchU<2>(p, U, stream) : R <= 4 ? launchU<4>(p, U, stream) : launchU<8>(p, U, stream);
+  const bool pre = epParamHtDevDirectPrefetch() != 0;
+  return R <= 2 ? launchU<2>(p, U, pre, stream) : R <= 4 ? launchU<4>(p, U, pre, stream) : launchU<8>(p, U, pre, stream);
 }
