@@ -142,6 +142,28 @@ epResult_t epCommGetAsyncError(epComm_t comm, epResult_t* asyncError);
 /* Bytes of device memory the communicator has allocated so far. */
 epResult_t epCommMemoryUsage(epComm_t comm, size_t* bytes);
 
+/* ---------------------------------------------------------------- Buffer registration
+ * Registers [buff, buff + size) of this rank's device memory with the
+ * communicator, so that HT dispatch can write straight into output buffers
+ * that lie in registered memory and HT combine can read its input straight
+ * from the peers (no copy through the symmetric buffer's rings; see
+ * epcomm/ht.h "Registered buffers").
+ * - Collective: every rank calls it, in the same order, with its own region
+ *   (sizes may differ). All ranks succeed or all fail with the same code.
+ * - The memory must come from cudaMalloc (or a caching allocator built on it,
+ *   such as PyTorch's) on this rank's device: it is exported with CUDA IPC.
+ *   Host, managed and cuMem/VMM memory give epNotSupported or
+ *   epInvalidArgument with a message; so does a region that overlaps one
+ *   already registered on this rank.
+ * - One-time cost (IPC export, bootstrap exchange, peers map the allocation
+ *   once); nothing happens per data-path call. *handle identifies the region.
+ * - Keep the memory allocated until epCommDeregister (or epCommDestroy, which
+ *   releases every registration). */
+epResult_t epCommRegister(epComm_t comm, void* buff, size_t size, void** handle);
+/* Collective, in the same order on every rank. No call that uses the region
+ * may still be running on the device: synchronise its streams first. */
+epResult_t epCommDeregister(epComm_t comm, void* handle);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -26,6 +26,26 @@
  *
  * Received rows are ordered by source rank, then by the source's token order
  * (within channel blocks); recvSrcIdx gives the source token index of each row.
+ *
+ * Registered buffers (the direct path, fastest). Register the dispatch
+ * outputs (recvX, recvXScales, recvTopkIdx, recvTopkWeights, recvSrcIdx: each
+ * one that is passed, for `capacity` rows) and combine's x and topkWeights
+ * once with epCommRegister (epcomm.h), e.g. one pool allocation holding them
+ * all. Then:
+ *  - epDispatch: every sender writes each token's row and metadata straight to
+ *    its final row in the receiver's outputs over NVLink (no ring, no copy by
+ *    the receiver), so all numSms SMs push data;
+ *  - epCombine: each rank reads the rows of its tokens straight from the
+ *    peers' registered x and reduces them (pull).
+ * Outputs, order and numerics are identical to the ring path. A call whose
+ * buffers are not all registered (on this rank) uses the ring path through
+ * the symmetric buffer instead; every rank of a call must take the same path
+ * (all registered or none): otherwise the call moves nothing and every rank
+ * gets epInvalidUsage from epCommGetAsyncError. EP_HT_DIRECT=0 disables the
+ * direct path. Registered outputs may be written by peers from the moment
+ * this rank's dispatch starts on its stream until it ends, and a registered
+ * combine x is read by peers during this rank's combine: the usual stream
+ * order on each rank is all that is needed.
  *************************************************************************/
 #ifndef EPCOMM_HT_H_
 #define EPCOMM_HT_H_

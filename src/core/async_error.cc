@@ -47,6 +47,17 @@ epResult_t epDeviceStatusDescribe(const epDeviceStatus& s, char* msg, size_t n) 
     case EP_DEVERR_NODE_LIMIT:
       snprintf(msg, n, "%s: token %d routes to %lld nodes but the limit is %d", fam, s.a, s.value, s.b);
       return epInvalidArgument;
+    case EP_DEVERR_PATH_MISMATCH:
+      snprintf(msg, n,
+               "%s: rank %d %s registered buffers for this call but rank %d %s: every rank must pass registered "
+               "outputs (epCommRegister) or none, call by call; nothing was transferred. HINT: EP_HT_DIRECT=0 forces "
+               "the ring path everywhere",
+               fam, s.a, s.value ? "used" : "did not use", s.b, s.value ? "did not" : "did");
+      return epInvalidUsage;
+    case EP_DEVERR_BAD_REGISTRATION:
+      snprintf(msg, n, "%s: rank %d's registered buffer (slot %d) does not hold row %lld (registration missing or too "
+               "small); the row was skipped", fam, s.a, s.b, s.value);
+      return epInvalidUsage;
     default:
       snprintf(msg, n, "%s: unknown device error kind %d (a=%d b=%d value=%lld)", fam, s.kind, s.a, s.b, s.value);
       return epInternalError;

@@ -38,6 +38,7 @@ struct epLlState;
 struct epNetState;
 struct epInterState;
 struct epDeviceStatus;
+struct epRegistry;
 
 /* The config after applying env vars and defaults: every field is concrete. */
 struct epResolvedConfig {
@@ -99,6 +100,7 @@ struct epComm {
   epLlState* ll = nullptr;
   epNetState* net = nullptr;
   epInterState* inter = nullptr; /* HT internode (src/internode), on multi-node comms */
+  epRegistry* reg = nullptr;     /* user-buffer registrations (src/core/register.cc) */
 
   /* Run by epCommDestroy/epCommAbort, last registered first. */
   std::vector<std::function<void(epComm*)>> cleanups;

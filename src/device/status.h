@@ -19,7 +19,9 @@ enum epDeviceErrorKind : int {
   EP_DEVERR_CAPACITY_OVERFLOW = 2, /* value = rows needed, a = capacity */
   EP_DEVERR_TIMEOUT = 3,           /* a = channel, b = peer rank, value = what was awaited */
   EP_DEVERR_BAD_HANDLE = 4,
-  EP_DEVERR_NODE_LIMIT = 5         /* value = nodes used by token a, b = limit */
+  EP_DEVERR_NODE_LIMIT = 5,        /* value = nodes used by token a, b = limit */
+  EP_DEVERR_PATH_MISMATCH = 6,     /* HT: rank a took the registered (direct) path = value, rank b the other one */
+  EP_DEVERR_BAD_REGISTRATION = 7   /* HT direct: rank a's registered region (slot b) misses row value */
 };
 
 struct epDeviceStatus {

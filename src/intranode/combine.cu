@@ -27,6 +27,8 @@
 #include "core/checks.h"
 #include "core/comm.h"
 #include "intranode/ht_device.cuh"
+#include "intranode/ht_direct.cuh"
+#include "intranode/ht_direct.h"
 #include "intranode/ht_handle.h"
 #include "intranode/ht_state.h"
 #include "internode/inter_api.h"
@@ -60,6 +62,7 @@ struct CombineParams {
   float* outW;
   epDeviceStatus* status;
   unsigned long long timeoutNs;
+  uint32_t epoch;  // this call's combine epoch (path handshake)
 };
 
 struct RedSmem {
@@ -356,6 +359,8 @@ __global__ void __launch_bounds__((kR + kRed) * 32, 1) combine_kernel(CombinePar
     fence_mbar_init();
   }
   __syncthreads();
+  // Every rank must be on the ring path for this call (see ht_direct.cuh).
+  if (!ring_path_handshake(p.b, EP_HT_KIND_COMBINE, p.epoch, abortFlag, p.status, p.timeoutNs)) return;
   Spin spin(p.timeoutNs);
   if (warp < kR) {
     if (warp < R) {
@@ -415,6 +420,13 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
     K = handle->numTopk;
     EP_USAGE_CHECK(K >= 1, "epCombine: weights given but the handle's dispatch had no top-k");
   }
+  // Registered x (and weights): pull the rows from the peers (ht_direct.h).
+  epHtDirectRec rec;
+  st->lastDirect[EP_HT_KIND_COMBINE] = 0;
+  if (epHtCombineDirectRecord(comm, in, K, handle->hostNumRecv, &rec)) {
+    st->lastDirect[EP_HT_KIND_COMBINE] = 1;
+    return epHtLaunchCombineDirect(comm, st, in, out, handle, K, rec, epHtNextEpoch(st, EP_HT_KIND_COMBINE), stream);
+  }
   epHtSlotLayout sl = epHtCombineSlot(in->hidden, K, K > 0);
   const int cap = (int)(st->lay.ringBytes / sl.slotBytes);
   if (cap < EP_HT_MIN_RING_SLOTS) {
@@ -451,6 +463,7 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
   p.outW = K > 0 ? out->outTopkWeights : nullptr;
   p.status = comm->devStatusDev;
   p.timeoutNs = (unsigned long long)comm->config.timeoutMs * 1000000ull;
+  p.epoch = epHtNextEpoch(st, EP_HT_KIND_COMBINE);
   const size_t smem = (size_t)R * S * (sl.slotBytes + kWScratch) + (size_t)R * S * 8 + (kRed + 3) * 4 + 16;
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   epResult_t res = R <= 2 ? launchCombine<2>(st, p, smem, stream) : R <= 4 ? launchCombine<4>(st, p, smem, stream)

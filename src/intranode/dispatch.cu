@@ -26,6 +26,8 @@
 #include "core/comm.h"
 #include "intranode/ht_args.h"
 #include "intranode/ht_device.cuh"
+#include "intranode/ht_direct.cuh"
+#include "intranode/ht_direct.h"
 #include "intranode/ht_handle.h"
 #include "intranode/ht_state.h"
 #include "internode/inter_api.h"
@@ -68,6 +70,7 @@ struct DispatchParams {
   int capacity;
   epDeviceStatus* status;
   unsigned long long timeoutNs;
+  uint32_t epoch;  // this call's dispatch epoch (path handshake)
 };
 
 __device__ __forceinline__ void produce(const DispatchParams& p, const SendSmem& sm, int c, int t0, int n, int w,
@@ -300,6 +303,8 @@ __global__ void __launch_bounds__(kDispatchThreads, 1) dispatch_kernel(DispatchP
     fence_mbar_init();
   }
   __syncthreads();
+  // Every rank must be on the ring path for this call (see ht_direct.cuh).
+  if (!ring_path_handshake(p.b, EP_HT_KIND_DISPATCH, p.epoch, abortFlag, p.status, p.timeoutNs)) return;
   if (c == 0 && threadIdx.x < 32) {
     // Device copies of the counts for the caller (mode b has no host copy).
     if (p.outNumRecv && threadIdx.x == 0) *p.outNumRecv = *p.h.numRecv;
@@ -381,6 +386,14 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
 
   const bool withIdx = in->topkIdx != nullptr, withW = in->topkWeights != nullptr;
   const int K = (withIdx || withW) ? in->numTopk : 0;
+  // Registered outputs: senders write straight into them (ht_direct.h).
+  epHtDirectRec rec;
+  st->lastDirect[EP_HT_KIND_DISPATCH] = 0;
+  if (epHtDispatchDirectRecord(comm, out, shape, in->numTopk, &rec)) {
+    st->lastDirect[EP_HT_KIND_DISPATCH] = 1;
+    return epHtLaunchDispatchDirect(comm, st, in, out, handle, shape, rec, epHtNextEpoch(st, EP_HT_KIND_DISPATCH),
+                                    stream);
+  }
   epHtSlotLayout sl = epHtDispatchSlot(shape.xBytes, shape.scaleCols, K, withIdx, withW);
   const int cap = (int)(st->lay.ringBytes / sl.slotBytes);
   if (cap < EP_HT_MIN_RING_SLOTS) {
@@ -432,6 +445,7 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
   p.capacity = out->capacity;
   p.status = comm->devStatusDev;
   p.timeoutNs = (unsigned long long)comm->config.timeoutMs * 1000000ull;
+  p.epoch = epHtNextEpoch(st, EP_HT_KIND_DISPATCH);
   const size_t smem = dispatchSmem(p.Ss, p.Sr, p.nRecv, sl.slotBytes);
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   const int R = comm->nranks;

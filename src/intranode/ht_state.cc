@@ -21,12 +21,18 @@ size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 }  // namespace
 
+size_t epHtDirectBytes(int nranks, int maxChannels) {
+  return 2 * (size_t)nranks * sizeof(epHtDirectRec) + alignUp(2 * (size_t)nranks * EP_HT_COUNTER_STRIDE * 4, 128) +
+         alignUp(2 * (size_t)nranks * maxChannels * 4, 128);
+}
+
 size_t epHtHeaderBytes(int nranks, int maxChannels) {
   size_t notifyInts = alignUp(1 + maxChannels + EP_HT_MAX_LOCAL_EXPERTS, 32);
   size_t b = 0;
   b += 2 * (size_t)nranks * notifyInts * 4;                              // notify
   b = alignUp(b, 128) + alignUp(2 * (size_t)nranks * 4, 128);            // nflag
   b += 4 * alignUp((size_t)maxChannels * nranks * EP_HT_COUNTER_STRIDE * 4, 128);  // tail, head, sendPos, recvPos
+  b += epHtDirectBytes(nranks, maxChannels);
   return alignUp(b, 4096);
 }
 
@@ -59,6 +65,10 @@ void epHtLayoutCompute(int nranks, int rank, int maxChannels, size_t bytes, epHt
   off += counters;
   lay->recvPosOff = off;
   off += counters;
+  lay->drecOff = off;
+  lay->dflagOff = lay->drecOff + 2 * (size_t)nranks * sizeof(epHtDirectRec);
+  lay->ddoneOff = lay->dflagOff + alignUp(2 * (size_t)nranks * EP_HT_COUNTER_STRIDE * 4, 128);
+  off += epHtDirectBytes(nranks, maxChannels);
   off = alignUp(off, 4096);
   lay->ringOff = off;
   size_t rings = (size_t)maxChannels * nranks;

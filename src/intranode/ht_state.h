@@ -34,6 +34,8 @@ struct epHtState {
   epHtBufLayout lay;
   epHtPeers peers;
   uint32_t notifyEpoch = 0; /* last notify epoch used (same sequence on every rank) */
+  uint32_t callEpoch[2] = {0, 0}; /* last dispatch / combine call (same sequence on every rank; direct-path flags) */
+  int lastDirect[2] = {0, 0};     /* 1: the last dispatch / combine took the direct path (tests, logs) */
   int smemOptin = 0;        /* max dynamic shared memory per block */
   int deviceSms = 0;
   unsigned attrDone = 0;     /* kernels whose smem limit was raised on this device (bit per kernel) */
@@ -56,6 +58,14 @@ epResult_t epHtAllowLargeSmem(epHtState* st, unsigned bit, Kernel kernel) {
   return epSuccess;
 }
 
+/* Bytes of the direct-path handshake area (records, flags, done words). */
+size_t epHtDirectBytes(int nranks, int maxChannels);
+/* Next call epoch of a kind (EP_HT_KIND_*): 31 bits, never 0. */
+inline uint32_t epHtNextEpoch(epHtState* st, int kind) {
+  uint32_t e = (++st->callEpoch[kind]) & 0x7fffffffu;
+  if (e == 0) e = st->callEpoch[kind] = 1;
+  return e;
+}
 /* Bytes of header (everything but the rings) for this many ranks and channels. */
 size_t epHtHeaderBytes(int nranks, int maxChannels);
 /* Largest slot (dispatch or combine) a call with these parameters needs. */

@@ -11,6 +11,9 @@
  *   head     [Cmax][R dst]      (stride 64B) slots dst has consumed of ring (c, me -> dst)
  *   sendPos  [Cmax][R dst]      (stride 64B) our own tail of ring (c, me -> dst), kept across calls
  *   recvPos  [Cmax][R src]      (stride 64B) our own head of ring (c, src -> me), kept across calls
+ *   drec     [2 kind][R src]    (128 B each) src's registered buffers for this call (direct path)
+ *   dflag    [2 kind][R src]    (stride 64B) epoch*2 + direct: src started call `epoch` on that path
+ *   ddone    [2 kind][R src][Cmax]           epoch: src's channel c finished writing to / reading from us
  *   rings    [Cmax][R src][ringBytes]        ring (c, src -> me): `cap` slots of slotBytes
  *
  * A ring carries data from src to the rank whose buffer holds it, for
@@ -41,10 +44,29 @@ struct epHtBufLayout {
   long long headOff;
   long long sendPosOff;
   long long recvPosOff;
+  long long drecOff;     /* direct path: records, flags, done words (see above) */
+  long long dflagOff;
+  long long ddoneOff;
   long long ringOff;
   long long ringBytes;   /* bytes of one ring (multiple of 128) */
   long long totalBytes;
 };
+
+/* Kinds of the direct-path handshake words (index of drec/dflag/ddone). */
+enum { EP_HT_KIND_DISPATCH = 0, EP_HT_KIND_COMBINE = 1 };
+#define EP_HT_NUM_REG_BUFS 5 /* dispatch: recvX, scales, top-k ids, weights, src idx; combine: x, weights */
+
+/* What a rank tells a peer about its registered buffers for one call
+ * (written into the peer's drec[kind][me], published by dflag). */
+struct alignas(16) epHtDirectRec {
+  long long off[EP_HT_NUM_REG_BUFS]; /* byte offset inside the registration */
+  int slot[EP_HT_NUM_REG_BUFS];      /* registration slot, -1: buffer not given */
+  int rows;                          /* dispatch: capacity; combine: rows readable in x */
+  int wRows;                         /* combine: rows readable in weights */
+  int base;                          /* first row of the peer's rows in our buffers (our rankPrefix[peer]) */
+  int pad[14];
+};
+static_assert(sizeof(epHtDirectRec) == 128, "direct record is one 128-byte line");
 
 /* Tuning knobs of the data-path kernels (host-chosen, passed by value; EP_HT_DEV_* in docs/env.md). */
 struct epHtTune {

@@ -23,6 +23,7 @@
 #include "tests/common/ht_reference.h"
 #include "tests/common/payload.h"
 #include "tests/gpu/ht_env.h"
+#include "intranode/ht_direct.h"
 
 namespace {
 
@@ -496,6 +497,159 @@ TEST_F(HtBadInputFault, CapacityInsufficientModeBDetectedOnDeviceNoOutOfBoundsWr
   expectDispatchStillCorrect(fc, wl, env.stream, "dispatch after the overflow");
 }
 
+
+// ---------------------------------------------------------------- registered buffers (direct path)
+// Registers every output of `o` (collective: same order on every rank).
+void registerOuts(HtRegs& regs, Outs& o, epComm_t comm) {
+  for (epTestDevBuf* b : {&o.x, &o.idx, &o.w, &o.src}) EP_HT_ASSERT_OK(regs.add(b->p, b->total()), comm);
+}
+
+// Mode-b dispatch into `o`; rows bitwise against the reference, guards
+// untouched, no device error, and the path taken is `wantDirect`.
+void dispatchChecked(epComm_t comm, Workload& wl, Outs& o, cudaStream_t st, int wantDirect, const char* when) {
+  EP_HT_ASSERT_OK(epDispatchNotify(comm, &wl.in, wl.handle, nullptr, nullptr, st), comm);
+  EP_HT_ASSERT_OK(epDispatch(comm, &wl.in, &o.od, wl.handle, st), comm);
+  EP_HT_ASSERT_CUDA(cudaStreamSynchronize(st));
+  EXPECT_EQ(epSuccess, takeAsync(comm)) << when;
+  EXPECT_EQ(wantDirect, epHtLastCallDirect(comm, EP_HT_KIND_DISPATCH)) << when << ": path (1: direct)";
+  std::vector<uint8_t> hx, hi, hw, hs, hn;
+  EP_HT_ASSERT_CUDA(o.x.download(&hx));
+  EP_HT_ASSERT_CUDA(o.idx.download(&hi));
+  EP_HT_ASSERT_CUDA(o.w.download(&hw));
+  EP_HT_ASSERT_CUDA(o.src.download(&hs));
+  EP_HT_ASSERT_CUDA(o.n.download(&hn));
+  epTestHtDispatchGot got;
+  memcpy(&got.numRecv, hn.data(), 4);
+  got.x = hx.data();
+  got.topkIdx = (const int32_t*)hi.data();
+  got.topkWeights = (const float*)hw.data();
+  got.srcIdx = (const int32_t*)hs.data();
+  epTestCheck chk;
+  epTestCheckDispatch(wl.ref, wl.ps, wl.K, got, true, &chk);
+  EXPECT_TRUE(chk.ok()) << when << ": " << chk.summary();
+  o.expectGuardsUntouched(when);
+}
+
+TEST(HtBadInputRegister, RefusesBadRegionsAndKeepsWorking) {
+  EP_HT_REQUIRE_GPU();
+  HtEnv& env = htEnv();
+  epComm_t comm = env.comm;
+  void* h = &env;
+  // Same calls on every rank: all ranks fail (or succeed) together.
+  EXPECT_REFUSED(epCommRegister(comm, nullptr, 4096, &h), comm);
+  EXPECT_EQ(nullptr, h) << "a failed registration leaves *handle NULL";
+  epTestDevBuf a;
+  EP_HT_ASSERT_CUDA(a.alloc(1 << 20));
+  EXPECT_REFUSED(epCommRegister(comm, a.p, 0, &h), comm);
+  std::vector<char> host(4096);
+  EXPECT_REFUSED(epCommRegister(comm, host.data(), host.size(), &h), comm);
+  EXPECT_NE(std::string::npos, std::string(epGetLastError(comm)).find("not device memory")) << epGetLastError(comm);
+  void* managed = nullptr;
+  EP_HT_ASSERT_CUDA(cudaMallocManaged(&managed, 4096));
+  EXPECT_REFUSED(epCommRegister(comm, managed, 4096, &h), comm);
+  EP_HT_ASSERT_CUDA(cudaFree(managed));
+  // Past the end of its allocation.
+  EXPECT_REFUSED(epCommRegister(comm, a.as<char>() + 4096, (size_t)64 << 20, &h), comm);
+  EXPECT_NE(std::string::npos, std::string(epGetLastError(comm)).find("past the end")) << epGetLastError(comm);
+  // Overlap with a live registration; then a clean deregistration, and no second one.
+  void* h1 = nullptr;
+  EP_HT_ASSERT_OK(epCommRegister(comm, a.p, 1 << 19, &h1), comm);
+  ASSERT_NE(nullptr, h1);
+  EXPECT_REFUSED(epCommRegister(comm, a.as<char>() + 4096, 4096, &h), comm);
+  EXPECT_NE(std::string::npos, std::string(epGetLastError(comm)).find("overlaps")) << epGetLastError(comm);
+  // The second half of the same allocation is a separate, valid region (shares the peers' mapping).
+  void* h2 = nullptr;
+  EP_HT_ASSERT_OK(epCommRegister(comm, a.as<char>() + (1 << 19), 1 << 19, &h2), comm);
+  EXPECT_EQ(epSuccess, epCommDeregister(comm, h1)) << epTestErrText(epSuccess, comm);
+  EXPECT_REFUSED(epCommDeregister(comm, h1), comm);
+  EXPECT_EQ(epSuccess, epCommDeregister(comm, h2)) << epTestErrText(epSuccess, comm);
+  // The region can be registered again after all that.
+  EP_HT_ASSERT_OK(epCommRegister(comm, a.p, a.bytes, &h1), comm);
+  EXPECT_EQ(epSuccess, epCommDeregister(comm, h1));
+}
+
+// Outputs only partly in registered memory: every rank falls back to the
+// ring path (correct rows); all registered: the direct path, same rows.
+TEST(HtBadInputRegister, PartlyRegisteredOutputsFallBackToTheRingPath) {
+  EP_HT_REQUIRE_GPU();
+  HtEnv& env = htEnv();
+  epComm_t comm = env.comm;
+  Workload wl;
+  wl.setUp(comm, 31);
+  if (HasFatalFailure()) return;
+  Outs o;
+  o.alloc(wl.T * wl.R, 2, wl.H, wl.K, env.stream);
+  HtRegs regs(comm);
+  EP_HT_ASSERT_OK(regs.add(o.x.p, o.x.total()), comm);
+  dispatchChecked(comm, wl, o, env.stream, 0, "recvX registered, metadata not: ring path");
+  for (epTestDevBuf* b : {&o.idx, &o.w, &o.src}) {
+    EP_HT_ASSERT_CUDA(b->poison(0xEE, env.stream));
+    EP_HT_ASSERT_OK(regs.add(b->p, b->total()), comm);
+  }
+  EP_HT_ASSERT_CUDA(o.x.poison(0xEE, env.stream));
+  dispatchChecked(comm, wl, o, env.stream, 1, "all outputs registered: direct path");
+}
+
+// Rank 0 passes registered outputs, the others unregistered ones: the
+// kernels see it, every rank gets epInvalidUsage, nothing is written, and
+// both paths work afterwards.
+TEST_F(HtBadInputFault, RegisteredOnOneRankOnlyIsAPathMismatchOnEveryRank) {
+  HtEnv& env = htEnv();
+  if (env.nranks < 2) GTEST_SKIP() << "needs >= 2 ranks: a rank on each path";
+  Workload wl;
+  wl.setUp(fc, 32);
+  if (HasFatalFailure()) return;
+  Outs reg, plain;
+  reg.alloc(wl.T * wl.R, 2, wl.H, wl.K, env.stream);
+  plain.alloc(wl.T * wl.R, 2, wl.H, wl.K, env.stream);
+  HtRegs regs(fc);
+  registerOuts(regs, reg, fc);
+  if (HasFatalFailure()) return;
+  Outs& mine = env.rank == 0 ? reg : plain;
+  EP_HT_ASSERT_OK(epDispatchNotify(fc, &wl.in, wl.handle, nullptr, nullptr, env.stream), fc);
+  epResult_t r = epDispatch(fc, &wl.in, &mine.od, wl.handle, env.stream);
+  EP_HT_ASSERT_CUDA(cudaStreamSynchronize(env.stream));
+  epResult_t a = takeAsync(fc);
+  EXPECT_EQ(epSuccess, r) << epTestErrText(r, fc);
+  EXPECT_EQ(epInvalidUsage, a) << "mixed paths: " << epTestErrText(a, fc);
+  EXPECT_NE(std::string::npos, std::string(epGetLastError(fc)).find("registered")) << epGetLastError(fc);
+  {
+    // No row moved: the outputs still hold the poison.
+    std::vector<uint8_t> hx;
+    EP_HT_ASSERT_CUDA(mine.x.download(&hx));
+    epTestCheck chk;
+    epTestCheckUntouched(hx.data(), 0, mine.x.total(), 0xEE, "recvX after a path mismatch", &chk);
+    EXPECT_TRUE(chk.ok()) << chk.summary();
+  }
+  dispatchChecked(fc, wl, plain, env.stream, 0, "ring path after the mismatch");
+  for (epTestDevBuf* b : {&reg.x, &reg.idx, &reg.w, &reg.src}) EP_HT_ASSERT_CUDA(b->poison(0xEE, env.stream));
+  dispatchChecked(fc, wl, reg, env.stream, 1, "direct path after the mismatch");
+}
+
+TEST_F(HtBadInputFault, CapacityInsufficientModeBDirectPath) {
+  HtEnv& env = htEnv();
+  Workload wl;
+  wl.setUp(fc, 33);
+  if (HasFatalFailure()) return;
+  const int cap = wl.ref.numRecv / 2;
+  Outs small, big;
+  small.alloc(cap, 16, wl.H, wl.K, env.stream);
+  big.alloc(wl.T * wl.R, 2, wl.H, wl.K, env.stream);
+  HtRegs regs(fc);
+  registerOuts(regs, small, fc);
+  registerOuts(regs, big, fc);
+  if (HasFatalFailure()) return;
+  EP_HT_ASSERT_OK(epDispatchNotify(fc, &wl.in, wl.handle, nullptr, nullptr, env.stream), fc);
+  epResult_t r = epDispatch(fc, &wl.in, &small.od, wl.handle, env.stream);
+  EP_HT_ASSERT_CUDA(cudaStreamSynchronize(env.stream));
+  epResult_t a = takeAsync(fc);
+  EXPECT_EQ(epSuccess, r) << epTestErrText(r, fc);
+  EXPECT_EQ(1, epHtLastCallDirect(fc, EP_HT_KIND_DISPATCH));
+  EXPECT_EQ(epInvalidUsage, a) << "capacity " << cap << " < " << wl.ref.numRecv << " rows: " << epTestErrText(a, fc);
+  small.expectGuardsUntouched("direct path, capacity = rows / 2");
+  dispatchChecked(fc, wl, big, env.stream, 1, "direct path after the overflow");
+}
+
 // Last: a rank that never joins a call must produce epTimeout naming the
 // channel and the peer, never a hang. Leaves the fault comm unusable, so it
 // is destroyed afterwards.
@@ -523,6 +677,38 @@ TEST_F(HtBadInputFault, ZZ_TimeoutWhenPeersNeverJoin) {
     EXPECT_NE(std::string::npos, msg.find("peer")) << "the timeout message should name the peer: " << msg;
     o.expectGuardsUntouched("timed-out dispatch");
   }
+  htResetFaultComm();
+}
+
+// The same on the direct path: rank 0's kernel waits for the peers' path
+// flags, which never come.
+TEST_F(HtBadInputFault, ZZ_TimeoutWhenPeersNeverJoinDirect) {
+  HtEnv& env = htEnv();
+  if (env.nranks < 2) GTEST_SKIP() << "needs >= 2 ranks: a peer that never joins";
+  Workload wl;
+  wl.setUp(fc, 34);
+  if (HasFatalFailure()) return;
+  int nrecv = -1;
+  notifyHostSync(fc, wl, env.stream, &nrecv);
+  if (HasFatalFailure()) return;
+  Outs o;
+  o.alloc(std::max(nrecv, 1), 4, wl.H, wl.K, env.stream);
+  HtRegs regs(fc);
+  registerOuts(regs, o, fc);
+  if (HasFatalFailure()) return;
+  if (env.rank == 0) {
+    epResult_t r = epDispatch(fc, &wl.in, &o.od, wl.handle, env.stream);
+    cudaError_t ce = cudaStreamSynchronize(env.stream);
+    EXPECT_EQ(cudaSuccess, ce) << "a timeout must end the kernel cleanly: " << cudaGetErrorString(ce);
+    EXPECT_EQ(1, epHtLastCallDirect(fc, EP_HT_KIND_DISPATCH));
+    epResult_t a = takeAsync(fc);
+    EXPECT_TRUE(r == epTimeout || a == epTimeout) << "call -> " << epTestErrText(r, fc) << ", async -> " << epTestErrText(a, fc);
+    std::string msg = epGetLastError(fc);
+    EXPECT_NE(std::string::npos, msg.find("channel")) << msg;
+    EXPECT_NE(std::string::npos, msg.find("peer")) << msg;
+    o.expectGuardsUntouched("timed-out direct dispatch");
+  }
+  regs.handles.clear();  // released by the comm's destruction below
   htResetFaultComm();
 }
 

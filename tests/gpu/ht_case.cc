@@ -15,6 +15,7 @@
 #include "tests/common/ht_reference.h"
 #include "tests/common/payload.h"
 #include "tests/gpu/ht_env.h"
+#include "intranode/ht_direct.h"
 
 namespace {
 // Rows of guard after every output array; poison bytes: payload (NaN in
@@ -270,11 +271,17 @@ void htRunCase(const HtCase& c) {
     numRecvHost = nrecv;
     EP_HT_ASSERT_CUDA(out.alloc(nrecv, rb, sb, K, L, c.withTopk, c.withSrcIdx));
   }
+  HtRegs regs(comm);  // after `out`: deregistered before it is freed
+  if (c.direct) {
+    for (epTestDevBuf* b : {&out.x, &out.scales, &out.topkIdx, &out.topkWeights, &out.srcIdx})
+      if (b->p) EP_HT_ASSERT_OK(regs.add(b->p, b->total()), comm);
+  }
   EP_HT_ASSERT_CUDA(out.poison(st));
   epDispatchOutput_t od = out.desc();
   EP_HT_ASSERT_OK(epDispatch(comm, &in, &od, h.h, st), comm);
   EP_HT_ASSERT_CUDA(cudaStreamSynchronize(st));
   expectNoAsyncError(comm, "dispatch");
+  EXPECT_EQ(c.direct ? 1 : 0, epHtLastCallDirect(comm, EP_HT_KIND_DISPATCH)) << "dispatch path (1: direct)";
   DispatchHost got;
   downloadAndCheck(out, ref, ps, numRecvHost, &got, c.mode == 'c' ? "dispatch (first, mode a)" : "dispatch");
   if (testing::Test::HasFatalFailure()) return;
@@ -301,7 +308,15 @@ void htRunCase(const HtCase& c) {
   std::vector<uint16_t> cx, b0, b1;
   epTestCombineInput(c.seed, me, cRank, cIdx, H, &cx);
   epTestDevBuf dcx, db0, db1, dout, doutw;
-  EP_HT_ASSERT_CUDA(dcx.upload(cx));
+  HtRegs cregs(comm);
+  if (c.direct) {
+    // Never NULL (a rank may receive no rows), so every rank registers it.
+    EP_HT_ASSERT_CUDA(dcx.alloc(cx.size() * 2, 256));
+    if (!cx.empty()) EP_HT_ASSERT_CUDA(cudaMemcpy(dcx.p, cx.data(), cx.size() * 2, cudaMemcpyHostToDevice));
+    EP_HT_ASSERT_OK(cregs.add(dcx.p, dcx.total()), comm);
+  } else {
+    EP_HT_ASSERT_CUDA(dcx.upload(cx));
+  }
   if (c.bias) {
     epTestCombineBias(c.seed, me, 0, T, H, &b0);
     epTestCombineBias(c.seed, me, 1, T, H, &b1);
@@ -327,6 +342,7 @@ void htRunCase(const HtCase& c) {
   EP_HT_ASSERT_OK(epCombine(comm, &cin, &cout, h.h, st), comm);
   EP_HT_ASSERT_CUDA(cudaStreamSynchronize(st));
   expectNoAsyncError(comm, "combine");
+  EXPECT_EQ(c.direct ? 1 : 0, epHtLastCallDirect(comm, EP_HT_KIND_COMBINE)) << "combine path (1: direct)";
   {
     std::vector<double> cref, cabs;
     epTestHtCombineRef(all, me, H, c.seed, c.bias ? b0.data() : nullptr, c.bias ? b1.data() : nullptr, &cref, &cabs);

@@ -16,6 +16,9 @@
  *     token) -> compared with the float64 sum within epTestCombineTolerance,
  *     and the combined top-k weights bitwise;
  *  5. epCommGetAsyncError must stay epSuccess throughout.
+ * With `direct`, the dispatch outputs and the combine input are registered
+ * first (every rank, same order), and the calls must take the direct path
+ * (checked), with the same results bit for bit.
  *************************************************************************/
 #ifndef EP_TESTS_GPU_HT_CASE_H_
 #define EP_TESTS_GPU_HT_CASE_H_
@@ -48,6 +51,7 @@ struct HtCase {
   bool bias = false;
   int alignment = 1;
   int numSms = 0;
+  bool direct = false;         /* outputs and combine input registered (epCommRegister): direct path */
   uint64_t seed = 20261122;
 };
 
@@ -67,6 +71,11 @@ inline HtCase htCaseBase(const char* name, int T, int H) {
 inline HtCase htCaseFp8(HtCase c, epScaleFormat_t f = epScaleFloat32) {
   c.xType = epFloat8E4M3;
   c.scaleFormat = f;
+  return c;
+}
+inline HtCase htCaseDirect(HtCase c) {
+  c.direct = true;
+  c.name += "_direct";
   return c;
 }
 inline HtCase htCaseMode(HtCase c, char m) {

@@ -2,7 +2,9 @@
  * epcomm GPU suite: HT dispatch + combine round trips (see ht_case.h).
  * SPDX-License-Identifier: Apache-2.0
  *
- * Names say what each case covers; `--gtest_filter='*Small*'` selects the
+ * Every case runs twice: on the ring path (unregistered buffers) and, with
+ * the suffix _direct, on the direct path (buffers registered with
+ * epCommRegister). Names say what each case covers; `--gtest_filter='*Small*'` selects the
  * small cases meant for compute-sanitizer (memcheck, racecheck).
  *************************************************************************/
 #include <vector>
@@ -64,6 +66,9 @@ std::vector<HtCase> cases() {
   { HtCase c = htCaseBase("Combine_with_two_biases", 512, 4096); c.bias = true; v.push_back(c); }
   { HtCase c = htCaseBase("Sms4_budget", 1024, 7168); c.numSms = 4; v.push_back(c); }
   { HtCase c = htCaseMode(htCaseFp8(htCaseBase("Sms8_budget_fp8_modeB", 1024, 7168)), 'b'); c.numSms = 8; v.push_back(c); }
+  // Every case again on the direct path (registered outputs and combine input).
+  const size_t n = v.size();
+  for (size_t i = 0; i < n; i++) v.push_back(htCaseDirect(v[i]));
   return v;
 }
 

@@ -15,6 +15,7 @@
 #define EP_TESTS_GPU_HT_ENV_H_
 
 #include <string>
+#include <vector>
 
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
@@ -46,6 +47,28 @@ HtEnv& htEnv();
 epComm_t htFaultComm(std::string* error);
 /* Destroys the fault communicator (collective) so the next htFaultComm() is fresh. */
 void htResetFaultComm();
+
+/* Registrations of one test (epCommRegister), released in reverse order by
+ * the destructor. Collective: every rank adds the same buffers in the same
+ * order. Declare it after the buffers it registers (destroyed first). */
+struct HtRegs {
+  epComm_t comm = nullptr;
+  std::vector<void*> handles;
+  explicit HtRegs(epComm_t c) : comm(c) {}
+  HtRegs(const HtRegs&) = delete;
+  HtRegs& operator=(const HtRegs&) = delete;
+  epResult_t add(void* p, size_t bytes) {
+    void* h = nullptr;
+    epResult_t r = epCommRegister(comm, p, bytes, &h);
+    if (r == epSuccess) handles.push_back(h);
+    return r;
+  }
+  void clear() {
+    for (size_t i = handles.size(); i-- > 0;) (void)epCommDeregister(comm, handles[i]);
+    handles.clear();
+  }
+  ~HtRegs() { clear(); }
+};
 
 /* Experts for this many ranks: `want` if divisible, else the next multiple of nranks. */
 int htExpertsFor(int nranks, int want);

@@ -8,7 +8,9 @@
  * DEVICE after each call with golden outputs (the first iteration's outputs,
  * themselves verified bitwise / within tolerance against the host reference),
  * adding mismatches to a device counter, so the 1000 iterations run without
- * any host synchronisation; the counter is read once at the end.
+ * any host synchronisation; the counter is read once at the end. The second
+ * test registers set 0's buffers only, so calls alternate between the direct
+ * and the ring path.
  *************************************************************************/
 #include <cmath>
 #include <cstring>
@@ -22,6 +24,7 @@
 #include "tests/common/ht_reference.h"
 #include "tests/common/payload.h"
 #include "tests/gpu/ht_env.h"
+#include "intranode/ht_direct.h"
 
 namespace {
 
@@ -45,13 +48,16 @@ struct Set {
   }
 };
 
-TEST(HtStress, BackToBack1000CallsStable) {
-  EP_HT_REQUIRE_GPU();
+// mixed: set 0's outputs and combine input are registered (direct path),
+// set 1's are not (ring path), so consecutive calls alternate between the
+// two paths and their per-call handshakes.
+void stressRun(bool mixed) {
   HtEnv& env = htEnv();
   const int R = env.nranks, me = env.rank, T = 256, H = 2048, K = 8, E = htExpertsFor(R, 64);
   cudaStream_t st = env.stream;
   epComm_t comm = env.comm;
   Set sets[2];
+  HtRegs regs(comm);  // after `sets`: deregistered before the buffers are freed
   int worst = T * R;
   for (int s = 0; s < 2; s++) {
     Set& S = sets[s];
@@ -99,6 +105,8 @@ TEST(HtStress, BackToBack1000CallsStable) {
     S.od.capacity = worst;
     S.cout.out = S.out.p;
     S.cout.outTopkWeights = S.outW.as<float>();
+    if (mixed && s == 0)
+      for (epTestDevBuf* b : {&S.rx, &S.rIdx, &S.rW, &S.rSrc}) EP_HT_ASSERT_OK(regs.add(b->p, b->total()), comm);
   }
 
   // Golden run: one checked round trip per set.
@@ -107,6 +115,7 @@ TEST(HtStress, BackToBack1000CallsStable) {
     EP_HT_ASSERT_OK(epDispatchNotify(comm, &S.in, S.handle, nullptr, nullptr, st), comm);
     EP_HT_ASSERT_OK(epDispatch(comm, &S.in, &S.od, S.handle, st), comm);
     EP_HT_ASSERT_CUDA(cudaStreamSynchronize(st));
+    EXPECT_EQ(mixed && s == 0 ? 1 : 0, epHtLastCallDirect(comm, EP_HT_KIND_DISPATCH)) << "set " << s << " path";
     const int n = S.ref.numRecv;
     std::vector<uint8_t> hx, hidx, hw, hsrc, hn;
     EP_HT_ASSERT_CUDA(S.rx.download(&hx));
@@ -142,7 +151,9 @@ TEST(HtStress, BackToBack1000CallsStable) {
     epTestRecvOrder(S.ref, got.srcIdx, &cr, &ci);
     std::vector<uint16_t> cx;
     epTestCombineInput(77 + s, me, cr, ci, H, &cx);
-    EP_HT_ASSERT_CUDA(S.cx.upload(cx));
+    EP_HT_ASSERT_CUDA(S.cx.alloc(cx.size() * 2, 256));  // never NULL: every rank registers it
+    if (!cx.empty()) EP_HT_ASSERT_CUDA(cudaMemcpy(S.cx.p, cx.data(), cx.size() * 2, cudaMemcpyHostToDevice));
+    if (mixed && s == 0) EP_HT_ASSERT_OK(regs.add(S.cx.p, S.cx.total()), comm);
     S.cin.x = S.cx.p;
     S.cin.topkWeights = S.rW.as<float>();
     S.cin.hidden = H;
@@ -190,6 +201,17 @@ TEST(HtStress, BackToBack1000CallsStable) {
   epResult_t async = epInternalError;
   ASSERT_EQ(epSuccess, epCommGetAsyncError(comm, &async));
   EXPECT_EQ(epSuccess, async) << epTestErrText(async, comm);
+  EXPECT_EQ(0, epHtLastCallDirect(comm, EP_HT_KIND_COMBINE)) << "the last call (set 1) is on the ring path";
+}
+
+TEST(HtStress, BackToBack1000CallsStable) {
+  EP_HT_REQUIRE_GPU();
+  stressRun(false);
+}
+
+TEST(HtStress, BackToBack1000CallsStableDirectAndRingAlternating) {
+  EP_HT_REQUIRE_GPU();
+  stressRun(true);
 }
 
 }  // namespace

@@ -247,6 +247,26 @@ epDispatchOutput_t dispatchOut(Set& s, bool fp8) {
   return o;
 }
 
+// Direct path: the set's dispatch outputs and combine input registered with
+// the comm (collective, same order on every rank), deregistered afterwards.
+struct SetRegs {
+  std::vector<void*> h;
+};
+epResult_t registerSet(Ctx& c, Set& s, SetRegs* regs) {
+  for (epTestDevBuf* b : {&s.rx, &s.rsc, &s.rIdx, &s.rW, &s.rSrc, &s.cx}) {
+    if (b->p == nullptr) continue;
+    void* h = nullptr;
+    EP_TEST_EP(epCommRegister(c.comm, b->p, b->total(), &h));
+    regs->h.push_back(h);
+  }
+  return epSuccess;
+}
+epResult_t deregisterSet(Ctx& c, SetRegs* regs) {
+  for (void* h : regs->h) EP_TEST_EP(epCommDeregister(c.comm, h));
+  regs->h.clear();
+  return epSuccess;
+}
+
 epResult_t notify(Ctx& c, Set& s, const epDispatchInput_t& in, bool hostSync) {
   int n = -1;
   if (!hostSync) return epDispatchNotify(c.comm, &in, s.handle, nullptr, nullptr, c.st);
@@ -332,7 +352,7 @@ epResult_t addRow(Ctx& c, int T, int sms, const char* call, const Sample& mine) 
     if (s.checkFailed) c.anyCheckFailed = true;
   if (c.me == 0) {
     const Aggregate a = aggregate(row);
-    printf("%-8d %-5d %-14s %10.1f", T, sms, call, a.us);
+    printf("%-8d %-5d %-21s %10.1f", T, sms, call, a.us);
     if (a.bytes > 0) printf(" %9.1f %9.1f %9.1f", a.gb, a.nvlGb, a.minGb);
     else printf(" %9s %9s %9s", "-", "-", "-");
     if (a.haveNccl) printf(" %10.1f %8.2fx", a.ncclUs, a.ncclUs / a.us);
@@ -414,6 +434,19 @@ epResult_t runConfig(Ctx& c, int T, int maxT, int sms) {
     smp.us = tm.medianUs;
     EP_TEST_EP(addRow(c, T, sms, o.mode == 'a' ? "notify(sync)" : "notify", smp));
   }
+  // NCCL baselines are measured once per configuration (first path) and
+  // printed next to both paths: same routing, same rows.
+  double ncclUs[3] = {-1, -1, -1}, ncclA2aUs[3] = {-1, -1, -1};
+  for (int path = 0; path < 2; path++) {
+  const bool direct = path == 1;
+  if ((direct && !o.direct) || (!direct && !o.ring)) continue;
+  // Every rank registers the same buffers (the sets exist on every rank, and
+  // buffers a rank does not need, e.g. zero capacity, are simply skipped by all).
+  std::vector<SetRegs> regs(sets.size());
+  if (direct)
+    for (size_t i = 0; i < sets.size(); i++) EP_TEST_EP(registerSet(c, sets[i], &regs[i]));
+  const char* sfx = direct ? "/direct" : "/ring";
+  const bool measureNccl = c.nccl && ncclUs[2] < 0;
   // ---- dispatch BF16 / FP8, each with its NCCL baseline
   for (int f = 0; f < 2; f++) {
     const bool fp8 = f == 1;
@@ -438,7 +471,7 @@ epResult_t runConfig(Ctx& c, int T, int maxT, int sms) {
       smp.nvl += (double)(s.ref.numRecv - s.ref.fromRank[c.me]) * rowB / o.sets;
       smp.rdma += rdmaPairs(c, s) * rowB / o.sets;
     }
-    if (c.nccl) {
+    if (measureNccl) {
       EP_TEST_EP(epTestTimeCalls(c.st, o.warmup, o.iters, o.sets, [&](int i) {
         Set& s = sets[i];
         cudaError_t e = fp8 ? epTestGatherRows(s.send8.p, s.x8.p, (size_t)H, s.sc8.p, epTestScaleBytes(s.p8),
@@ -457,10 +490,15 @@ epResult_t runConfig(Ctx& c, int T, int maxT, int sms) {
       }, &tm));
       smp.ncclA2aUs = tm.medianUs;
       EP_TEST_CUDA(cudaStreamSynchronize(c.st));
+      ncclUs[f] = smp.ncclUs;
+      ncclA2aUs[f] = smp.ncclA2aUs;
+    } else if (c.nccl) {
+      smp.ncclUs = ncclUs[f];
+      smp.ncclA2aUs = ncclA2aUs[f];
     }
     if (o.check)
       for (Set& s : sets) smp.checkFailed |= checkDispatch(c, s, fp8, fp8 ? "dispatch fp8" : "dispatch bf16");
-    EP_TEST_EP(addRow(c, T, sms, fp8 ? "dispatch-fp8" : "dispatch-bf16", smp));
+    EP_TEST_EP(addRow(c, T, sms, (std::string(fp8 ? "dispatch-fp8" : "dispatch-bf16") + sfx).c_str(), smp));
   }
   // ---- combine (the handle's layout; the same rows as the dispatch, in BF16)
   {
@@ -484,7 +522,7 @@ epResult_t runConfig(Ctx& c, int T, int maxT, int sms) {
       smp.nvl += (double)(s.ref.numRecv - s.ref.fromRank[c.me]) * H * 2 / o.sets;
       smp.rdma += rdmaPairs(c, s) * H * 2 / o.sets;
     }
-    if (c.nccl) {
+    if (measureNccl) {
       // Reverse alltoallv of the combine input (already grouped by source) + per-token fp32 reduction.
       EP_TEST_EP(epTestTimeCalls(c.st, o.warmup, o.iters, o.sets, [&](int i) {
         Set& s = sets[i];
@@ -498,11 +536,19 @@ epResult_t runConfig(Ctx& c, int T, int maxT, int sms) {
       }, &tm));
       smp.ncclUs = tm.medianUs;
       EP_TEST_CUDA(cudaStreamSynchronize(c.st));
+      ncclUs[2] = smp.ncclUs;
+    } else if (c.nccl) {
+      smp.ncclUs = ncclUs[2];
     }
     if (o.check)
       for (Set& s : sets) smp.checkFailed |= checkCombine(c, s);
-    EP_TEST_EP(addRow(c, T, sms, "combine", smp));
+    EP_TEST_EP(addRow(c, T, sms, (std::string("combine") + sfx).c_str(), smp));
   }
+  if (direct) {
+    EP_TEST_CUDA(cudaStreamSynchronize(c.st));
+    for (size_t i = 0; i < sets.size(); i++) EP_TEST_EP(deregisterSet(c, &regs[i]));
+  }
+  }  // path
   EP_TEST_CUDA(cudaStreamSynchronize(c.st));
   return epSuccess;
 }
@@ -588,7 +634,7 @@ int main(int argc, char** argv) {
            o.scales == epScaleUE8M0 ? "ue8m0" : "f32", o.iters, o.warmup, o.sets, ver, ncclDesc.c_str());
   if (c.me == 0) {
     printf("%s\n", header);
-    printf("%-8s %-5s %-14s %10s %9s %9s %9s %10s %9s\n", "tokens", "sms", "call", "time_us", "logicGB/s", "nvlGB/s",
+    printf("%-8s %-5s %-21s %10s %9s %9s %9s %10s %9s\n", "tokens", "sms", "call", "time_us", "logicGB/s", "nvlGB/s",
            "minGB/s", "nccl_us", "speedup");
     fflush(stdout);
   }

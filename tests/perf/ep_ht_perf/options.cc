@@ -36,6 +36,8 @@ const char* kUsage =
     "      --alignment N       per-expert count alignment (default 1)\n"
     "      --seed N            data/routing seed\n"
     "      --no-nccl           skip the NCCL baseline\n"
+    "      --path P            ring | direct | both (default): time the ring path (unregistered buffers) and/or the\n"
+    "                          direct path (outputs and combine input registered with epCommRegister); rows say which\n"
     "      --csv FILE          rank 0 appends per row: tokens,sms,call,us,logical GB/s,NVLink GB/s,NCCL us\n"
     "Metrics (BENCHMARKS.md): logical GB/s = bytes of every received row, own rank included, / time;\n"
     "NVLink GB/s counts only rows from other ranks; BF16 row = 2H, FP8 row = H + 4H/128; combine counts the\n"
@@ -70,7 +72,7 @@ bool parseInt(const char* s, int lo, int* out) {
 
 bool htPerfParse(int argc, char** argv, int rank, HtPerfOptions* o, int* exitCode) {
   enum { OPT_SWEEP = 256, OPT_FP8, OPT_NOBF16, OPT_SCALES, OPT_SMS, OPT_ROUTING, OPT_MASK, OPT_MODE, OPT_SETS,
-         OPT_NONCCL, OPT_ALIGN, OPT_SEED, OPT_CSV };
+         OPT_NONCCL, OPT_ALIGN, OPT_SEED, OPT_CSV, OPT_PATH };
   static const struct option longOpts[] = {
       {"tokens", required_argument, 0, 't'},      {"hidden", required_argument, 0, 'H'},
       {"topk", required_argument, 0, 'k'},        {"experts", required_argument, 0, 'e'},
@@ -82,7 +84,8 @@ bool htPerfParse(int argc, char** argv, int rank, HtPerfOptions* o, int* exitCod
       {"mask", required_argument, 0, OPT_MASK},   {"mode", required_argument, 0, OPT_MODE},
       {"sets", required_argument, 0, OPT_SETS},   {"no-nccl", no_argument, 0, OPT_NONCCL},
       {"alignment", required_argument, 0, OPT_ALIGN}, {"seed", required_argument, 0, OPT_SEED},
-      {"csv", required_argument, 0, OPT_CSV},     {0, 0, 0, 0}};
+      {"csv", required_argument, 0, OPT_CSV},     {"path", required_argument, 0, OPT_PATH},
+      {0, 0, 0, 0}};
   o->routing.seed = 1;
   std::string err;
   int c, v;
@@ -119,6 +122,11 @@ bool htPerfParse(int argc, char** argv, int rank, HtPerfOptions* o, int* exitCod
       case OPT_ALIGN: ok = parseInt(optarg, 1, &o->alignment); break;
       case OPT_SEED: ok = parseInt(optarg, 0, &v); if (ok) o->routing.seed = (uint64_t)v; break;
       case OPT_CSV: o->csv = optarg; break;
+      case OPT_PATH:
+        ok = !strcmp(optarg, "ring") || !strcmp(optarg, "direct") || !strcmp(optarg, "both");
+        o->ring = strcmp(optarg, "direct") != 0;
+        o->direct = strcmp(optarg, "ring") != 0;
+        break;
       case 'h':
         if (rank == 0) fputs(kUsage, stdout);
         *exitCode = 0;

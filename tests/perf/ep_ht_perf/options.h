@@ -29,6 +29,8 @@ struct HtPerfOptions {
   bool nccl = true;              /* --no-nccl */
   int alignment = 1;             /* --alignment */
   std::string csv;               /* --csv FILE: rank 0 appends rows */
+  bool ring = true;              /* --path ring|direct|both: unregistered outputs (ring path) */
+  bool direct = true;            /*   and/or outputs registered with epCommRegister (direct path) */
 };
 
 /* Parses argv; on error or --help prints usage (rank 0 only) and returns false
