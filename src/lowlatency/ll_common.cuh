@@ -165,7 +165,11 @@ __device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epo
 // slot 0 = calls, slot i = sum of (stamp i - kernel start) in ns. Stamps:
 // 1 send setup done (table, acks), 2 send stores issued, 3 release adds done,
 // 4 receive data ready, 5 block end; slot 6 = sum over ALL blocks of their
-// duration, slot 7 = blocks (the mean block, to compare with block 0).
+// duration, slot 7 = blocks (the mean block, to compare with block 0). Every
+// block also folds its start and end into per-call scratch; the last block of
+// the call turns it into the call's span (first start -> last end), launch skew
+// and tail (ll_profile.h), so the event time can be split into "inside the
+// kernel" and "launch + teardown". Profiling only: it adds a grid-wide atomic.
 struct Prof {
   unsigned long long t0, t[6];
   bool on, any;
@@ -180,13 +184,32 @@ struct Prof {
   }
   __device__ __forceinline__ void flush(const SetArgs& sa) {
     if (!any) return;
+    unsigned long long* p = sa.prof;
     t[5] = dev::globaltimer_ns();
-    atomicAdd(sa.prof + 6, t[5] - t0);
-    atomicAdd(sa.prof + 7, 1ull);
-    if (!on) return;
-    atomicAdd(sa.prof, 1ull);
+    atomicAdd(p + 6, t[5] - t0);
+    atomicAdd(p + 7, 1ull);
+    if (on) {
+      atomicAdd(p, 1ull);
 #pragma unroll
-    for (int i = 1; i < 6; i++) atomicAdd(sa.prof + i, t[i] - t0);
+      for (int i = 1; i < 6; i++) atomicAdd(p + i, t[i] - t0);
+      atomicExch(p + 17, t0);
+    }
+    atomicMax(p + 12, ~t0);
+    atomicMax(p + 13, t[5]);
+    atomicAdd(p + 14, t0);
+    atomicAdd(p + 15, t[5]);
+    __threadfence();
+    if (atomicAdd(p + 16, 1ull) != (unsigned long long)gridDim.x - 1) return;
+    __threadfence();
+    const unsigned long long first = ~atomicAdd(p + 12, 0ull), last = atomicAdd(p + 13, 0ull);
+    const unsigned long long n = gridDim.x;
+    const unsigned long long meanStart = atomicAdd(p + 14, 0ull) / n, meanEnd = atomicAdd(p + 15, 0ull) / n;
+    atomicAdd(p + 8, last - first);
+    atomicAdd(p + 9, meanStart - first);
+    atomicAdd(p + 10, last - meanEnd);
+    atomicAdd(p + 11, atomicAdd(p + 17, 0ull) - first);
+#pragma unroll
+    for (int i = 12; i < 18; i++) atomicExch(p + i, 0ull);
   }
 };
 
