@@ -68,25 +68,41 @@ __device__ __forceinline__ void load_batch(const uint16_t* x, int H, const Lane2
   }
 }
 
-__device__ void send_rows(const CombineParams& p, int* sCnt, const int* sSrcT) {
+// A warp's first send unit: block 0 takes the last units, since it starts
+// with the ack release (ll_common.cuh).
+__device__ __forceinline__ int first_unit() {
+  const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
+  return vb * (blockDim.x >> 5) + (threadIdx.x >> 5);
+}
+
+// Lane k < K: the handle's flat row and weight of top-k slot k of unit u's
+// (source, token) (read whether or not that token exists: the caller checks).
+__device__ __forceinline__ void load_unit(const CombineParams& p, int u, int* flat, float* w) {
+  const int C = (p.H + kChunk - 1) / kChunk, lane = threadIdx.x & 31;
+  *flat = -1;
+  *w = 0.f;
+  if (u >= p.R * p.M * C || lane >= p.K) return;
+  size_t h = (size_t)(u / C) * p.K + lane;  // (s * M + t) * K + lane
+  *flat = __ldg(p.hFlatRow + h);
+  *w = __ldg(p.hW + h);
+}
+
+// preFlat/preW: the first unit's handle entries, read at kernel start (before
+// the ack wait: they do not depend on it).
+__device__ void send_rows(const CombineParams& p, int* sCnt, const int* sSrcT, int preFlat, float preW) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, H = p.H, me = p.rank;
   const int C = (H + kChunk - 1) / kChunk;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
   const int nunits = R * M * C;
-  // Block 0 takes the last units: it starts with the ack release (ll_common.cuh).
-  const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
-  for (int u = vb * nw + warp; u < nunits; u += gridDim.x * nw) {
+  const int u0 = first_unit();
+  for (int u = u0; u < nunits; u += gridDim.x * nw) {
     int st = u / C, c = u - st * C;
     int s = st / M, t = st - s * M;
     if (t >= sSrcT[s]) continue;
-    size_t h = ((size_t)s * M + t) * K;
-    int flat = -1;
-    float w = 0.f;
-    if (lane < K) {
-      flat = __ldg(p.hFlatRow + h + lane);
-      w = __ldg(p.hW + h + lane);
-    }
+    int flat = preFlat;
+    float w = preW;
+    if (u != u0) load_unit(p, u, &flat, &w);
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
     const Lane2 ln(c, lane, H);
@@ -236,6 +252,9 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
   const uint32_t recvEpoch = doRecv ? epoch_read(sa, 2 + sa.set) + 1 : 0;
   Prof prof(sa);
   const int ackPre = doSend ? ack_prefetch(sa, R) : 0;
+  int preFlat = -1;
+  float preW = 0.f;
+  if (doSend) load_unit(p, first_unit(), &preFlat, &preW);
   if (tid == 0) sFail = 0;
   if (blockIdx.x == 0) publish_acks(sa, R);
   for (int d = tid; d < R; d += nt) {
@@ -248,7 +267,7 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
     if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
     prof.mark(1);
-    if (!sFail) send_rows(p, sCnt, sSrcT);
+    if (!sFail) send_rows(p, sCnt, sSrcT, preFlat, preW);
     prof.mark(2);
     // One release per destination, after the barrier: the barrier orders every
     // warp's stores before it, and release is cumulative (per-warp system

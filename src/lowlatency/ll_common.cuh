@@ -196,8 +196,10 @@ struct Prof {
     }
     atomicMax(p + 12, ~t0);
     atomicMax(p + 13, t[5]);
-    atomicAdd(p + 14, t0);
-    atomicAdd(p + 15, t[5]);
+    // Sums of the low 40 bits (an 18-minute window): 132 full stamps would overflow.
+    constexpr unsigned long long kLow = (1ull << 40) - 1;
+    atomicAdd(p + 14, t0 & kLow);
+    atomicAdd(p + 15, t[5] & kLow);
     __threadfence();
     if (atomicAdd(p + 16, 1ull) != (unsigned long long)gridDim.x - 1) return;
     __threadfence();
@@ -205,8 +207,8 @@ struct Prof {
     const unsigned long long n = gridDim.x;
     const unsigned long long meanStart = atomicAdd(p + 14, 0ull) / n, meanEnd = atomicAdd(p + 15, 0ull) / n;
     atomicAdd(p + 8, last - first);
-    atomicAdd(p + 9, meanStart - first);
-    atomicAdd(p + 10, last - meanEnd);
+    atomicAdd(p + 9, (meanStart - (first & kLow)) & kLow);
+    atomicAdd(p + 10, ((last & kLow) - meanEnd) & kLow);
     atomicAdd(p + 11, atomicAdd(p + 17, 0ull) - first);
 #pragma unroll
     for (int i = 12; i < 18; i++) atomicExch(p + i, 0ull);

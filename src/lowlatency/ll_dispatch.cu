@@ -79,10 +79,7 @@ __device__ void build_table(const DispatchParams& p, const DSmem& sm) {
     sm.ids[i] = valid ? (int)id : -1;
   }
   for (int i = tid; i < E * Wt; i += nt) sm.bits[i] = 0;
-  for (int d = tid; d < R; d += nt) {
-    sm.nOut[d] = 0;
-    sm.cnt[d] = 0;
-  }
+  for (int d = tid; d < R; d += nt) sm.nOut[d] = 0;
   __syncthreads();
   for (int i = tid; i < TK; i += nt) {
     int e = sm.ids[i];
@@ -185,10 +182,32 @@ __device__ __forceinline__ void load_chunk(const DispatchParams& p, int task, in
   *v1 = dev::ld_nc_na(src + 1);
 }
 
-// pre0/pre1: the first task's channels, loaded before the routing table was
-// built (the x load is independent of the routing: one round trip less).
+// What a warp needs to route task `task`'s token without the routing table:
+// lane k < K gets the validated global expert id of top-k slot k (-1: masked,
+// or out of range -- the table build reports those) and its weight.
+struct Pick {
+  int e;
+  float w;
+};
+__device__ __forceinline__ Pick load_pick(const DispatchParams& p, int task) {
+  const int C = (p.H + kChunk - 1) / kChunk, lane = threadIdx.x & 31;
+  Pick pk{-1, 0.f};
+  if (task >= p.T * C || lane >= p.K) return pk;
+  const int i = (task / C) * p.K + lane;
+  long long id = load_topk(p.topk, p.topk64, i);
+  if (id >= 0 && id < p.E) pk.e = (int)id;
+  if (p.weights) pk.w = __ldg(p.weights + i);
+  return pk;
+}
+
+// Data pass of the send: the warp's tasks, cast to FP8 (or kept BF16) and
+// stored into each destination's slot (once per destination rank with dedup,
+// once per expert without). It needs only the token's own top-k ids (read
+// with its x chunk, in one round trip), not the routing table: the data is on
+// the links while the block builds the table (the headers need it).
+// pre0/pre1/pre: the first task's channels and pick, loaded at kernel start.
 template <bool kFp8>
-__device__ void send_tokens(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int4 pre0, int4 pre1) {
+__device__ void send_data(const DispatchParams& p, const DSmem& sm, int4 pre0, int4 pre1, Pick pre) {
   const SetArgs& sa = p.sa;
   const int K = p.K, H = p.H, L = p.L, M = p.M, me = p.rank;
   const int C = (H + kChunk - 1) / kChunk;
@@ -197,7 +216,13 @@ __device__ void send_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
   const int task0 = first_task();
   for (int task = task0; task < ntask; task += gridDim.x * nw) {
     int t = task / C, c = task - t * C;
-    int e = lane < K ? sm.ids[t * K + lane] : -1;
+    int4 v0 = pre0, v1 = pre1;
+    Pick pk = pre;
+    if (task != task0) {
+      load_chunk(p, task, &v0, &v1);
+      pk = load_pick(p, task);
+    }
+    const int e = pk.e;
     bool valid = e >= 0;
     int dest = valid ? e / L : -1;
     unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
@@ -206,24 +231,6 @@ __device__ void send_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     if (kmask == 0) continue;
     int ch0 = c * kChunk + lane * 16;
     bool active = ch0 < H;
-    int4 v0 = pre0, v1 = pre1;
-    if (task != task0) load_chunk(p, task, &v0, &v1);
-    if (c == 0) {  // the token's header, once per destination rank
-      int j = lane < K ? sm.jpos[t * K + lane] : -1;
-      float w = (valid && p.weights) ? __ldg(p.weights + t * K + lane) : 0.f;
-      unsigned m = umask;
-      while (m) {
-        int k = __ffs(m) - 1;
-        m &= m - 1;
-        int d = __shfl_sync(0xffffffffu, dest, k);
-        DispatchHdr* h = sa.ps.ptr<DispatchHdr>(d, sa.hdrOff + ((size_t)me * M + t) * sizeof(DispatchHdr));
-        if (lane < K) {
-          dev::st_na(&h->pick[lane], (valid && dest == d) ? (e - d * L) * M + j : -1);
-          dev::st_na(reinterpret_cast<int*>(&h->w[lane]), __float_as_int(w));
-        }
-        if (lane == 0) dev::st_na(&h->epoch, (int)epoch);
-      }
-    }
     int4 q;
     float scale = 0.f;
     if (kFp8) q = cast_fp8(v0, v1, p.roundScale, &scale);
@@ -244,6 +251,43 @@ __device__ void send_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
         }
       }
       if (lane == 0) atomicAdd(&sm.cnt[d], 1);
+    }
+  }
+}
+
+// Header pass, after the table: the warp that sent a token's chunk 0 stores
+// the token's header (epoch, per top-k slot le * M + j, weight) once per
+// destination rank. The block's release add after it covers header and data.
+__device__ void send_headers(const DispatchParams& p, const DSmem& sm, uint32_t epoch, Pick pre) {
+  const SetArgs& sa = p.sa;
+  const int K = p.K, L = p.L, M = p.M, me = p.rank;
+  const int C = (p.H + kChunk - 1) / kChunk;
+  const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  const int ntask = p.T * C;
+  const int task0 = first_task();
+  for (int task = task0; task < ntask; task += gridDim.x * nw) {
+    int t = task / C, c = task - t * C;
+    if (c != 0) continue;
+    int e = lane < K ? sm.ids[t * K + lane] : -1;
+    bool valid = e >= 0;
+    int dest = valid ? e / L : -1;
+    unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
+    unsigned umask = __ballot_sync(0xffffffffu, valid && (__ffs(peers) - 1 == lane));  // one lane per rank
+    if (umask == 0) continue;
+    int j = lane < K ? sm.jpos[t * K + lane] : -1;
+    float w = 0.f;
+    if (valid) w = task == task0 ? pre.w : (p.weights ? __ldg(p.weights + t * K + lane) : 0.f);
+    unsigned m = umask;
+    while (m) {
+      int k = __ffs(m) - 1;
+      m &= m - 1;
+      int d = __shfl_sync(0xffffffffu, dest, k);
+      DispatchHdr* h = sa.ps.ptr<DispatchHdr>(d, sa.hdrOff + ((size_t)me * M + t) * sizeof(DispatchHdr));
+      if (lane < K) {
+        dev::st_na(&h->pick[lane], (valid && dest == d) ? (e - d * L) * M + j : -1);
+        dev::st_na(reinterpret_cast<int*>(&h->w[lane]), __float_as_int(w));
+      }
+      if (lane == 0) dev::st_na(&h->epoch, (int)epoch);
     }
   }
 }
@@ -315,6 +359,15 @@ __device__ __forceinline__ void load_batch(const int4* src, int base, int end, i
   }
 }
 
+// Scale entry `i` of a received FP8 message as stored in the output: float
+// bits of group i, or with ue8m0 the packed exponent word i (groups 4i..4i+3).
+__device__ __forceinline__ uint32_t scale_entry(const DispatchParams& p, const float* sc, int G, int i) {
+  if (!p.ue8m0) return __float_as_uint(__ldcg(sc + i));
+  uint32_t word = 0;
+  for (int j = 0; j < 4 && 4 * i + j < G; j++) word |= ((__float_as_uint(__ldcg(sc + 4 * i + j)) >> 23) & 0xffu) << (8 * j);
+  return word;
+}
+
 // Writes int4 elements [lo, hi) of one received message (and its scales if
 // `scales`) to the rows of the local experts in `tmask` (lane k holds flat row
 // `flat` of pick k). v holds the elements [lo, lo + 32 * kCopyU) already.
@@ -325,6 +378,12 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
   const int RM = p.R * p.M;
   const int n16 = kFp8 ? H / 16 : H / 8;
   const int4* src = reinterpret_cast<const int4*>(msg);
+  // The first 32 scale entries are read before the row stores, so that their
+  // round trip overlaps the stores instead of following them.
+  const int G = H / 128, S = p.ue8m0 ? (G + 3) / 4 : G;
+  const float* sc = reinterpret_cast<const float*>(msg + H);
+  const bool doScales = kFp8 && scales;
+  uint32_t sc0 = (doScales && lane < S) ? scale_entry(p, sc, G, lane) : 0u;
   for (int base = lo; base < hi; base += 32 * kCopyU) {
     if (base != lo) load_batch(src, base, hi, lane, v);
     unsigned m = tmask;
@@ -340,20 +399,11 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
       }
     }
   }
-  if (!kFp8 || !scales) return;
-  const int G = H / 128;
-  const float* sc = reinterpret_cast<const float*>(msg + H);
-  if (p.ue8m0) {
-    const int S = (G + 3) / 4;
+  if constexpr (kFp8) {
+    if (!doScales) return;
     for (int wb = 0; wb < S; wb += 32) {
-      int w = wb + lane;
-      uint32_t word = 0;
-      if (w < S) {
-        for (int j = 0; j < 4 && 4 * w + j < G; j++) {
-          uint32_t b = (__float_as_uint(__ldcg(sc + 4 * w + j)) >> 23) & 0xffu;
-          word |= b << (8 * j);
-        }
-      }
+      const int w = wb + lane;
+      const uint32_t val = wb == 0 ? sc0 : (w < S ? scale_entry(p, sc, G, w) : 0u);
       unsigned m = tmask;
       while (m) {
         int k = __ffs(m) - 1;
@@ -361,22 +411,7 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
         int f = __shfl_sync(0xffffffffu, flat, k);
         if (w < S) {
           size_t idx = p.scaleMn ? ((size_t)(f / RM) * S + w) * RM + (f % RM) : (size_t)f * S + w;
-          static_cast<uint32_t*>(p.recvScales)[idx] = word;
-        }
-      }
-    }
-  } else {
-    for (int gb = 0; gb < G; gb += 32) {
-      int g = gb + lane;
-      float s = g < G ? __ldcg(sc + g) : 0.f;
-      unsigned m = tmask;
-      while (m) {
-        int k = __ffs(m) - 1;
-        m &= m - 1;
-        int f = __shfl_sync(0xffffffffu, flat, k);
-        if (g < G) {
-          size_t idx = p.scaleMn ? ((size_t)(f / RM) * G + g) * RM + (f % RM) : (size_t)f * G + g;
-          static_cast<float*>(p.recvScales)[idx] = s;
+          static_cast<uint32_t*>(p.recvScales)[idx] = val;
         }
       }
     }
@@ -469,20 +504,25 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   if (blockIdx.x == 0) publish_acks(sa, R);
 
   if (doSend) {
-    // Three independent first reads in flight together: ack words, the first
-    // task's x channels, the top-k ids (inside build_table).
+    // Independent first reads in flight together: ack words, the first task's
+    // x channels and its token's top-k ids and weights.
     const int ackPre = ack_prefetch(sa, R);
     int4 pre0, pre1;
     load_chunk(p, first_task(), &pre0, &pre1);
-    build_table(p, sm);
+    const Pick pre = load_pick(p, first_task());
+    for (int d = tid; d < R; d += nt) sm.cnt[d] = 0;
     if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
     prof.mark(1);
+    // Data first, then the table (its loads and barriers overlap the data's
+    // flight), then the count words and the headers, which need the table.
+    if (!sFail) send_data<kFp8>(p, sm, pre0, pre1, pre);
+    prof.mark(2);
+    build_table(p, sm);
     if (!sFail) {
       if (blockIdx.x == gridDim.x - 1) send_counts(p, sm, sendEpoch);
-      send_tokens<kFp8>(p, sm, sendEpoch, pre0, pre1);
+      send_headers(p, sm, sendEpoch, pre);
     }
-    prof.mark(2);
     // One release per destination, after the barrier: the barrier orders every
     // warp's stores before it, and release is cumulative (per-warp system
     // fences instead cost ~1 us each, serialised per SM).

@@ -447,19 +447,48 @@ epResult_t launchFloor(Ctx& c, std::vector<Row>* rows) {
   EP_TEST_CUDA(cudaGetDevice(&dev));
   EP_TEST_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   if (c.o.sms > 0 && c.o.sms < sms) sms = c.o.sms;
-  for (int coop = 0; coop <= 1; coop++) {
+  struct Geo {
+    int blocks, threads;
+    bool coop;
+  };
+  const Geo geos[] = {{sms, 512, false}, {sms, 512, true}, {sms, 128, false}, {1, 32, false}};
+  for (const Geo& g : geos) {
     std::vector<double> qUs, hUs;
     EP_TEST_EP(timeQueued(c, [&](int) {
       double t0 = nowUs();
-      cudaError_t e = llPerfEmpty(sms, 512, 13 * 1024, coop != 0, c.stream);
+      cudaError_t e = llPerfEmpty(g.blocks, g.threads, 13 * 1024, g.coop, c.stream);
       hUs.push_back(nowUs() - t0);
       return e == cudaSuccess ? epSuccess : epCudaError;
     }, &qUs));
-    Row r{0, "launch floor", std::string("empty kernel ") + std::to_string(sms) + "x512" + (coop ? " coop" : ""),
+    Row r{0, "launch floor",
+          "empty kernel " + std::to_string(g.blocks) + "x" + std::to_string(g.threads) + (g.coop ? " coop" : ""),
           gatherMax(c, epTestMedian(qUs)), gatherMax(c, *std::min_element(qUs.begin(), qUs.end())), 0, -1};
     r.hostUs = gatherMax(c, epTestMedian(hUs));
     rows->push_back(r);
   }
+  // Instruction-cache probe: first vs second pass over the same code, per launch.
+  epTestDevBuf stamps, sink;
+  if (stamps.alloc(sizeof(unsigned long long) * 3 * sms) != cudaSuccess || sink.alloc(4 * 512) != cudaSuccess)
+    return epCudaError;
+  std::vector<double> pass1, pass2;
+  std::vector<unsigned long long> h(3 * (size_t)sms);
+  for (int i = 0; i < 10; i++) {
+    EP_TEST_CUDA(llPerfSpin(20000, c.stream));
+    EP_TEST_CUDA(llPerfBigCode(sms, static_cast<unsigned long long*>(stamps.p), sink.as<float>(), c.stream));
+    EP_TEST_CUDA(cudaMemcpyAsync(h.data(), stamps.p, h.size() * 8, cudaMemcpyDeviceToHost, c.stream));
+    EP_TEST_CUDA(cudaStreamSynchronize(c.stream));
+    double a = 0, b = 0;
+    for (int k = 0; k < sms; k++) {
+      a += (double)(h[3 * k + 1] - h[3 * k]) / sms;
+      b += (double)(h[3 * k + 2] - h[3 * k + 1]) / sms;
+    }
+    if (i >= 2) {
+      pass1.push_back(a / 1e3);
+      pass2.push_back(b / 1e3);
+    }
+  }
+  rows->push_back(Row{0, "icache probe", "32 KB of code, 1st pass (us)", gatherMax(c, epTestMedian(pass1)), 0, 0, -1});
+  rows->push_back(Row{0, "icache probe", "same code, 2nd pass (us)", gatherMax(c, epTestMedian(pass2)), 0, 0, -1});
   return epSuccess;
 }
 

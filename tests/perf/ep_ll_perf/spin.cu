@@ -19,7 +19,39 @@ __global__ void emptyKernel(int* sink) {
   extern __shared__ int smem[];
   if (sink != nullptr && threadIdx.x == 0) sink[blockIdx.x] = smem[0];
 }
+// Instruction-cache probe: the same 2048-FFMA straight-line body (~32 KB of
+// code) runs twice per launch; thread 0 of each block stamps the time before,
+// between and after. A first pass much slower than the second means the
+// instruction cache starts cold at every launch (a cost every LL kernel pays
+// on its path through its own code).
+__global__ void bigCodeKernel(float a, float b, unsigned long long* stamps, float* sink) {
+  float acc[8];
+#pragma unroll
+  for (int i = 0; i < 8; i++) acc[i] = a + (float)(threadIdx.x + i);
+  unsigned long long t[3];
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t[0]));
+#pragma unroll 1
+  for (int pass = 0; pass < 2; pass++) {
+#pragma unroll
+    for (int i = 0; i < 2048; i++) acc[i & 7] = fmaf(acc[i & 7], a, b + (float)i);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t[pass + 1]) : "f"(acc[0]), "f"(acc[7]));
+  }
+  float r = 0.f;
+#pragma unroll
+  for (int i = 0; i < 8; i++) r += acc[i];
+  if (r == 12345.f) sink[threadIdx.x] = r;
+  if (threadIdx.x == 0) {
+    stamps[3 * blockIdx.x] = t[0];
+    stamps[3 * blockIdx.x + 1] = t[1];
+    stamps[3 * blockIdx.x + 2] = t[2];
+  }
+}
 }  // namespace
+
+cudaError_t llPerfBigCode(int blocks, unsigned long long* stamps, float* sink, cudaStream_t stream) {
+  bigCodeKernel<<<blocks, 512, 0, stream>>>(1.0001f, 0.5f, stamps, sink);
+  return cudaGetLastError();
+}
 
 cudaError_t llPerfSpin(unsigned long long ns, cudaStream_t stream) {
   spinKernel<<<1, 32, 0, stream>>>(ns);
