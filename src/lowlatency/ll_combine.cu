@@ -95,14 +95,18 @@ __device__ void send_rows(const CombineParams& p, int* sCnt, const int* sSrcT, i
   const int C = (H + kChunk - 1) / kChunk;
   const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
   const int nunits = R * M * C;
-  const int u0 = first_unit();
-  for (int u = u0; u < nunits; u += gridDim.x * nw) {
+  const int stride = gridDim.x * nw;
+  int nextFlat = preFlat;
+  float nextW = preW;
+  for (int u = first_unit(); u < nunits; u += stride) {
+    // This unit's handle entries were read one unit ahead (at kernel start for
+    // the first): the next unit's read overlaps this unit's row loads and stores.
+    const int flat = nextFlat;
+    const float w = nextW;
+    load_unit(p, u + stride, &nextFlat, &nextW);
     int st = u / C, c = u - st * C;
     int s = st / M, t = st - s * M;
     if (t >= sSrcT[s]) continue;
-    int flat = preFlat;
-    float w = preW;
-    if (u != u0) load_unit(p, u, &flat, &w);
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
     const Lane2 ln(c, lane, H);
@@ -237,6 +241,7 @@ __device__ void reduce_tokens(const CombineParams& p, const int* sIds) {
 }
 
 __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
+  const unsigned long long tEntry = dev::globaltimer_ns();  // EP_LL_PROFILE: before any parameter
   extern __shared__ __align__(16) char smem[];
   __shared__ int sFail;
   const SetArgs& sa = p.sa;
@@ -250,7 +255,7 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
   int* sIds = sSrcT + R;                     // [T x K] destination rank of each pick
   const uint32_t sendEpoch = doSend ? epoch_read(sa, sa.set) + 1 : 0;
   const uint32_t recvEpoch = doRecv ? epoch_read(sa, 2 + sa.set) + 1 : 0;
-  Prof prof(sa);
+  Prof prof(sa, tEntry);
   const int ackPre = doSend ? ack_prefetch(sa, R) : 0;
   int preFlat = -1;
   float preW = 0.f;

@@ -171,10 +171,12 @@ __device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epo
 // and tail (ll_profile.h), so the event time can be split into "inside the
 // kernel" and "launch + teardown". Profiling only: it adds a grid-wide atomic.
 struct Prof {
-  unsigned long long t0, t[6];
+  unsigned long long t0, t[6], entry;
   bool on, any;
-  __device__ __forceinline__ explicit Prof(const SetArgs& sa)
-      : on(sa.prof && blockIdx.x == 0 && threadIdx.x == 0), any(sa.prof && threadIdx.x == 0) {
+  // tEntry: %globaltimer read as the kernel's first instruction, before any
+  // parameter is used (slot 18 sums block 0's t0 - tEntry: the prologue).
+  __device__ __forceinline__ Prof(const SetArgs& sa, unsigned long long tEntry)
+      : entry(tEntry), on(sa.prof && blockIdx.x == 0 && threadIdx.x == 0), any(sa.prof && threadIdx.x == 0) {
     t0 = any ? dev::globaltimer_ns() : 0;
 #pragma unroll
     for (int i = 0; i < 6; i++) t[i] = t0;
@@ -193,6 +195,7 @@ struct Prof {
 #pragma unroll
       for (int i = 1; i < 6; i++) atomicAdd(p + i, t[i] - t0);
       atomicExch(p + 17, t0);
+      atomicAdd(p + 18, t0 - entry);
     }
     atomicMax(p + 12, ~t0);
     atomicMax(p + 13, t[5]);

@@ -490,6 +490,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
 
 template <bool kFp8>
 __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) {
+  const unsigned long long tEntry = dev::globaltimer_ns();  // EP_LL_PROFILE: before any parameter
   extern __shared__ __align__(16) char smem[];
   __shared__ int sFail;
   const SetArgs& sa = p.sa;
@@ -499,7 +500,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   DSmem sm = carve(smem, R, p.M, p.K, p.E, p.L);
   const uint32_t sendEpoch = doSend ? epoch_read(sa, sa.set) + 1 : 0;
   const uint32_t recvEpoch = doRecv ? epoch_read(sa, 2 + sa.set) + 1 : 0;
-  Prof prof(sa);
+  Prof prof(sa, tEntry);
   if (tid == 0) sFail = 0;
   if (blockIdx.x == 0) publish_acks(sa, R);
 

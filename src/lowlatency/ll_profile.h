@@ -19,8 +19,9 @@ namespace ll {
 // 8 sum of call spans (last block end - first block start), 9 sum of (mean block start - first
 // start), 10 sum of (last end - mean block end), 11 sum of (block 0 start - first start);
 // 12-17 per-call scratch (max of ~start, max end, sum of starts, sum of ends, blocks arrived,
-// block 0 start), folded into 8-11 by the last block of the call and reset.
-constexpr int kProfSlots = 18;
+// block 0 start), folded into 8-11 by the last block of the call and reset; 18 sum of block 0's
+// prologue (first instruction -> first stamp).
+constexpr int kProfSlots = 19;
 constexpr int kProfKinds = 4;  // dispatch dedup, dispatch plain, combine reduce, combine plain
 constexpr int kProfPhases = 3; // send, recv, send+recv
 
