@@ -81,6 +81,25 @@ __device__ __forceinline__ bool wait_tag(const uint64_t* p, uint32_t epoch, cons
   }
 }
 
+// Polls the 32-bit word at `p` until it equals `epoch` (a blkDone flag).
+// False on timeout (recorded) or when another wait already timed out.
+__device__ __forceinline__ bool wait_eq(const int* p, uint32_t epoch, const SetArgs& sa, int what, int peer) {
+  if ((uint32_t)dev::ld_acquire_sys(p) == epoch) return true;  // the common case
+  dev::Deadline dl(sa.timeoutNs);
+  int spins = 0;
+  while ((uint32_t)dev::ld_acquire_sys(p) != epoch) {
+    if (++spins == 1024) {
+      spins = 0;
+      if (timed_out(sa.status)) return false;
+      if (dl.expired()) {
+        dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, what, peer, (long long)epoch);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 __device__ __forceinline__ uint64_t ld_relaxed_sys_u64(const uint64_t* p) {
   uint64_t v;
   asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");

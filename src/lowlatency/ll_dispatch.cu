@@ -16,14 +16,18 @@
  *    and store straight into each destination's slot (once per destination
  *    rank with dedup, once per expert without); the chunk-0 warp also stores
  *    the token's header there (per top-k slot: le * M + j, weight);
- *  - one release add of the block's chunk count per destination.
+ *  - one release store per destination of blkDone[me][block] = epoch (the
+ *    block's messages are complete there).
  * Receive (phase bit 2), every block: one thread per tagged word (in
- * parallel, no per-source loop); the thread of a source's message count then
- * waits for its data counter. Base rows per (local expert, source) come from
- * a prefix over sources in shared memory. One warp per (source, token) loads
- * the header and the message together and writes the message to each of its
- * rows (deterministic order: source rank, then token index), srcInfo,
- * weights and the handle. No grid-wide barrier, no last-block atomic.
+ * parallel, no per-source loop). Base rows per (local expert, source) come
+ * from a prefix over sources in shared memory. p.recvSplit warps per
+ * (source, token) message: each waits only for the source blocks that wrote
+ * the parts it reads (the task -> block map is fixed: the sender's block
+ * count comes with its T word), then loads the header and its slice together
+ * and writes the slice to each of the message's rows (deterministic order:
+ * source rank, then token index), srcInfo, weights and the handle. Messages
+ * are copied while the sources' later blocks are still sending; no
+ * grid-wide barrier, no last-block atomic.
  *************************************************************************/
 #include <cuda_runtime.h>
 
@@ -42,7 +46,7 @@ struct DSmem {
   int* jpos;       // [M x K] rank of the token among this rank's tokens of the expert (send)
   uint32_t* bits;  // [E x Wt] token bitmap per expert (send)
   int* nOut;       // [R] messages to each rank (block 0, send)
-  int* cnt;        // [R] chunks this block sent to each rank
+  int* sG;         // [R] blocks each source's send ran with (recv: maps a chunk to the block that wrote it)
   int* sT;         // [R] tokens of each source (recv)
   int* sCnt;       // [L x R] tokens of (local expert, source) (recv)
   int* base;       // [L x R] first row of (local expert, source) (recv)
@@ -56,8 +60,8 @@ __device__ __forceinline__ DSmem carve(char* smem, int R, int M, int K, int E, i
   s.jpos = s.ids + M * K;
   s.bits = reinterpret_cast<uint32_t*>(s.jpos + M * K);
   s.nOut = reinterpret_cast<int*>(s.bits + E * W);
-  s.cnt = s.nOut + R;
-  s.sT = s.cnt + R;
+  s.sG = s.nOut + R;
+  s.sT = s.sG + R;
   s.sCnt = s.sT + R;
   s.base = s.sCnt + L * R;
   s.total = s.base + L * R;
@@ -124,7 +128,7 @@ __device__ void send_counts(const DispatchParams& p, const DSmem& sm, uint32_t e
                        tagged(epoch, (uint32_t)c));
   }
   for (int d = threadIdx.x; d < R; d += blockDim.x) {
-    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, (uint32_t)p.T));
+    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, (uint32_t)p.T | (gridDim.x << kTokenBits)));
     st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine + sizeof(uint64_t)), tagged(epoch, (uint32_t)(sm.nOut[d] * C)));
   }
 }
@@ -182,32 +186,10 @@ __device__ __forceinline__ void load_chunk(const DispatchParams& p, int task, in
   *v1 = dev::ld_nc_na(src + 1);
 }
 
-// What a warp needs to route task `task`'s token without the routing table:
-// lane k < K gets the validated global expert id of top-k slot k (-1: masked,
-// or out of range -- the table build reports those) and its weight.
-struct Pick {
-  int e;
-  float w;
-};
-__device__ __forceinline__ Pick load_pick(const DispatchParams& p, int task) {
-  const int C = (p.H + kChunk - 1) / kChunk, lane = threadIdx.x & 31;
-  Pick pk{-1, 0.f};
-  if (task >= p.T * C || lane >= p.K) return pk;
-  const int i = (task / C) * p.K + lane;
-  long long id = load_topk(p.topk, p.topk64, i);
-  if (id >= 0 && id < p.E) pk.e = (int)id;
-  if (p.weights) pk.w = __ldg(p.weights + i);
-  return pk;
-}
-
-// Data pass of the send: the warp's tasks, cast to FP8 (or kept BF16) and
-// stored into each destination's slot (once per destination rank with dedup,
-// once per expert without). It needs only the token's own top-k ids (read
-// with its x chunk, in one round trip), not the routing table: the data is on
-// the links while the block builds the table (the headers need it).
-// pre0/pre1/pre: the first task's channels and pick, loaded at kernel start.
+// pre0/pre1: the first task's channels, loaded before the routing table was
+// built (the x load is independent of the routing: one round trip less).
 template <bool kFp8>
-__device__ void send_data(const DispatchParams& p, const DSmem& sm, int4 pre0, int4 pre1, Pick pre) {
+__device__ void send_tokens(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int4 pre0, int4 pre1) {
   const SetArgs& sa = p.sa;
   const int K = p.K, H = p.H, L = p.L, M = p.M, me = p.rank;
   const int C = (H + kChunk - 1) / kChunk;
@@ -216,13 +198,7 @@ __device__ void send_data(const DispatchParams& p, const DSmem& sm, int4 pre0, i
   const int task0 = first_task();
   for (int task = task0; task < ntask; task += gridDim.x * nw) {
     int t = task / C, c = task - t * C;
-    int4 v0 = pre0, v1 = pre1;
-    Pick pk = pre;
-    if (task != task0) {
-      load_chunk(p, task, &v0, &v1);
-      pk = load_pick(p, task);
-    }
-    const int e = pk.e;
+    int e = lane < K ? sm.ids[t * K + lane] : -1;
     bool valid = e >= 0;
     int dest = valid ? e / L : -1;
     unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
@@ -231,6 +207,24 @@ __device__ void send_data(const DispatchParams& p, const DSmem& sm, int4 pre0, i
     if (kmask == 0) continue;
     int ch0 = c * kChunk + lane * 16;
     bool active = ch0 < H;
+    int4 v0 = pre0, v1 = pre1;
+    if (task != task0) load_chunk(p, task, &v0, &v1);
+    if (c == 0) {  // the token's header, once per destination rank
+      int j = lane < K ? sm.jpos[t * K + lane] : -1;
+      float w = (valid && p.weights) ? __ldg(p.weights + t * K + lane) : 0.f;
+      unsigned m = umask;
+      while (m) {
+        int k = __ffs(m) - 1;
+        m &= m - 1;
+        int d = __shfl_sync(0xffffffffu, dest, k);
+        DispatchHdr* h = sa.ps.ptr<DispatchHdr>(d, sa.hdrOff + ((size_t)me * M + t) * sizeof(DispatchHdr));
+        if (lane < K) {
+          dev::st_na(&h->pick[lane], (valid && dest == d) ? (e - d * L) * M + j : -1);
+          dev::st_na(reinterpret_cast<int*>(&h->w[lane]), __float_as_int(w));
+        }
+        if (lane == 0) dev::st_na(&h->epoch, (int)epoch);
+      }
+    }
     int4 q;
     float scale = 0.f;
     if (kFp8) q = cast_fp8(v0, v1, p.roundScale, &scale);
@@ -250,51 +244,15 @@ __device__ void send_data(const DispatchParams& p, const DSmem& sm, int4 pre0, i
           dev::st_na(dst + 1, v1);
         }
       }
-      if (lane == 0) atomicAdd(&sm.cnt[d], 1);
     }
   }
 }
 
-// Header pass, after the table: the warp that sent a token's chunk 0 stores
-// the token's header (epoch, per top-k slot le * M + j, weight) once per
-// destination rank. The block's release add after it covers header and data.
-__device__ void send_headers(const DispatchParams& p, const DSmem& sm, uint32_t epoch, Pick pre) {
-  const SetArgs& sa = p.sa;
-  const int K = p.K, L = p.L, M = p.M, me = p.rank;
-  const int C = (p.H + kChunk - 1) / kChunk;
-  const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-  const int ntask = p.T * C;
-  const int task0 = first_task();
-  for (int task = task0; task < ntask; task += gridDim.x * nw) {
-    int t = task / C, c = task - t * C;
-    if (c != 0) continue;
-    int e = lane < K ? sm.ids[t * K + lane] : -1;
-    bool valid = e >= 0;
-    int dest = valid ? e / L : -1;
-    unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
-    unsigned umask = __ballot_sync(0xffffffffu, valid && (__ffs(peers) - 1 == lane));  // one lane per rank
-    if (umask == 0) continue;
-    int j = lane < K ? sm.jpos[t * K + lane] : -1;
-    float w = 0.f;
-    if (valid) w = task == task0 ? pre.w : (p.weights ? __ldg(p.weights + t * K + lane) : 0.f);
-    unsigned m = umask;
-    while (m) {
-      int k = __ffs(m) - 1;
-      m &= m - 1;
-      int d = __shfl_sync(0xffffffffu, dest, k);
-      DispatchHdr* h = sa.ps.ptr<DispatchHdr>(d, sa.hdrOff + ((size_t)me * M + t) * sizeof(DispatchHdr));
-      if (lane < K) {
-        dev::st_na(&h->pick[lane], (valid && dest == d) ? (e - d * L) * M + j : -1);
-        dev::st_na(reinterpret_cast<int*>(&h->w[lane]), __float_as_int(w));
-      }
-      if (lane == 0) dev::st_na(&h->epoch, (int)epoch);
-    }
-  }
-}
-
-// Receive bookkeeping, every block: all tagged words polled in parallel (one
-// thread each); the thread of a source's chunk-message word then waits for
-// that source's data counter. Returns false (block-uniform) on timeout.
+// Receive bookkeeping, every block: the tagged words (tokens and sending
+// blocks, per-expert counts) polled in parallel, one thread each; they are
+// written right after the sender's table, well before its data is done. The
+// data itself is waited for per message (recv_tokens). Returns false
+// (block-uniform) on timeout.
 __device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int* sFail) {
   const SetArgs& sa = p.sa;
   const int R = p.R, L = p.L, nwd = 2 + L;
@@ -302,24 +260,15 @@ __device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epo
   for (int i = tid; i < R * nwd; i += nt) {
     int s = i / nwd, w = i - s * nwd;
     const uint64_t* pw = sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)s * sa.infoStride + sizeof(uint64_t) * w);
-    const int* cntp = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * (size_t)s);
     uint32_t v = 0;
-    if (w == 1) {
-      // Fast path: the chunk-message word (relaxed) and the data counter
-      // (acquire) read in the same round trip; the counter only counts this
-      // use of the set (zeroed before the ack that allowed it).
-      uint64_t tw = ld_relaxed_sys_u64(pw);
-      uint32_t c = (uint32_t)dev::ld_acquire_sys(cntp);
-      if ((uint32_t)(tw >> 32) == epoch && (int)(c - (uint32_t)tw) >= 0) continue;
-    }
+    if (w == 1) continue;  // chunk messages: informational (the data is waited for per message)
     if (!wait_tag(pw, epoch, sa, kWaitMeta, s, &v)) {
       *sFail = 1;
       continue;
     }
     if (w == 0) {
-      sm.sT[s] = (int)v;
-    } else if (w == 1) {
-      if (!wait_reach(cntp, v, sa, kWaitData, s)) *sFail = 1;
+      sm.sT[s] = (int)(v & ((1u << kTokenBits) - 1));
+      sm.sG[s] = (int)(v >> kTokenBits);
     } else {
       sm.sCnt[(w - 2) * R + s] = (int)v;
     }
@@ -439,6 +388,21 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     const int lo = min(n16, part * per), hi = min(n16, lo + per);
     const bool last = part == P - 1;
     if (lo >= hi && part != 0 && !last) continue;
+    // Wait for the source blocks that wrote what this unit reads: chunk 0's
+    // (the header), the chunks of its slice, and all chunks when it copies the
+    // scales. Messages whose blocks are done are copied while later blocks of
+    // the sources are still sending (no wait for the whole source).
+    {
+      const int C = (H + kChunk - 1) / kChunk, epc = kChunk / (kFp8 ? 16 : 8);  // int4 elements per chunk
+      const int G = sm.sG[s], cLo = lo / epc, cHi = lo < hi ? (hi - 1) / epc : -1;
+      bool ok = true;
+      for (int c = lane; c < C; c += 32) {
+        if (c != 0 && !(c >= cLo && c <= cHi) && !(kFp8 && last)) continue;
+        const int task = t * C + c, bvb = (task % (G * kWarpsPerBlock)) / kWarpsPerBlock;
+        ok &= wait_eq(sa.ps.local_ptr<int>(sa.sigOff + blkDoneRel(R, s, bvb)), epoch, sa, kWaitData, s);
+      }
+      if (!__all_sync(0xffffffffu, ok)) continue;  // timed out (recorded)
+    }
     const DispatchHdr* h = sa.ps.local_ptr<DispatchHdr>(sa.hdrOff + (size_t)u * sizeof(DispatchHdr));
     int pk = -1, ep = 0;
     float wv = 0.f;
@@ -505,31 +469,29 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   if (blockIdx.x == 0) publish_acks(sa, R);
 
   if (doSend) {
-    // Independent first reads in flight together: ack words, the first task's
-    // x channels and its token's top-k ids and weights.
+    // Three independent first reads in flight together: ack words, the first
+    // task's x channels, the top-k ids (inside build_table).
     const int ackPre = ack_prefetch(sa, R);
     int4 pre0, pre1;
     load_chunk(p, first_task(), &pre0, &pre1);
-    const Pick pre = load_pick(p, first_task());
-    for (int d = tid; d < R; d += nt) sm.cnt[d] = 0;
+    build_table(p, sm);
     if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
     prof.mark(1);
-    // Data first, then the table (its loads and barriers overlap the data's
-    // flight), then the count words and the headers, which need the table.
-    if (!sFail) send_data<kFp8>(p, sm, pre0, pre1, pre);
-    prof.mark(2);
-    build_table(p, sm);
     if (!sFail) {
       if (blockIdx.x == gridDim.x - 1) send_counts(p, sm, sendEpoch);
-      send_headers(p, sm, sendEpoch, pre);
+      send_tokens<kFp8>(p, sm, sendEpoch, pre0, pre1);
     }
+    prof.mark(2);
     // One release per destination, after the barrier: the barrier orders every
     // warp's stores before it, and release is cumulative (per-warp system
     // fences instead cost ~1 us each, serialised per SM).
     __syncthreads();
-    for (int d = tid; d < R; d += nt)
-      if (sm.cnt[d] > 0) sa.ps.signal_add(d, sa.sigOff + sizeof(int) * (size_t)me, sm.cnt[d]);
+    // blkDone[me][vb] = epoch at every destination (also where this block sent
+    // nothing: a receiver may ask about any block that covers a message's chunks).
+    const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
+    if (!sFail)
+      for (int d = tid; d < R; d += nt) sa.ps.signal_set(d, sa.sigOff + blkDoneRel(R, me, vb), (int)sendEpoch);
     prof.mark(3);
   } else {
     __syncthreads();

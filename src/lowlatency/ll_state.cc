@@ -37,6 +37,8 @@ epResult_t checkShape(int M, int H, int R, int E, int K) {
   EP_ARG_CHECK(E > 0 && E % R == 0, "LL: llNumExperts (%d) must be a positive multiple of the rank count (%d)", E, R);
   EP_ARG_CHECK(K >= 1 && K <= ep::ll::kMaxTopk, "LL: llMaxTopk must be in [1, %d], got %d", ep::ll::kMaxTopk, K);
   EP_ARG_CHECK(R <= ep::ll::kMaxRanks, "LL: at most %d ranks, got %d", ep::ll::kMaxRanks, R);
+  EP_ARG_CHECK(M < (1 << ep::ll::kTokenBits), "LL: llMaxTokensPerRank must be < %d, got %d", 1 << ep::ll::kTokenBits,
+               M);
   return epSuccess;
 }
 
@@ -186,7 +188,7 @@ ep::ll::SetArgs epLlSetArgs(epComm* comm, int b) {
 
 int epLlBlocks(epComm* comm, int numSms) {
   int n = numSms > 0 ? numSms : (int)epParamLlNumSms();
-  int maxBlocks = comm->ll->deviceSms;
+  int maxBlocks = std::min(comm->ll->deviceSms, ep::ll::kMaxBlocks);
   if (n <= 0 || n > maxBlocks) n = maxBlocks;
   return std::max(1, n);
 }
