@@ -5,6 +5,7 @@
 #   LL_SWEEP=1,8,32,64,128  token sweep of the main perf pass (with NCCL and hook phases)
 #   LL_AB="EP_LL_COOP=0 EP_LL_NUM_SMS=32"  one short perf pass per knob setting (T = LL_AB_TOKENS)
 #   LL_PROF=1            an EP_LL_PROFILE pass (T = 1 and 128)
+#   LL_SUITE_EXTRA="EP_LL_X=1"  the 4-rank suite again with each knob setting
 set -u
 export NCCL_NVLS_ENABLE=0 EP_TIMEOUT_MS=${EP_TIMEOUT_MS:-8000} OMPI_MCA_btl_vader_single_copy_mechanism=none
 NL=$(find / -name 'libnccl.so.2' -not -path '*/proc/*' 2>/dev/null | head -1)
@@ -20,6 +21,12 @@ for n in ${LL_SUITE_RANKS-4}; do
   t timeout 120 $MPI -np $n build/test/ep_gpu_tests --gtest_filter='Ll*' --gtest_color=no > $OUT/suite_np$n.log 2>&1 | tee -a $SUM
   grep -E "^\[  (PASSED|FAILED) |tests? ran|SKIPPED \]" $OUT/suite_np$n.log | sort | uniq -c | tee -a $SUM
   grep -B2 -A4 "Failure" $OUT/suite_np$n.log | head -20 | tee -a $SUM
+done
+for X in ${LL_SUITE_EXTRA:-}; do  # the suite again with a knob set (4 ranks)
+  echo "== suite np4 $X" | tee -a $SUM
+  t timeout 120 $MPI -np 4 -x $X build/test/ep_gpu_tests --gtest_filter='Ll*' --gtest_color=no > $OUT/suite_x.log 2>&1 | tee -a $SUM
+  grep -E "^\[  (PASSED|FAILED) |tests? ran" $OUT/suite_x.log | sort | uniq -c | tee -a $SUM
+  grep -B2 -A4 "Failure" $OUT/suite_x.log | head -20 | tee -a $SUM
 done
 if [ -n "${LL_SWEEP:-1,8,32,64,128}" ]; then
   echo "== perf sweep np$NP" | tee -a $SUM

@@ -58,6 +58,7 @@ struct DispatchParams {
   int phases;
   int recvSplit;  // warps per received message (EP_LL_RECV_SPLIT), 1..8
   int coop;       // fused launch is cooperative (EP_LL_COOP, default 1)
+  int scalePad;   // FP8 messages: each chunk's scales in a whole 32-byte sector (EP_LL_SCALE_PAD)
   size_t msgStride;
   // outputs
   void* recvX;
