@@ -133,8 +133,7 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   p.dedup = in->dedup != 0;
   p.recvSplit = epLlRecvSplit();
   p.coop = epLlCoop();
-  p.scalePad = p.fp8 && epLlScalePad();
-  p.msgStride = ep::ll::dispatchMsgStride(p.H, p.fp8, p.scalePad != 0);
+  p.msgStride = ep::ll::dispatchMsgStride(p.H, p.fp8);
   p.recvX = out->recvX;
   p.recvScales = out->recvScales;
   p.recvCount = out->recvCount;

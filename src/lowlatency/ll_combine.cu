@@ -86,7 +86,8 @@ __device__ __forceinline__ void load_unit(const CombineParams& p, int u, int* fl
   *flat = -1;
   *w = 0.f;
   if (u >= p.R * p.M * C || lane >= p.K) return;
-  size_t h = (size_t)(u / C) * p.K + lane;  // (s * M + t) * K + lane
+  const int s = u % p.R, t = (u / p.R) / C;  // unit u = (t * C + c) * R + s (see send_rows)
+  size_t h = ((size_t)s * p.M + t) * p.K + lane;
   *flat = __ldg(p.hFlatRow + h);
   *w = __ldg(p.hW + h);
 }
@@ -108,8 +109,11 @@ __device__ void send_rows(const CombineParams& p, const int* sSrcT, int preFlat,
     const int flat = nextFlat;
     const float w = nextW;
     load_unit(p, u + stride, &nextFlat, &nextW);
-    int st = u / C, c = u - st * C;
-    int s = st / M, t = st - s * M;
+    // Destination fastest: at any moment the warps of the GPU write to every
+    // rank alike (ordered by destination, all GPUs would write to rank 0 first,
+    // then rank 1, ...: one rank's ingress the bottleneck at a time).
+    const int s = u % R, tc = u / R;
+    const int t = tc / C, c = tc - t * C;
     if (t >= sSrcT[s]) continue;
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
@@ -188,7 +192,7 @@ __device__ void reduce_tokens(const CombineParams& p, const int* sIds, const int
     // reduced while later blocks are still sending.
     bool ok = true;
     if (firstOfRank) {
-      const int su = (me * M + t) * C + c, G = sG[dest];
+      const int su = (t * C + c) * R + me, G = sG[dest];  // that rank's unit (me, t, c)
       const int bvb = (su % (G * kWarpsPerBlock)) / kWarpsPerBlock;
       ok = wait_eq(sa.ps.local_ptr<int>(sa.sigOff + blkDoneRel(R, dest, bvb)), epoch, sa, kWaitData, dest);
     }

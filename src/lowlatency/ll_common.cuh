@@ -82,12 +82,17 @@ __device__ __forceinline__ bool wait_tag(const uint64_t* p, uint32_t epoch, cons
 }
 
 // Polls the 32-bit word at `p` until it equals `epoch` (a blkDone flag).
-// False on timeout (recorded) or when another wait already timed out.
+// False on timeout (recorded) or when another wait already timed out. While
+// it spins, relaxed loads (no L1 invalidation each time) with an optional
+// pause (sa.pollNs: thousands of warps may poll at once in a fused call),
+// then one acquire load that orders the caller's data reads after it.
 __device__ __forceinline__ bool wait_eq(const int* p, uint32_t epoch, const SetArgs& sa, int what, int peer) {
   if ((uint32_t)dev::ld_acquire_sys(p) == epoch) return true;  // the common case
   dev::Deadline dl(sa.timeoutNs);
   int spins = 0;
-  while ((uint32_t)dev::ld_acquire_sys(p) != epoch) {
+  while (true) {
+    if (sa.pollNs) __nanosleep(sa.pollNs);
+    if ((uint32_t)dev::ld_relaxed_sys(p) == epoch && (uint32_t)dev::ld_acquire_sys(p) == epoch) break;
     if (++spins == 1024) {
       spins = 0;
       if (timed_out(sa.status)) return false;

@@ -228,8 +228,6 @@ __device__ void send_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     int4 q;
     float scale = 0.f;
     if (kFp8) q = cast_fp8(v0, v1, p.roundScale, &scale);
-    // scalePad: lane i < 4 stores the scale of the chunk's group i (lane 8i computed it).
-    const float padScale = __shfl_sync(0xffffffffu, scale, (lane & 3) * 8);
     while (kmask) {
       int k = __ffs(kmask) - 1;
       kmask &= kmask - 1;
@@ -239,11 +237,7 @@ __device__ void send_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
       if (active) {
         if (kFp8) {
           dev::st_na(reinterpret_cast<int4*>(msg + ch0), q);
-          if (p.scalePad) {
-            if (lane < 8) dev::st_na(reinterpret_cast<int*>(msg + H + 32 * c + 4 * lane), lane < 4 ? __float_as_int(padScale) : 0);
-          } else if ((lane & 7) == 0) {
-            dev::st_na(reinterpret_cast<int*>(msg + H + 4 * (ch0 / 128)), __float_as_int(scale));
-          }
+          if ((lane & 7) == 0) dev::st_na(reinterpret_cast<int*>(msg + H + 4 * (ch0 / 128)), __float_as_int(scale));
         } else {
           int4* dst = reinterpret_cast<int4*>(msg + 2 * (size_t)ch0);
           dev::st_na(dst, v0);
@@ -317,11 +311,9 @@ __device__ __forceinline__ void load_batch(const int4* src, int base, int end, i
 // Scale entry `i` of a received FP8 message as stored in the output: float
 // bits of group i, or with ue8m0 the packed exponent word i (groups 4i..4i+3).
 __device__ __forceinline__ uint32_t scale_entry(const DispatchParams& p, const float* sc, int G, int i) {
-  // Group g sits at float g (packed) or at 8 * (g / 4) + g % 4 (scalePad).
-  if (!p.ue8m0) return __float_as_uint(__ldcg(sc + (p.scalePad ? 8 * (i >> 2) + (i & 3) : i)));
-  const float* w4 = sc + (p.scalePad ? 8 * i : 4 * i);  // the word's 4 groups are contiguous either way
+  if (!p.ue8m0) return __float_as_uint(__ldcg(sc + i));
   uint32_t word = 0;
-  for (int j = 0; j < 4 && 4 * i + j < G; j++) word |= ((__float_as_uint(__ldcg(w4 + j)) >> 23) & 0xffu) << (8 * j);
+  for (int j = 0; j < 4 && 4 * i + j < G; j++) word |= ((__float_as_uint(__ldcg(sc + 4 * i + j)) >> 23) & 0xffu) << (8 * j);
   return word;
 }
 

@@ -44,6 +44,7 @@ struct SetArgs {
   Ctl* ctl;
   epDeviceStatus* status;
   uint64_t timeoutNs;
+  unsigned pollNs;  // EP_LL_POLL_NS: pause between polls of a block-done flag (0: none)
   // EP_LL_PROFILE: this call's bucket of phase sums (nullptr: off); see ll_profile.h.
   unsigned long long* prof;
 };
@@ -58,7 +59,6 @@ struct DispatchParams {
   int phases;
   int recvSplit;  // warps per received message (EP_LL_RECV_SPLIT), 1..8
   int coop;       // fused launch is cooperative (EP_LL_COOP, default 1)
-  int scalePad;   // FP8 messages: each chunk's scales in a whole 32-byte sector (EP_LL_SCALE_PAD)
   size_t msgStride;
   // outputs
   void* recvX;

@@ -105,15 +105,7 @@ EP_LL_HD static inline size_t blkDoneRel(int R, int s, int vb) {
 }
 
 // Bytes of one dispatch message for a call.
-// FP8: H bytes of e4m3, then the float32 scales: packed (4 bytes per 128
-// channels), or with scalePad each 512-channel chunk's 4 scales in their own
-// 32-byte sector (4 zero words after them), so that the warp that sends a
-// chunk writes whole sectors only.
-static inline size_t dispatchMsgStride(int H, bool fp8, bool scalePad = false) {
-  if (!fp8) return 2 * (size_t)H;
-  size_t scales = scalePad ? 32 * (((size_t)H + kChunk - 1) / kChunk) : (size_t)H / 32;
-  return alignUp((size_t)H + scales, 16);
-}
+static inline size_t dispatchMsgStride(int H, bool fp8) { return fp8 ? alignUp((size_t)H + (size_t)H / 32, 16) : 2 * (size_t)H; }
 
 }  // namespace ll
 }  // namespace ep

@@ -22,12 +22,11 @@ EP_PARAM(LlFused, "LL_FUSED", 1)
 EP_PARAM(LlProfile, "LL_PROFILE", 0)
 EP_PARAM(LlRecvSplit, "LL_RECV_SPLIT", 4)
 EP_PARAM(LlCoop, "LL_COOP", 1)
-EP_PARAM(LlScalePad, "LL_SCALE_PAD", 0)
+EP_PARAM(LlPollNs, "LL_POLL_NS", 0)
 
 bool epLlFused() { return epParamLlFused() != 0; }
 int epLlRecvSplit() { return (int)std::min<int64_t>(8, std::max<int64_t>(1, epParamLlRecvSplit())); }
 bool epLlCoop() { return epParamLlCoop() != 0; }
-bool epLlScalePad() { return epParamLlScalePad() != 0; }
 
 using ep::ll::Layout;
 
@@ -185,6 +184,7 @@ ep::ll::SetArgs epLlSetArgs(epComm* comm, int b) {
   sa.prof = nullptr;
   sa.status = comm->devStatusDev;
   sa.timeoutNs = (uint64_t)std::max(1, comm->config.timeoutMs) * 1000000ull;
+  sa.pollNs = (unsigned)std::min<int64_t>(100000, std::max<int64_t>(0, epParamLlPollNs()));
   return sa;
 }
 

@@ -81,8 +81,5 @@ int epLlRecvSplit();
 /* EP_LL_COOP (default 1): the fused launch is cooperative (co-residency guaranteed);
  * 0 only to measure its cost (blocks then rely on fitting on the GPU at once). */
 bool epLlCoop();
-/* EP_LL_SCALE_PAD (default 0): FP8 dispatch messages keep each 512-channel
- * chunk's 4 scales in a whole 32-byte sector (no partial-sector NVLink writes). */
-bool epLlScalePad();
 
 #endif  // EP_LL_STATE_H_
