@@ -22,7 +22,7 @@ EP_PARAM(LlFused, "LL_FUSED", 1)
 EP_PARAM(LlProfile, "LL_PROFILE", 0)
 EP_PARAM(LlRecvSplit, "LL_RECV_SPLIT", 4)
 EP_PARAM(LlCoop, "LL_COOP", 1)
-EP_PARAM(LlPollNs, "LL_POLL_NS", 0)
+EP_PARAM(LlPollNs, "LL_POLL_NS", 200)
 
 bool epLlFused() { return epParamLlFused() != 0; }
 int epLlRecvSplit() { return (int)std::min<int64_t>(8, std::max<int64_t>(1, epParamLlRecvSplit())); }
