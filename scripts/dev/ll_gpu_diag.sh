@@ -6,6 +6,7 @@
 #   LL_AB="EP_LL_COOP=0 EP_LL_NUM_SMS=32"  one short perf pass per knob setting (T = LL_AB_TOKENS)
 #   LL_PROF=1            an EP_LL_PROFILE pass (T = 1 and 128)
 #   LL_SUITE_EXTRA="EP_LL_X=1"  the 4-rank suite again with each knob setting
+#   LL_HOT=1             a skewed-routing pass (one hot expert), T = 128
 set -u
 export NCCL_NVLS_ENABLE=0 EP_TIMEOUT_MS=${EP_TIMEOUT_MS:-8000} OMPI_MCA_btl_vader_single_copy_mechanism=none
 NL=$(find / -name 'libnccl.so.2' -not -path '*/proc/*' 2>/dev/null | head -1)
@@ -31,6 +32,10 @@ done
 if [ -n "${LL_SWEEP:-1,8,32,64,128}" ]; then
   echo "== perf sweep np$NP" | tee -a $SUM
   t timeout 150 $MPI -np $NP build/bin/ep_ll_perf --tokens ${LL_SWEEP:-1,8,32,64,128} --iters 30 --warmup 10 > $OUT/perf.log 2>&1 | tee -a $SUM
+fi
+if [ "${LL_HOT:-0}" = 1 ]; then  # skewed routing (one hot expert), T = 128
+  echo "== perf hot np$NP" | tee -a $SUM
+  t timeout 90 $MPI -np $NP build/bin/ep_ll_perf --tokens 128 --routing hot --no-hook --iters 30 --warmup 10 > $OUT/hot.log 2>&1 | tee -a $SUM
 fi
 if [ "${LL_PROF:-1}" = 1 ]; then
   echo "== profile" | tee -a $SUM
