@@ -136,10 +136,10 @@ __device__ __forceinline__ void epoch_write(const SetArgs& sa, int c, uint32_t v
 // each set this rank has completed -- all of them finished in earlier kernels
 // of the stream, so no grid-wide "all blocks done" detection is needed. A
 // fused (non-hooked) call never waits on it: the peer's next call cannot even
-// finish before this rank's next kernel started. Before acknowledging a set,
-// its data counters are zeroed (each use then counts from 0, so a receiver
-// needs no "already consumed" state); the release orders the zeroing before
-// any write the acknowledgement allows.
+// finish before this rank's next kernel started. Data completion is signalled
+// by tagged per-block flags (blkDone = epoch of the use, ll_layout.h), which
+// need no reset; the legacy per-source counter word is still zeroed here
+// (unused, kept at zero).
 // Block 0 only (scheduled first: other blocks of a send-only kernel may wait
 // for its acknowledgement to this rank itself, so it must never wait behind
 // them), before its first barrier; publish_acks_record after its last. It
@@ -187,8 +187,9 @@ __device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epo
 // EP_LL_PROFILE: %globaltimer stamps of block 0, thread 0 (the block that
 // also publishes acks and announces counts), summed per bucket on the device:
 // slot 0 = calls, slot i = sum of (stamp i - kernel start) in ns. Stamps:
-// 1 send setup done (table, acks), 2 send stores issued, 3 release adds done,
-// 4 receive data ready, 5 block end; slot 6 = sum over ALL blocks of their
+// 1 send setup done (table, acks), 2 send stores issued, 3 block-done releases
+// done, 4 receive metadata ready (count words; data is waited for per
+// message), 5 block end; slot 6 = sum over ALL blocks of their
 // duration, slot 7 = blocks (the mean block, to compare with block 0). Every
 // block also folds its start and end into per-call scratch; the last block of
 // the call turns it into the call's span (first start -> last end), launch skew
