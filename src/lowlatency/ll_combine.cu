@@ -7,14 +7,18 @@
  *  - reduce on sender: sum_k w[t][k] * x[row(k)] over the token's local
  *    experts in fp32, round to BF16, store one row into slot [me][t] of s;
  *  - plain: store each expert's row as is into slot [t][k] of s.
- * Then one release add per destination of the chunks sent. The flow-control
- * ack and the epochs are those of the dispatch (ll_common.cuh): published at
- * kernel start, no last-block atomic, no ack on the critical path.
- * Receive (phase bit 2), on the token's own rank: expected chunks per expert
- * rank come from the top-k ids (staged in shared memory once, also used by
- * the reduction); once every rank's count is reached,
+ * The last block first tells every rank its block count (a tagged word);
+ * every block ends with one release store per rank of blkDone[me][block] =
+ * epoch. The flow-control ack and the epochs are those of the dispatch
+ * (ll_common.cuh): published at kernel start, no last-block atomic, no ack on
+ * the critical path.
+ * Receive (phase bit 2), on the token's own rank: the token's expert ranks
+ * come from the top-k ids (staged in shared memory once); a warp per (token,
+ * chunk) waits only for the block of each expert rank that sent that chunk
+ * (unit -> block is fixed by the sender's block count), then
  * out[t] = sum of the partial rows (reduced) or sum_k w[t][k] * row[t][k]
- * (plain), in fp32, in a fixed order (deterministic), stored as BF16.
+ * (plain), in fp32, in a fixed order (deterministic), stored as BF16. Chunks
+ * are reduced while the senders' later blocks are still sending.
  *************************************************************************/
 #include <cuda_runtime.h>
 
@@ -68,25 +72,49 @@ __device__ __forceinline__ void load_batch(const uint16_t* x, int H, const Lane2
   }
 }
 
-__device__ void send_rows(const CombineParams& p, int* sCnt, const int* sSrcT) {
+// A warp's first send unit: block 0 takes the last units, since it starts
+// with the ack release (ll_common.cuh).
+__device__ __forceinline__ int first_unit() {
+  const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
+  return vb * (blockDim.x >> 5) + (threadIdx.x >> 5);
+}
+
+// Lane k < K: the handle's flat row and weight of top-k slot k of unit u's
+// (source, token) (read whether or not that token exists: the caller checks).
+__device__ __forceinline__ void load_unit(const CombineParams& p, int u, int* flat, float* w) {
+  const int C = (p.H + kChunk - 1) / kChunk, lane = threadIdx.x & 31;
+  *flat = -1;
+  *w = 0.f;
+  if (u >= p.R * p.M * C || lane >= p.K) return;
+  const int s = u % p.R, t = (u / p.R) / C;  // unit u = (t * C + c) * R + s (see send_rows)
+  size_t h = ((size_t)s * p.M + t) * p.K + lane;
+  *flat = __ldg(p.hFlatRow + h);
+  *w = __ldg(p.hW + h);
+}
+
+// preFlat/preW: the first unit's handle entries, read at kernel start (before
+// the ack wait: they do not depend on it).
+__device__ void send_rows(const CombineParams& p, const int* sSrcT, int preFlat, float preW) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, H = p.H, me = p.rank;
   const int C = (H + kChunk - 1) / kChunk;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
   const int nunits = R * M * C;
-  // Block 0 takes the last units: it starts with the ack release (ll_common.cuh).
-  const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
-  for (int u = vb * nw + warp; u < nunits; u += gridDim.x * nw) {
-    int st = u / C, c = u - st * C;
-    int s = st / M, t = st - s * M;
+  const int stride = gridDim.x * nw;
+  int nextFlat = preFlat;
+  float nextW = preW;
+  for (int u = first_unit(); u < nunits; u += stride) {
+    // This unit's handle entries were read one unit ahead (at kernel start for
+    // the first): the next unit's read overlaps this unit's row loads and stores.
+    const int flat = nextFlat;
+    const float w = nextW;
+    load_unit(p, u + stride, &nextFlat, &nextW);
+    // Destination fastest: at any moment the warps of the GPU write to every
+    // rank alike (ordered by destination, all GPUs would write to rank 0 first,
+    // then rank 1, ...: one rank's ingress the bottleneck at a time).
+    const int s = u % R, tc = u / R;
+    const int t = tc / C, c = tc - t * C;
     if (t >= sSrcT[s]) continue;
-    size_t h = ((size_t)s * M + t) * K;
-    int flat = -1;
-    float w = 0.f;
-    if (lane < K) {
-      flat = __ldg(p.hFlatRow + h + lane);
-      w = __ldg(p.hW + h + lane);
-    }
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
     const Lane2 ln(c, lane, H);
@@ -112,51 +140,35 @@ __device__ void send_rows(const CombineParams& p, int* sCnt, const int* sSrcT) {
       uint16_t* dst = sa.ps.ptr<uint16_t>(s, sa.dataOff + ((size_t)me * M + t) * H * 2);
       if (ln.a) dev::st_na(reinterpret_cast<int4*>(dst + ln.chA), pack8(acc));
       if (ln.b) dev::st_na(reinterpret_cast<int4*>(dst + ln.chB), pack8(acc + 8));
-      if (lane == 0) atomicAdd(&sCnt[s], 1);
     } else {
-      int n = 0;
       while (m) {
         load_batch(p.x, H, ln, flat, w, &m, v, wk, kk);
 #pragma unroll
         for (int b = 0; b < kBatch; b++) {
           if (kk[b] < 0) continue;
-          n++;
           uint16_t* dst = sa.ps.ptr<uint16_t>(s, sa.dataOff + ((size_t)t * K + kk[b]) * H * 2);
           if (ln.a) dev::st_na(reinterpret_cast<int4*>(dst + ln.chA), v[b][0]);
           if (ln.b) dev::st_na(reinterpret_cast<int4*>(dst + ln.chB), v[b][1]);
         }
       }
-      if (lane == 0) atomicAdd(&sCnt[s], n);
     }
   }
 }
 
-// Chunks each expert rank sends to this rank, from this rank's own routing.
-// ids: the routing staged in shared memory (one coalesced pass).
-__device__ void expected_counts(const CombineParams& p, int* sIds, int* sExp) {
-  const int K = p.K, E = p.E, L = p.L, TK = p.T * p.K;
+// The expert rank of each of this rank's picks, staged in shared memory (one
+// coalesced pass; the reduction reads it per token).
+__device__ void stage_routing(const CombineParams& p, int* sIds) {
+  const int E = p.E, L = p.L, TK = p.T * p.K;
   for (int i = threadIdx.x; i < TK; i += blockDim.x) {
     long long id = load_topk(p.topk, p.topk64, i);
     sIds[i] = (id >= 0 && id < E) ? (int)(id / L) : -1;  // destination rank, -1 masked
   }
-  __syncthreads();
-  for (int t = threadIdx.x; t < p.T; t += blockDim.x) {
-    for (int k = 0; k < K; k++) {
-      int d = sIds[t * K + k];
-      if (d < 0) continue;
-      if (p.reduce) {
-        bool dup = false;
-        for (int k2 = 0; k2 < k; k2++) dup |= sIds[t * K + k2] == d;
-        if (dup) continue;
-      }
-      atomicAdd(&sExp[d], 1);
-    }
-  }
 }
 
-__device__ void reduce_tokens(const CombineParams& p, const int* sIds) {
+// sG[d]: the block count of expert rank d's send (its unit -> block map).
+__device__ void reduce_tokens(const CombineParams& p, const int* sIds, const int* sG, uint32_t epoch) {
   const SetArgs& sa = p.sa;
-  const int M = p.M, K = p.K, H = p.H;
+  const int M = p.M, K = p.K, H = p.H, R = p.R, me = p.rank;
   const int C = (H + kChunk - 1) / kChunk;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const uint16_t* data = reinterpret_cast<const uint16_t*>(sa.ps.local + sa.dataOff);
@@ -167,13 +179,24 @@ __device__ void reduce_tokens(const CombineParams& p, const int* sIds) {
     bool valid = dest >= 0;
     unsigned kmask;
     float w = 0.f;
+    const unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
+    const bool firstOfRank = valid && (__ffs(peers) - 1 == lane);
     if (p.reduce) {
-      unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
-      kmask = __ballot_sync(0xffffffffu, valid && (__ffs(peers) - 1 == lane));
+      kmask = __ballot_sync(0xffffffffu, firstOfRank);
     } else {
       kmask = __ballot_sync(0xffffffffu, valid);
       if (valid) w = __ldg(p.weights + t * K + lane);
     }
+    // Wait, per expert rank of the token, for the block there that sent
+    // chunk c of it (its unit (me, t, c)): chunks whose senders are done are
+    // reduced while later blocks are still sending.
+    bool ok = true;
+    if (firstOfRank && !rm_remote(sa, dest)) {  // another node: waited for whole (its DATA word)
+      const int su = (t * C + c) * R + me, G = sG[dest];  // that rank's unit (me, t, c)
+      const int bvb = (su % (G * kWarpsPerBlock)) / kWarpsPerBlock;
+      ok = wait_eq(sa.ps.local_ptr<int>(sa.sigOff + blkDoneRel(R, dest, bvb)), epoch, sa, kWaitData, dest);
+    }
+    if (!__all_sync(0xffffffffu, ok)) continue;  // timed out (recorded)
     const Lane2 ln(c, lane, H);
     float acc[16];
 #pragma unroll
@@ -221,60 +244,68 @@ __device__ void reduce_tokens(const CombineParams& p, const int* sIds) {
 }
 
 __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
+  const unsigned long long tEntry = dev::globaltimer_ns();  // EP_LL_PROFILE: before any parameter
   extern __shared__ __align__(16) char smem[];
   __shared__ int sFail;
   const SetArgs& sa = p.sa;
   const int R = p.R, me = p.rank;
-  const int C = (p.H + kChunk - 1) / kChunk;
   const int tid = threadIdx.x, nt = blockDim.x;
   const bool doSend = (p.phases & kPhaseSend) != 0, doRecv = (p.phases & kPhaseRecv) != 0;
-  int* sCnt = reinterpret_cast<int*>(smem);  // [R] chunks sent to each rank
-  int* sExp = sCnt + R;                      // [R] chunk messages expected from each rank
-  int* sSrcT = sExp + R;                     // [R] tokens of each source (from the handle)
+  int* sG = reinterpret_cast<int*>(smem);    // [R] block count of each expert rank's send (recv)
+  int* sSrcT = sG + R;                       // [R] tokens of each source (from the handle)
   int* sIds = sSrcT + R;                     // [T x K] destination rank of each pick
   const uint32_t sendEpoch = doSend ? epoch_read(sa, sa.set) + 1 : 0;
   const uint32_t recvEpoch = doRecv ? epoch_read(sa, 2 + sa.set) + 1 : 0;
-  Prof prof(sa);
+  Prof prof(sa, tEntry);
   const int ackPre = doSend ? ack_prefetch(sa, R) : 0;
+  int preFlat = -1;
+  float preW = 0.f;
+  if (doSend) load_unit(p, first_unit(), &preFlat, &preW);
   if (tid == 0) sFail = 0;
   if (blockIdx.x == 0) publish_acks(sa, R);
-  for (int d = tid; d < R; d += nt) {
-    sCnt[d] = 0;
-    sExp[d] = 0;
-    if (doSend) sSrcT[d] = p.hSrcT[d];
-  }
+  if (doSend)
+    for (int d = tid; d < R; d += nt) sSrcT[d] = p.hSrcT[d];
 
   if (doSend) {
     if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
     prof.mark(1);
-    if (!sFail) send_rows(p, sCnt, sSrcT);
+    // The receivers map a unit to its block with this block count: tagged, so
+    // it needs no release (and it goes out before the data).
+    if (!sFail && blockIdx.x == gridDim.x - 1)
+      for (int d = tid; d < R; d += nt)
+        st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.infoOff + (size_t)me * sa.infoStride), tagged(sendEpoch, gridDim.x));
+    if (!sFail) send_rows(p, sSrcT, preFlat, preW);
     prof.mark(2);
     // One release per destination, after the barrier: the barrier orders every
     // warp's stores before it, and release is cumulative (per-warp system
     // fences instead cost ~1 us each, serialised per SM).
     __syncthreads();
-    for (int d = tid; d < R; d += nt)
-      if (sCnt[d] > 0) sa.ps.signal_add(d, sa.sigOff + sizeof(int) * (size_t)me, sCnt[d]);
+    // blkDone[me][vb] = epoch at every rank (also where this block sent nothing).
+    const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
+    if (!sFail)
+      for (int d = tid; d < R; d += nt) sa.ps.signal_set(d, sa.sigOff + blkDoneRel(R, me, vb), (int)sendEpoch);
     rm_ship_combine(p, sSrcT, sendEpoch);  // peers on other nodes: their mirrors go out (ll_remote.cuh)
     prof.mark(3);
   }
 
   if (doRecv) {
     __syncthreads();
-    expected_counts(p, sIds, sExp);
-    __syncthreads();
+    stage_routing(p, sIds);
     for (int d = tid; d < R; d += nt) {
-      const int* cntp = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * (size_t)d);
       if (rm_remote(sa, d)) {  // another node: its rows landed once DATA reaches the epoch (ll_remote.cuh)
         if (!sFail && !rm_wait(sa, kRemoteData, d, recvEpoch, kWaitData)) sFail = 1;
+        sG[d] = 0;  // no per-block waits for it (its blkDone flags are not shipped)
         continue;
       }
-      if (!sFail && !wait_reach(cntp, (uint32_t)(sExp[d] * C), sa, kWaitData, d)) sFail = 1;
+      uint32_t g = 0;
+      const uint64_t* pw = sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)d * sa.infoStride);
+      if (!sFail && !wait_tag(pw, recvEpoch, sa, kWaitMeta, d, &g)) sFail = 1;
+      sG[d] = (int)g;
     }
     __syncthreads();
     prof.mark(4);
-    if (!sFail) reduce_tokens(p, sIds);
+    if (!sFail) reduce_tokens(p, sIds, sG, recvEpoch);
   }
   prof.flush(sa);
 
@@ -293,7 +324,7 @@ epResult_t launchCombine(const CombineParams& p, int blocks, cudaStream_t stream
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(blocks);
   cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = sizeof(int) * (3 * (size_t)p.R + (size_t)p.M * p.K);
+  cfg.dynamicSmemBytes = sizeof(int) * (2 * (size_t)p.R + (size_t)p.M * p.K);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeCooperative;

@@ -82,6 +82,30 @@ __device__ __forceinline__ bool wait_tag(const uint64_t* p, uint32_t epoch, cons
   }
 }
 
+// Polls the 32-bit word at `p` until it equals `epoch` (a blkDone flag).
+// False on timeout (recorded) or when another wait already timed out. While
+// it spins, relaxed loads (no L1 invalidation each time) with an optional
+// pause (sa.pollNs: thousands of warps may poll at once in a fused call),
+// then one acquire load that orders the caller's data reads after it.
+__device__ __forceinline__ bool wait_eq(const int* p, uint32_t epoch, const SetArgs& sa, int what, int peer) {
+  if ((uint32_t)dev::ld_acquire_sys(p) == epoch) return true;  // the common case
+  dev::Deadline dl(sa.timeoutNs);
+  int spins = 0;
+  while (true) {
+    if (sa.pollNs) __nanosleep(sa.pollNs);
+    if ((uint32_t)dev::ld_relaxed_sys(p) == epoch && (uint32_t)dev::ld_acquire_sys(p) == epoch) break;
+    if (++spins == 1024) {
+      spins = 0;
+      if (timed_out(sa.status)) return false;
+      if (dl.expired()) {
+        dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, what, peer, (long long)epoch);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 __device__ __forceinline__ uint64_t ld_relaxed_sys_u64(const uint64_t* p) {
   uint64_t v;
   asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
@@ -113,10 +137,10 @@ __device__ __forceinline__ void epoch_write(const SetArgs& sa, int c, uint32_t v
 // each set this rank has completed -- all of them finished in earlier kernels
 // of the stream, so no grid-wide "all blocks done" detection is needed. A
 // fused (non-hooked) call never waits on it: the peer's next call cannot even
-// finish before this rank's next kernel started. Before acknowledging a set,
-// its data counters are zeroed (each use then counts from 0, so a receiver
-// needs no "already consumed" state); the release orders the zeroing before
-// any write the acknowledgement allows.
+// finish before this rank's next kernel started. Data completion is signalled
+// by tagged per-block flags (blkDone = epoch of the use, ll_layout.h), which
+// need no reset; the legacy per-source counter word is still zeroed here
+// (unused, kept at zero).
 // Block 0 only (scheduled first: other blocks of a send-only kernel may wait
 // for its acknowledgement to this rank itself, so it must never wait behind
 // them), before its first barrier; publish_acks_record after its last. It
@@ -169,14 +193,21 @@ __device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epo
 // EP_LL_PROFILE: %globaltimer stamps of block 0, thread 0 (the block that
 // also publishes acks and announces counts), summed per bucket on the device:
 // slot 0 = calls, slot i = sum of (stamp i - kernel start) in ns. Stamps:
-// 1 send setup done (table, acks), 2 send stores issued, 3 release adds done,
-// 4 receive data ready, 5 block end; slot 6 = sum over ALL blocks of their
-// duration, slot 7 = blocks (the mean block, to compare with block 0).
+// 1 send setup done (table, acks), 2 send stores issued, 3 block-done releases
+// done, 4 receive metadata ready (count words; data is waited for per
+// message), 5 block end; slot 6 = sum over ALL blocks of their
+// duration, slot 7 = blocks (the mean block, to compare with block 0). Every
+// block also folds its start and end into per-call scratch; the last block of
+// the call turns it into the call's span (first start -> last end), launch skew
+// and tail (ll_profile.h), so the event time can be split into "inside the
+// kernel" and "launch + teardown". Profiling only: it adds a grid-wide atomic.
 struct Prof {
-  unsigned long long t0, t[6];
+  unsigned long long t0, t[6], entry;
   bool on, any;
-  __device__ __forceinline__ explicit Prof(const SetArgs& sa)
-      : on(sa.prof && blockIdx.x == 0 && threadIdx.x == 0), any(sa.prof && threadIdx.x == 0) {
+  // tEntry: %globaltimer read as the kernel's first instruction, before any
+  // parameter is used (slot 18 sums block 0's t0 - tEntry: the prologue).
+  __device__ __forceinline__ Prof(const SetArgs& sa, unsigned long long tEntry)
+      : entry(tEntry), on(sa.prof && blockIdx.x == 0 && threadIdx.x == 0), any(sa.prof && threadIdx.x == 0) {
     t0 = any ? dev::globaltimer_ns() : 0;
 #pragma unroll
     for (int i = 0; i < 6; i++) t[i] = t0;
@@ -186,13 +217,35 @@ struct Prof {
   }
   __device__ __forceinline__ void flush(const SetArgs& sa) {
     if (!any) return;
+    unsigned long long* p = sa.prof;
     t[5] = dev::globaltimer_ns();
-    atomicAdd(sa.prof + 6, t[5] - t0);
-    atomicAdd(sa.prof + 7, 1ull);
-    if (!on) return;
-    atomicAdd(sa.prof, 1ull);
+    atomicAdd(p + 6, t[5] - t0);
+    atomicAdd(p + 7, 1ull);
+    if (on) {
+      atomicAdd(p, 1ull);
 #pragma unroll
-    for (int i = 1; i < 6; i++) atomicAdd(sa.prof + i, t[i] - t0);
+      for (int i = 1; i < 6; i++) atomicAdd(p + i, t[i] - t0);
+      atomicExch(p + 17, t0);
+      atomicAdd(p + 18, t0 - entry);
+    }
+    atomicMax(p + 12, ~t0);
+    atomicMax(p + 13, t[5]);
+    // Sums of the low 40 bits (an 18-minute window): 132 full stamps would overflow.
+    constexpr unsigned long long kLow = (1ull << 40) - 1;
+    atomicAdd(p + 14, t0 & kLow);
+    atomicAdd(p + 15, t[5] & kLow);
+    __threadfence();
+    if (atomicAdd(p + 16, 1ull) != (unsigned long long)gridDim.x - 1) return;
+    __threadfence();
+    const unsigned long long first = ~atomicAdd(p + 12, 0ull), last = atomicAdd(p + 13, 0ull);
+    const unsigned long long n = gridDim.x;
+    const unsigned long long meanStart = atomicAdd(p + 14, 0ull) / n, meanEnd = atomicAdd(p + 15, 0ull) / n;
+    atomicAdd(p + 8, last - first);
+    atomicAdd(p + 9, (meanStart - (first & kLow)) & kLow);
+    atomicAdd(p + 10, ((last & kLow) - meanEnd) & kLow);
+    atomicAdd(p + 11, atomicAdd(p + 17, 0ull) - first);
+#pragma unroll
+    for (int i = 12; i < 18; i++) atomicExch(p + i, 0ull);
   }
 };
 

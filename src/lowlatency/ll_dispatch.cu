@@ -16,14 +16,18 @@
  *    and store straight into each destination's slot (once per destination
  *    rank with dedup, once per expert without); the chunk-0 warp also stores
  *    the token's header there (per top-k slot: le * M + j, weight);
- *  - one release add of the block's chunk count per destination.
+ *  - one release store per destination of blkDone[me][block] = epoch (the
+ *    block's messages are complete there).
  * Receive (phase bit 2), every block: one thread per tagged word (in
- * parallel, no per-source loop); the thread of a source's message count then
- * waits for its data counter. Base rows per (local expert, source) come from
- * a prefix over sources in shared memory. One warp per (source, token) loads
- * the header and the message together and writes the message to each of its
- * rows (deterministic order: source rank, then token index), srcInfo,
- * weights and the handle. No grid-wide barrier, no last-block atomic.
+ * parallel, no per-source loop). Base rows per (local expert, source) come
+ * from a prefix over sources in shared memory. p.recvSplit warps per
+ * (source, token) message: each waits only for the source blocks that wrote
+ * the parts it reads (the task -> block map is fixed: the sender's block
+ * count comes with its T word), then loads the header and its slice together
+ * and writes the slice to each of the message's rows (deterministic order:
+ * source rank, then token index), srcInfo, weights and the handle. Messages
+ * are copied while the sources' later blocks are still sending; no
+ * grid-wide barrier, no last-block atomic.
  *************************************************************************/
 #include <cuda_runtime.h>
 
@@ -42,7 +46,7 @@ struct DSmem {
   int* jpos;       // [M x K] rank of the token among this rank's tokens of the expert (send)
   uint32_t* bits;  // [E x Wt] token bitmap per expert (send)
   int* nOut;       // [R] messages to each rank (block 0, send)
-  int* cnt;        // [R] chunks this block sent to each rank
+  int* sG;         // [R] blocks each source's send ran with (recv: maps a chunk to the block that wrote it)
   int* sT;         // [R] tokens of each source (recv)
   int* sCnt;       // [L x R] tokens of (local expert, source) (recv)
   int* base;       // [L x R] first row of (local expert, source) (recv)
@@ -56,8 +60,8 @@ __device__ __forceinline__ DSmem carve(char* smem, int R, int M, int K, int E, i
   s.jpos = s.ids + M * K;
   s.bits = reinterpret_cast<uint32_t*>(s.jpos + M * K);
   s.nOut = reinterpret_cast<int*>(s.bits + E * W);
-  s.cnt = s.nOut + R;
-  s.sT = s.cnt + R;
+  s.sG = s.nOut + R;
+  s.sT = s.sG + R;
   s.sCnt = s.sT + R;
   s.base = s.sCnt + L * R;
   s.total = s.base + L * R;
@@ -79,10 +83,7 @@ __device__ void build_table(const DispatchParams& p, const DSmem& sm) {
     sm.ids[i] = valid ? (int)id : -1;
   }
   for (int i = tid; i < E * Wt; i += nt) sm.bits[i] = 0;
-  for (int d = tid; d < R; d += nt) {
-    sm.nOut[d] = 0;
-    sm.cnt[d] = 0;
-  }
+  for (int d = tid; d < R; d += nt) sm.nOut[d] = 0;
   __syncthreads();
   for (int i = tid; i < TK; i += nt) {
     int e = sm.ids[i];
@@ -127,7 +128,7 @@ __device__ void send_counts(const DispatchParams& p, const DSmem& sm, uint32_t e
                        tagged(epoch, (uint32_t)c));
   }
   for (int d = threadIdx.x; d < R; d += blockDim.x) {
-    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, (uint32_t)p.T));
+    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, (uint32_t)p.T | (gridDim.x << kTokenBits)));
     st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine + sizeof(uint64_t)), tagged(epoch, (uint32_t)(sm.nOut[d] * C)));
   }
 }
@@ -243,14 +244,15 @@ __device__ void send_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
           dev::st_na(dst + 1, v1);
         }
       }
-      if (lane == 0) atomicAdd(&sm.cnt[d], 1);
     }
   }
 }
 
-// Receive bookkeeping, every block: all tagged words polled in parallel (one
-// thread each); the thread of a source's chunk-message word then waits for
-// that source's data counter. Returns false (block-uniform) on timeout.
+// Receive bookkeeping, every block: the tagged words (tokens and sending
+// blocks, per-expert counts) polled in parallel, one thread each; they are
+// written right after the sender's table, well before its data is done. The
+// data itself is waited for per message (recv_tokens). Returns false
+// (block-uniform) on timeout.
 __device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int* sFail) {
   const SetArgs& sa = p.sa;
   const int R = p.R, L = p.L, nwd = 2 + L;
@@ -258,29 +260,21 @@ __device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epo
   for (int i = tid; i < R * nwd; i += nt) {
     int s = i / nwd, w = i - s * nwd;
     const uint64_t* pw = sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)s * sa.infoStride + sizeof(uint64_t) * w);
-    const int* cntp = sa.ps.local_ptr<int>(sa.sigOff + sizeof(int) * (size_t)s);
     uint32_t v = 0;
-    const bool remote = rm_remote(sa, s);  // another node: everything landed once DATA reaches the epoch
-    if (remote && !rm_wait(sa, kRemoteData, s, epoch, kWaitData)) {
+    if (w == 1) continue;  // chunk messages: informational (the data is waited for per message)
+    // Another node: info, headers and messages landed once its DATA word reaches the epoch (ll_remote.cuh);
+    // its blkDone flags are not shipped, so recv_tokens skips them for that source.
+    if (rm_remote(sa, s) && !rm_wait(sa, kRemoteData, s, epoch, kWaitData)) {
       *sFail = 1;
       continue;
-    }
-    if (w == 1 && !remote) {
-      // Fast path: the chunk-message word (relaxed) and the data counter
-      // (acquire) read in the same round trip; the counter only counts this
-      // use of the set (zeroed before the ack that allowed it).
-      uint64_t tw = ld_relaxed_sys_u64(pw);
-      uint32_t c = (uint32_t)dev::ld_acquire_sys(cntp);
-      if ((uint32_t)(tw >> 32) == epoch && (int)(c - (uint32_t)tw) >= 0) continue;
     }
     if (!wait_tag(pw, epoch, sa, kWaitMeta, s, &v)) {
       *sFail = 1;
       continue;
     }
     if (w == 0) {
-      sm.sT[s] = (int)v;
-    } else if (w == 1) {
-      if (!remote && !wait_reach(cntp, v, sa, kWaitData, s)) *sFail = 1;
+      sm.sT[s] = (int)(v & ((1u << kTokenBits) - 1));
+      sm.sG[s] = (int)(v >> kTokenBits);
     } else {
       sm.sCnt[(w - 2) * R + s] = (int)v;
     }
@@ -320,6 +314,15 @@ __device__ __forceinline__ void load_batch(const int4* src, int base, int end, i
   }
 }
 
+// Scale entry `i` of a received FP8 message as stored in the output: float
+// bits of group i, or with ue8m0 the packed exponent word i (groups 4i..4i+3).
+__device__ __forceinline__ uint32_t scale_entry(const DispatchParams& p, const float* sc, int G, int i) {
+  if (!p.ue8m0) return __float_as_uint(__ldcg(sc + i));
+  uint32_t word = 0;
+  for (int j = 0; j < 4 && 4 * i + j < G; j++) word |= ((__float_as_uint(__ldcg(sc + 4 * i + j)) >> 23) & 0xffu) << (8 * j);
+  return word;
+}
+
 // Writes int4 elements [lo, hi) of one received message (and its scales if
 // `scales`) to the rows of the local experts in `tmask` (lane k holds flat row
 // `flat` of pick k). v holds the elements [lo, lo + 32 * kCopyU) already.
@@ -330,6 +333,12 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
   const int RM = p.R * p.M;
   const int n16 = kFp8 ? H / 16 : H / 8;
   const int4* src = reinterpret_cast<const int4*>(msg);
+  // The first 32 scale entries are read before the row stores, so that their
+  // round trip overlaps the stores instead of following them.
+  const int G = H / 128, S = p.ue8m0 ? (G + 3) / 4 : G;
+  const float* sc = reinterpret_cast<const float*>(msg + H);
+  const bool doScales = kFp8 && scales;
+  uint32_t sc0 = (doScales && lane < S) ? scale_entry(p, sc, G, lane) : 0u;
   for (int base = lo; base < hi; base += 32 * kCopyU) {
     if (base != lo) load_batch(src, base, hi, lane, v);
     unsigned m = tmask;
@@ -345,20 +354,11 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
       }
     }
   }
-  if (!kFp8 || !scales) return;
-  const int G = H / 128;
-  const float* sc = reinterpret_cast<const float*>(msg + H);
-  if (p.ue8m0) {
-    const int S = (G + 3) / 4;
+  if constexpr (kFp8) {
+    if (!doScales) return;
     for (int wb = 0; wb < S; wb += 32) {
-      int w = wb + lane;
-      uint32_t word = 0;
-      if (w < S) {
-        for (int j = 0; j < 4 && 4 * w + j < G; j++) {
-          uint32_t b = (__float_as_uint(__ldcg(sc + 4 * w + j)) >> 23) & 0xffu;
-          word |= b << (8 * j);
-        }
-      }
+      const int w = wb + lane;
+      const uint32_t val = wb == 0 ? sc0 : (w < S ? scale_entry(p, sc, G, w) : 0u);
       unsigned m = tmask;
       while (m) {
         int k = __ffs(m) - 1;
@@ -366,22 +366,7 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
         int f = __shfl_sync(0xffffffffu, flat, k);
         if (w < S) {
           size_t idx = p.scaleMn ? ((size_t)(f / RM) * S + w) * RM + (f % RM) : (size_t)f * S + w;
-          static_cast<uint32_t*>(p.recvScales)[idx] = word;
-        }
-      }
-    }
-  } else {
-    for (int gb = 0; gb < G; gb += 32) {
-      int g = gb + lane;
-      float s = g < G ? __ldcg(sc + g) : 0.f;
-      unsigned m = tmask;
-      while (m) {
-        int k = __ffs(m) - 1;
-        m &= m - 1;
-        int f = __shfl_sync(0xffffffffu, flat, k);
-        if (g < G) {
-          size_t idx = p.scaleMn ? ((size_t)(f / RM) * G + g) * RM + (f % RM) : (size_t)f * G + g;
-          static_cast<float*>(p.recvScales)[idx] = s;
+          static_cast<uint32_t*>(p.recvScales)[idx] = val;
         }
       }
     }
@@ -409,6 +394,22 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     const int lo = min(n16, part * per), hi = min(n16, lo + per);
     const bool last = part == P - 1;
     if (lo >= hi && part != 0 && !last) continue;
+    // Wait for the source blocks that wrote what this unit reads: chunk 0's
+    // (the header), the chunks of its slice, and all chunks when it copies the
+    // scales. Messages whose blocks are done are copied while later blocks of
+    // the sources are still sending (no wait for the whole source). A source
+    // on another node was waited for whole in recv_meta (ll_remote.cuh).
+    if (!rm_remote(sa, s)) {
+      const int C = (H + kChunk - 1) / kChunk, epc = kChunk / (kFp8 ? 16 : 8);  // int4 elements per chunk
+      const int G = sm.sG[s], cLo = lo / epc, cHi = lo < hi ? (hi - 1) / epc : -1;
+      bool ok = true;
+      for (int c = lane; c < C; c += 32) {
+        if (c != 0 && !(c >= cLo && c <= cHi) && !(kFp8 && last)) continue;
+        const int task = t * C + c, bvb = (task % (G * kWarpsPerBlock)) / kWarpsPerBlock;
+        ok &= wait_eq(sa.ps.local_ptr<int>(sa.sigOff + blkDoneRel(R, s, bvb)), epoch, sa, kWaitData, s);
+      }
+      if (!__all_sync(0xffffffffu, ok)) continue;  // timed out (recorded)
+    }
     const DispatchHdr* h = sa.ps.local_ptr<DispatchHdr>(sa.hdrOff + (size_t)u * sizeof(DispatchHdr));
     int pk = -1, ep = 0;
     float wv = 0.f;
@@ -460,6 +461,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
 
 template <bool kFp8>
 __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) {
+  const unsigned long long tEntry = dev::globaltimer_ns();  // EP_LL_PROFILE: before any parameter
   extern __shared__ __align__(16) char smem[];
   __shared__ int sFail;
   const SetArgs& sa = p.sa;
@@ -469,7 +471,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   DSmem sm = carve(smem, R, p.M, p.K, p.E, p.L);
   const uint32_t sendEpoch = doSend ? epoch_read(sa, sa.set) + 1 : 0;
   const uint32_t recvEpoch = doRecv ? epoch_read(sa, 2 + sa.set) + 1 : 0;
-  Prof prof(sa);
+  Prof prof(sa, tEntry);
   if (tid == 0) sFail = 0;
   if (blockIdx.x == 0) publish_acks(sa, R);
 
@@ -492,8 +494,11 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     // warp's stores before it, and release is cumulative (per-warp system
     // fences instead cost ~1 us each, serialised per SM).
     __syncthreads();
-    for (int d = tid; d < R; d += nt)
-      if (sm.cnt[d] > 0) sa.ps.signal_add(d, sa.sigOff + sizeof(int) * (size_t)me, sm.cnt[d]);
+    // blkDone[me][vb] = epoch at every destination (also where this block sent
+    // nothing: a receiver may ask about any block that covers a message's chunks).
+    const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
+    if (!sFail)
+      for (int d = tid; d < R; d += nt) sa.ps.signal_set(d, sa.sigOff + blkDoneRel(R, me, vb), (int)sendEpoch);
     rm_ship_dispatch(p, sendEpoch);  // peers on other nodes: their mirrors go out (ll_remote.cuh)
     prof.mark(3);
   } else {

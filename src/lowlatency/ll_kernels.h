@@ -45,6 +45,7 @@ struct SetArgs {
   Ctl* ctl;
   epDeviceStatus* status;
   uint64_t timeoutNs;
+  unsigned pollNs;  // EP_LL_POLL_NS: pause between polls of a block-done flag (0: none)
   // EP_LL_PROFILE: this call's bucket of phase sums (nullptr: off); see ll_profile.h.
   unsigned long long* prof;
   RemoteArgs rm;  // peers on other nodes (ll_remote.h); rm.on == 0 on single-node comms

@@ -4,13 +4,18 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * One rank's buffer = [set 0][set 1]. Each set:
- *   signals: int dataCnt[R]  chunk messages received from source s in the
- *                            current use of the set (zeroed by the receiver
- *                            before it lets the sources write the set again)
+ *   signals: int dataCnt[R]  unused (kept zero): data waits are per sending
+ *                            block (blkDone)
  *            int ack[R]      uses of this set that peer d has finished
  *                            receiving (flow control, see ll_common.cuh)
+ *            u32 blkDone[R][kMaxBlocks]  the epoch of the use once
+ *                            block vb of source s has written (and released)
+ *                            all its messages here, so a receiver can copy
+ *                            a message as soon as the blocks that wrote it
+ *                            are done, not when the whole source is
  *   info:    per source s, (2 + L) 64-bit words, each (epoch << 32) | value:
- *            [0] tokens T of s, [1] chunk messages s sends here,
+ *            [0] tokens T of s | (sending blocks << 20) (a combine: its
+ *            sending blocks), [1] chunk messages s sends here,
  *            [2 + e] tokens of s for local expert e. A word is valid once its
  *            epoch equals the receiver's use number of the set: no separate
  *            flag, no header round trip (dispatch only).
@@ -41,7 +46,10 @@ namespace ll {
 constexpr int kMaxTopk = 16;
 constexpr int kChunk = 512;         // channels one warp moves per task (32 lanes x 16)
 constexpr int kThreads = 512;       // threads per LL block
+constexpr int kWarpsPerBlock = kThreads / 32;  // send work item i is on virtual block (i mod (blocks * this)) / this
 constexpr int kMaxRanks = 1024;
+constexpr int kMaxBlocks = 256;     // blocks an LL kernel may use (blkDone slots per source)
+constexpr int kTokenBits = 20;      // the T word: T in the low bits, the sender's block count above
 
 // Per-(source, token) routing header of a dispatch message.
 struct DispatchHdr {
@@ -73,7 +81,7 @@ struct Layout {
 static inline Layout makeLayout(int R, int M, int H, int E, int K) {
   Layout l;
   l.R = R; l.M = M; l.H = H; l.E = E; l.K = K; l.L = E / R;
-  l.sigBytes = alignUp(sizeof(int) * 2 * (size_t)R, 128);
+  l.sigBytes = alignUp(sizeof(int) * (2 + (size_t)kMaxBlocks) * (size_t)R, 128);
   l.infoStride = sizeof(uint64_t) * (2 + (size_t)l.L);
   l.infoBytes = alignUp(l.infoStride * R, 128);
   l.hdrBytes = alignUp(sizeof(DispatchHdr) * (size_t)R * M, 128);
@@ -91,6 +99,10 @@ static inline Layout makeLayout(int R, int M, int H, int E, int K) {
 // Signal words inside set b's signal block.
 static inline size_t dataCntOff(const Layout& l, int b, int s) { return l.sigOff(b) + sizeof(int) * (size_t)s; }
 static inline size_t ackOff(const Layout& l, int b, int d) { return l.sigOff(b) + sizeof(int) * ((size_t)l.R + d); }
+// blkDone[s][vb] relative to the set's signal block (R ranks).
+EP_LL_HD static inline size_t blkDoneRel(int R, int s, int vb) {
+  return sizeof(int) * (2 * (size_t)R + (size_t)s * kMaxBlocks + (size_t)vb);
+}
 
 // Bytes of one dispatch message for a call.
 static inline size_t dispatchMsgStride(int H, bool fp8) { return fp8 ? alignUp((size_t)H + (size_t)H / 32, 16) : 2 * (size_t)H; }

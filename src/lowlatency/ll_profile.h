@@ -15,7 +15,13 @@
 namespace ep {
 namespace ll {
 
-constexpr int kProfSlots = 8;  // calls, 5 stamps of block 0, sum of all blocks' durations, blocks
+// Slots of a bucket: 0 calls, 1-5 stamps of block 0, 6 sum of all blocks' durations, 7 blocks,
+// 8 sum of call spans (last block end - first block start), 9 sum of (mean block start - first
+// start), 10 sum of (last end - mean block end), 11 sum of (block 0 start - first start);
+// 12-17 per-call scratch (max of ~start, max end, sum of starts, sum of ends, blocks arrived,
+// block 0 start), folded into 8-11 by the last block of the call and reset; 18 sum of block 0's
+// prologue (first instruction -> first stamp).
+constexpr int kProfSlots = 19;
 constexpr int kProfKinds = 4;  // dispatch dedup, dispatch plain, combine reduce, combine plain
 constexpr int kProfPhases = 3; // send, recv, send+recv
 

@@ -22,6 +22,7 @@ EP_PARAM(LlFused, "LL_FUSED", 1)
 EP_PARAM(LlProfile, "LL_PROFILE", 0)
 EP_PARAM(LlRecvSplit, "LL_RECV_SPLIT", 4)
 EP_PARAM(LlCoop, "LL_COOP", 1)
+EP_PARAM(LlPollNs, "LL_POLL_NS", 200)
 
 bool epLlFused() { return epParamLlFused() != 0; }
 int epLlRecvSplit() { return (int)std::min<int64_t>(8, std::max<int64_t>(1, epParamLlRecvSplit())); }
@@ -37,6 +38,8 @@ epResult_t checkShape(int M, int H, int R, int E, int K) {
   EP_ARG_CHECK(E > 0 && E % R == 0, "LL: llNumExperts (%d) must be a positive multiple of the rank count (%d)", E, R);
   EP_ARG_CHECK(K >= 1 && K <= ep::ll::kMaxTopk, "LL: llMaxTopk must be in [1, %d], got %d", ep::ll::kMaxTopk, K);
   EP_ARG_CHECK(R <= ep::ll::kMaxRanks, "LL: at most %d ranks, got %d", ep::ll::kMaxRanks, R);
+  EP_ARG_CHECK(M < (1 << ep::ll::kTokenBits), "LL: llMaxTokensPerRank must be < %d, got %d", 1 << ep::ll::kTokenBits,
+               M);
   return epSuccess;
 }
 
@@ -112,9 +115,11 @@ void printProfile(epComm* comm, epLlState* st) {
         double n = (double)b[0];
         fprintf(stderr,
                 "[rank %d] EP_LL_PROFILE %s %s T=%d calls=%llu block0 us: setup %.2f stores %.2f release %.2f "
-                "ready %.2f end %.2f | mean block %.2f\n",
+                "ready %.2f end %.2f | mean block %.2f | span %.2f (launch skew %.2f, tail %.2f, block0 starts "
+                "+%.2f, block0 prologue %.2f)\n",
                 comm->rank, kinds[k], phases[ph - 1], T, b[0], b[1] / n / 1e3, b[2] / n / 1e3, b[3] / n / 1e3,
-                b[4] / n / 1e3, b[5] / n / 1e3, b[7] ? (double)b[6] / (double)b[7] / 1e3 : 0.0);
+                b[4] / n / 1e3, b[5] / n / 1e3, b[7] ? (double)b[6] / (double)b[7] / 1e3 : 0.0, b[8] / n / 1e3,
+                b[9] / n / 1e3, b[10] / n / 1e3, b[11] / n / 1e3, b[18] / n / 1e3);
       }
 }
 
@@ -176,12 +181,13 @@ ep::ll::SetArgs epLlSetArgs(epComm* comm, int b) {
   sa.status = comm->devStatusDev;
   sa.timeoutNs = (uint64_t)std::max(1, comm->config.timeoutMs) * 1000000ull;
   sa.rm = st->remote ? st->remote->args : ep::ll::RemoteArgs{};
+  sa.pollNs = (unsigned)std::min<int64_t>(100000, std::max<int64_t>(0, epParamLlPollNs()));
   return sa;
 }
 
 int epLlBlocks(epComm* comm, int numSms) {
   int n = numSms > 0 ? numSms : (int)epParamLlNumSms();
-  int maxBlocks = comm->ll->deviceSms;
+  int maxBlocks = std::min(comm->ll->deviceSms, ep::ll::kMaxBlocks);
   if (n <= 0 || n > maxBlocks) n = maxBlocks;
   return std::max(1, n);
 }

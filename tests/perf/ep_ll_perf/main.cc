@@ -9,7 +9,11 @@
  *
  * Per token count and option set, as BENCHMARKS.md asks: warm-up, CUDA events
  * around every call, median of >= 20 calls, two rotating input sets:
- *  - dispatch (whole call) and combine (whole call);
+ *  - dispatch (whole call) and combine (whole call), back to back as an
+ *    application would issue them; the "host us" column is the CPU time of the
+ *    API call itself (median), so a figure the host could bound is visible;
+ *  - "queued": the same calls enqueued behind a long busy kernel, so the host
+ *    is never on the critical path (GPU time of the call, launch included);
  *  - hook mode: the send phase and the receive phase, each its own events;
  *  - the NCCL baseline of the same bytes in the same process on the same
  *    routing: permutation gather + grouped ncclSend/ncclRecv (dispatch), and
@@ -19,6 +23,7 @@
  * the worst rank's median. Rank 0 prints a markdown table last.
  *************************************************************************/
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -114,7 +119,12 @@ struct Row {
   int tokens;
   std::string call, variant;
   double us = 0, minUs = 0, bytes = 0, ncclUs = -1;
+  double hostUs = -1;  // median CPU time of the API call (whole-call rows)
 };
+
+double nowUs() {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 struct Ctx {
   Opt o;
@@ -161,6 +171,32 @@ epResult_t timeHook(Ctx& c, const std::function<epResult_t(int, epLlHook_t*)>& s
       sUs->push_back(a * 1000.0);
       rUs->push_back(b * 1000.0);
     }
+  }
+  for (auto& x : e) cudaEventDestroy(x);
+  return epSuccess;
+}
+
+// Whole calls with the host out of the picture: every rank enqueues a long
+// busy kernel, then all the timed calls (each between its own events) behind
+// it; the GPU then runs them back to back with no launch gap. The calls keep
+// each other in step across ranks (each receive waits for the peers' sends).
+epResult_t timeQueued(Ctx& c, const std::function<epResult_t(int)>& call, std::vector<double>* us) {
+  const int n = c.o.warmup + c.o.iters;
+  std::vector<cudaEvent_t> e(2 * (size_t)n);
+  for (auto& x : e) EP_TEST_CUDA(cudaEventCreate(&x));
+  EP_TEST_CUDA(cudaStreamSynchronize(c.stream));
+  EP_TEST_EP(epTestOobBarrier(c.oob));
+  EP_TEST_CUDA(llPerfSpin(3000000ull, c.stream));  // 3 ms: longer than the host needs to enqueue n calls
+  for (int i = 0; i < n; i++) {
+    EP_TEST_CUDA(cudaEventRecord(e[2 * i], c.stream));
+    EP_TEST_EP(call(i));
+    EP_TEST_CUDA(cudaEventRecord(e[2 * i + 1], c.stream));
+  }
+  EP_TEST_CUDA(cudaStreamSynchronize(c.stream));
+  for (int i = c.o.warmup; i < n; i++) {
+    float ms = 0;
+    EP_TEST_CUDA(cudaEventElapsedTime(&ms, e[2 * i], e[2 * i + 1]));
+    us->push_back(ms * 1000.0);
   }
   for (auto& x : e) cudaEventDestroy(x);
   return epSuccess;
@@ -232,10 +268,26 @@ epResult_t run(Ctx& c, std::vector<Row>* rows) {
       out.recvScales = c.recvScales.p;
       out.recvCount = c.recvCount.as<int32_t>();
       std::string var = std::string(o.fp8 ? "fp8" : "bf16") + (dd ? " dedup" : " per-expert");
+      {
+        std::vector<double> qUs;
+        EP_TEST_EP(timeQueued(c, [&](int i) {
+          in.x = c.x[i & 1].p;
+          return epLowLatencyDispatch(c.comm, &in, &out, c.handle, nullptr, c.stream);
+        }, &qUs));
+        rows->push_back(Row{T, "dispatch queued", var, gatherMax(c, epTestMedian(qUs)),
+                            gatherMax(c, *std::min_element(qUs.begin(), qUs.end())), dBytes, -1});
+      }
+      // Back to back, as an application issues them (ranks start together).
+      EP_TEST_CUDA(cudaStreamSynchronize(c.stream));
+      EP_TEST_EP(epTestOobBarrier(c.oob));
       epTestTiming tm;
+      std::vector<double> hostUs;
       EP_TEST_EP(epTestTimeCalls(c.stream, o.warmup, o.iters, 2, [&](int set) {
         in.x = c.x[set].p;
-        return epLowLatencyDispatch(c.comm, &in, &out, c.handle, nullptr, c.stream);
+        double t0 = nowUs();
+        epResult_t res = epLowLatencyDispatch(c.comm, &in, &out, c.handle, nullptr, c.stream);
+        hostUs.push_back(nowUs() - t0);
+        return res;
       }, &tm));
       // Sanity: per-expert counts.
       std::vector<int> got(L);
@@ -245,7 +297,9 @@ epResult_t run(Ctx& c, std::vector<Row>* rows) {
         return epInternalError;
       }
       Row r{T, "dispatch", var, gatherMax(c, tm.medianUs), gatherMax(c, tm.minUs), dBytes, -1};
+      r.hostUs = gatherMax(c, epTestMedian(hostUs));
       rows->push_back(r);
+
       if (o.hook) {
         in.hook = 1;
         // Send and receive phases, each bracketed by its own events.
@@ -276,11 +330,29 @@ epResult_t run(Ctx& c, std::vector<Row>* rows) {
         cin.numSms = o.sms;
         cout.out = c.out.p;
         std::string cvar = rr ? "bf16 reduce-on-sender" : "bf16 per-expert";
+        {
+          std::vector<double> qUs;
+          EP_TEST_EP(timeQueued(c, [&](int i) {
+            cin.x = c.y[i & 1].p;
+            return epLowLatencyCombine(c.comm, &cin, &cout, c.handle, nullptr, c.stream);
+          }, &qUs));
+          rows->push_back(Row{T, "combine queued", cvar, gatherMax(c, epTestMedian(qUs)),
+                              gatherMax(c, *std::min_element(qUs.begin(), qUs.end())), cBytes, -1});
+        }
+        EP_TEST_CUDA(cudaStreamSynchronize(c.stream));
+        EP_TEST_EP(epTestOobBarrier(c.oob));
+        hostUs.clear();
         EP_TEST_EP(epTestTimeCalls(c.stream, o.warmup, o.iters, 2, [&](int set) {
           cin.x = c.y[set].p;
-          return epLowLatencyCombine(c.comm, &cin, &cout, c.handle, nullptr, c.stream);
+          double t0 = nowUs();
+          epResult_t res = epLowLatencyCombine(c.comm, &cin, &cout, c.handle, nullptr, c.stream);
+          hostUs.push_back(nowUs() - t0);
+          return res;
         }, &tm));
-        rows->push_back(Row{T, "combine", cvar, gatherMax(c, tm.medianUs), gatherMax(c, tm.minUs), cBytes, -1});
+        Row cr{T, "combine", cvar, gatherMax(c, tm.medianUs), gatherMax(c, tm.minUs), cBytes, -1};
+        cr.hostUs = gatherMax(c, epTestMedian(hostUs));
+        rows->push_back(cr);
+
         if (o.hook) {
           cin.hook = 1;
           std::vector<double> sUs, rUs;
@@ -362,14 +434,68 @@ epResult_t run(Ctx& c, std::vector<Row>* rows) {
       double ndUs = gatherMax(c, nd.medianUs), ncUs = gatherMax(c, nc.medianUs);
       for (Row& r : *rows)
         if (r.tokens == T) {
-          if (r.call == "dispatch" || r.call == "dispatch hook send") r.ncclUs = ndUs;
-          if (r.call == "combine" || r.call == "combine hook send") r.ncclUs = ncUs;
+          if (r.call.rfind("dispatch", 0) == 0 && r.call != "dispatch hook recv") r.ncclUs = ndUs;
+          if (r.call.rfind("combine", 0) == 0 && r.call != "combine hook recv") r.ncclUs = ncUs;
         }
       rows->push_back(Row{T, "nccl alltoallv dispatch", o.fp8 ? "fp8 rows + gather" : "bf16 rows + gather", ndUs, 0,
                           dBytes, -1});
       rows->push_back(Row{T, "nccl alltoallv combine", "bf16 rows + reduce", ncUs, 0, cBytes, -1});
     }
   }
+  return epSuccess;
+}
+
+// The launch floor: an empty kernel with the LL kernels' geometry (one block
+// of 512 threads per SM, ~13 KB of dynamic shared memory), ordinary and
+// cooperative, queued behind a busy kernel like the "queued" rows; and the
+// host time of that launch. What an LL call costs above it is its own work.
+epResult_t launchFloor(Ctx& c, std::vector<Row>* rows) {
+  int dev = 0, sms = 0;
+  EP_TEST_CUDA(cudaGetDevice(&dev));
+  EP_TEST_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  if (c.o.sms > 0 && c.o.sms < sms) sms = c.o.sms;
+  struct Geo {
+    int blocks, threads;
+    bool coop;
+  };
+  const Geo geos[] = {{sms, 512, false}, {sms, 512, true}, {sms, 128, false}, {1, 32, false}};
+  for (const Geo& g : geos) {
+    std::vector<double> qUs, hUs;
+    EP_TEST_EP(timeQueued(c, [&](int) {
+      double t0 = nowUs();
+      cudaError_t e = llPerfEmpty(g.blocks, g.threads, 13 * 1024, g.coop, c.stream);
+      hUs.push_back(nowUs() - t0);
+      return e == cudaSuccess ? epSuccess : epCudaError;
+    }, &qUs));
+    Row r{0, "launch floor",
+          "empty kernel " + std::to_string(g.blocks) + "x" + std::to_string(g.threads) + (g.coop ? " coop" : ""),
+          gatherMax(c, epTestMedian(qUs)), gatherMax(c, *std::min_element(qUs.begin(), qUs.end())), 0, -1};
+    r.hostUs = gatherMax(c, epTestMedian(hUs));
+    rows->push_back(r);
+  }
+  // Instruction-cache probe: first vs second pass over the same code, per launch.
+  epTestDevBuf stamps, sink;
+  if (stamps.alloc(sizeof(unsigned long long) * 3 * sms) != cudaSuccess || sink.alloc(4 * 512) != cudaSuccess)
+    return epCudaError;
+  std::vector<double> pass1, pass2;
+  std::vector<unsigned long long> h(3 * (size_t)sms);
+  for (int i = 0; i < 10; i++) {
+    EP_TEST_CUDA(llPerfSpin(20000, c.stream));
+    EP_TEST_CUDA(llPerfBigCode(sms, static_cast<unsigned long long*>(stamps.p), sink.as<float>(), c.stream));
+    EP_TEST_CUDA(cudaMemcpyAsync(h.data(), stamps.p, h.size() * 8, cudaMemcpyDeviceToHost, c.stream));
+    EP_TEST_CUDA(cudaStreamSynchronize(c.stream));
+    double a = 0, b = 0;
+    for (int k = 0; k < sms; k++) {
+      a += (double)(h[3 * k + 1] - h[3 * k]) / sms;
+      b += (double)(h[3 * k + 2] - h[3 * k + 1]) / sms;
+    }
+    if (i >= 2) {
+      pass1.push_back(a / 1e3);
+      pass2.push_back(b / 1e3);
+    }
+  }
+  rows->push_back(Row{0, "icache probe", "32 KB of code, 1st pass (us)", gatherMax(c, epTestMedian(pass1)), 0, 0, -1});
+  rows->push_back(Row{0, "icache probe", "same code, 2nd pass (us)", gatherMax(c, epTestMedian(pass2)), 0, 0, -1});
   return epSuccess;
 }
 
@@ -451,7 +577,8 @@ int main(int argc, char** argv) {
     else ncclWhy = epTestNcclDescribe(c.nccl);
   }
   std::vector<Row> rows;
-  r = run(c, &rows);
+  r = launchFloor(c, &rows);
+  if (r == epSuccess) r = run(c, &rows);
   if (r != epSuccess) {
     fprintf(stderr, "rank %d: ep_ll_perf failed: %s (%s)\n", c.w.rank, epGetErrorString(r), epGetLastError(c.comm));
     return 1;
@@ -466,18 +593,19 @@ int main(int argc, char** argv) {
            sms ? std::to_string(sms).c_str() : (env ? env : "all"));
     printf("NCCL baseline: %s. Worst rank's median of %d calls (2 rotating input sets); GB/s = LL bytes / time.\n\n",
            ncclWhy.c_str(), o.iters);
-    printf("| tokens | call | variant | median us | min us | LL GB/s | NCCL us | NCCL / epcomm |\n");
-    printf("|---|---|---|---|---|---|---|---|\n");
+    printf("| tokens | call | variant | median us | min us | LL GB/s | NCCL us | NCCL / epcomm | host us |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
     for (const Row& rw : rows) {
-      char gbs[32] = "-", nus[32] = "-", ratio[32] = "-", mn[32] = "-";
+      char gbs[32] = "-", nus[32] = "-", ratio[32] = "-", mn[32] = "-", hus[32] = "-";
+      if (rw.hostUs >= 0) snprintf(hus, sizeof(hus), "%.1f", rw.hostUs);
       if (rw.bytes > 0 && rw.us > 0) snprintf(gbs, sizeof(gbs), "%.0f", rw.bytes / (rw.us * 1e3));
       if (rw.ncclUs > 0) {
         snprintf(nus, sizeof(nus), "%.1f", rw.ncclUs);
         snprintf(ratio, sizeof(ratio), "%.2fx", rw.ncclUs / rw.us);
       }
       if (rw.minUs > 0) snprintf(mn, sizeof(mn), "%.1f", rw.minUs);
-      printf("| %d | %s | %s | %.1f | %s | %s | %s | %s |\n", rw.tokens, rw.call.c_str(), rw.variant.c_str(), rw.us, mn,
-             gbs, nus, ratio);
+      printf("| %d | %s | %s | %.1f | %s | %s | %s | %s | %s |\n", rw.tokens, rw.call.c_str(), rw.variant.c_str(), rw.us,
+             mn, gbs, nus, ratio, hus);
     }
     fflush(stdout);
   }
