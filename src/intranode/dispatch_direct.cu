@@ -246,7 +246,7 @@ using namespace ep::ht;
 EP_PARAM(HtDirect, "HT_DIRECT", 1)
 EP_PARAM(HtDevDirectUnroll, "HT_DEV_DIRECT_UNROLL", 8)
 // EP_HT_DEV_DIRECT_PREFETCH: 1 loads the next token's routing and metadata while this token's row is copied.
-EP_PARAM(HtDevDirectPrefetch, "HT_DEV_DIRECT_PREFETCH", 0)
+EP_PARAM(HtDevDirectPrefetch, "HT_DEV_DIRECT_PREFETCH", 1)
 
 bool epHtDirectEnabled() { return epParamHtDirect() != 0; }
 
