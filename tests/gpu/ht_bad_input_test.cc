@@ -22,6 +22,7 @@
 #include "tests/common/ht_check.h"
 #include "tests/common/ht_reference.h"
 #include "tests/common/payload.h"
+#include "tests/gpu/ht_case.h"
 #include "tests/gpu/ht_env.h"
 #include "intranode/ht_direct.h"
 
@@ -511,7 +512,7 @@ void dispatchChecked(epComm_t comm, Workload& wl, Outs& o, cudaStream_t st, int 
   EP_HT_ASSERT_OK(epDispatch(comm, &wl.in, &o.od, wl.handle, st), comm);
   EP_HT_ASSERT_CUDA(cudaStreamSynchronize(st));
   EXPECT_EQ(epSuccess, takeAsync(comm)) << when;
-  EXPECT_EQ(wantDirect, epHtLastCallDirect(comm, EP_HT_KIND_DISPATCH)) << when << ": path (1: direct)";
+  EXPECT_EQ(htExpectedPath(comm, wantDirect), epHtLastCallDirect(comm, EP_HT_KIND_DISPATCH)) << when << ": path (1: direct)";
   std::vector<uint8_t> hx, hi, hw, hs, hn;
   EP_HT_ASSERT_CUDA(o.x.download(&hx));
   EP_HT_ASSERT_CUDA(o.idx.download(&hi));

@@ -60,6 +60,11 @@ void PrintTo(const HtCase& c, std::ostream* os);
 /* Runs the case with gtest assertions (call from a TEST body). */
 void htRunCase(const HtCase& c);
 
+// The HT path a call should have taken: 1 direct (registered buffers), 0 ring.
+// A communicator that spans nodes (real or EP_EMULATE_NODES) runs the
+// internode path, which has no intranode HT call at all: -1 there.
+int htExpectedPath(epComm_t comm, int wantDirect);
+
 /* Case builders shared by the intranode and internode suites. */
 inline HtCase htCaseBase(const char* name, int T, int H) {
   HtCase c;

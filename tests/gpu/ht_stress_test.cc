@@ -23,6 +23,7 @@
 #include "tests/common/ht_check.h"
 #include "tests/common/ht_reference.h"
 #include "tests/common/payload.h"
+#include "tests/gpu/ht_case.h"
 #include "tests/gpu/ht_env.h"
 #include "intranode/ht_direct.h"
 
@@ -115,7 +116,7 @@ void stressRun(bool mixed) {
     EP_HT_ASSERT_OK(epDispatchNotify(comm, &S.in, S.handle, nullptr, nullptr, st), comm);
     EP_HT_ASSERT_OK(epDispatch(comm, &S.in, &S.od, S.handle, st), comm);
     EP_HT_ASSERT_CUDA(cudaStreamSynchronize(st));
-    EXPECT_EQ(mixed && s == 0 ? 1 : 0, epHtLastCallDirect(comm, EP_HT_KIND_DISPATCH)) << "set " << s << " path";
+    EXPECT_EQ(htExpectedPath(comm, mixed && s == 0 ? 1 : 0), epHtLastCallDirect(comm, EP_HT_KIND_DISPATCH)) << "set " << s << " path";
     const int n = S.ref.numRecv;
     std::vector<uint8_t> hx, hidx, hw, hsrc, hn;
     EP_HT_ASSERT_CUDA(S.rx.download(&hx));
@@ -201,7 +202,7 @@ void stressRun(bool mixed) {
   epResult_t async = epInternalError;
   ASSERT_EQ(epSuccess, epCommGetAsyncError(comm, &async));
   EXPECT_EQ(epSuccess, async) << epTestErrText(async, comm);
-  EXPECT_EQ(0, epHtLastCallDirect(comm, EP_HT_KIND_COMBINE)) << "the last call (set 1) is on the ring path";
+  EXPECT_EQ(htExpectedPath(comm, 0), epHtLastCallDirect(comm, EP_HT_KIND_COMBINE)) << "the last call (set 1) is on the ring path";
 }
 
 TEST(HtStress, BackToBack1000CallsStable) {
