@@ -202,16 +202,6 @@ __device__ __forceinline__ void try_publish(const CombineParams& p, const RedSme
   atomicExch(rs.lock, 0);
 }
 
-__device__ __forceinline__ void acc_bf16x8(float* acc, const int4& v) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const float2 f = __bfloat1622float2(h[i]);
-    acc[2 * i] += f.x;
-    acc[2 * i + 1] += f.y;
-  }
-}
-
 template <int kR>
 __device__ __forceinline__ void reduce(const CombineParams& p, const RedSmem& rs, int c, int wr, Spin& spin,
                                        int* abortFlag) {
@@ -283,21 +273,7 @@ __device__ __forceinline__ void reduce(const CombineParams& p, const RedSmem& rs
 #pragma unroll
       for (int u = 0; u < unrollFor<kR>(); u++) {
         const int v = v0 + u * 32;
-        if (v < nVec) {
-          float acc[8];
-#pragma unroll
-          for (int i = 0; i < 8; i++) acc[i] = 0.f;
-#pragma unroll
-          for (int r = 0; r < kR; r++)
-            if ((m >> r) & 1) acc_bf16x8(acc, vals[u][r]);
-          if (b0) acc_bf16x8(acc, bv[u][0]);
-          if (b1) acc_bf16x8(acc, bv[u][1]);
-          int4 res;
-          __nv_bfloat162* rh = reinterpret_cast<__nv_bfloat162*>(&res);
-#pragma unroll
-          for (int i = 0; i < 4; i++) rh[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
-          st_na(o + v, res);
-        }
+        if (v < nVec) st_na(o + v, sum_chunk_bf16<kR>(vals[u], m, bv[u], b0 != nullptr, b1 != nullptr));
       }
     }
     if (p.outW && lane < p.K) {

@@ -55,16 +55,6 @@ struct DirectCombineParams {
   uint32_t epoch;
 };
 
-__device__ __forceinline__ void acc8(float* acc, const int4& v) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const float2 f = __bfloat1622float2(h[i]);
-    acc[2 * i] += f.x;
-    acc[2 * i + 1] += f.y;
-  }
-}
-
 template <int kR>
 __global__ void __launch_bounds__(kCombineThreads, 1) combine_direct_kernel(DirectCombineParams p) {
   __shared__ const char* srcX[EP_HT_MAX_NVL_RANKS];
@@ -146,21 +136,7 @@ __global__ void __launch_bounds__(kCombineThreads, 1) combine_direct_kernel(Dire
 #pragma unroll
       for (int u = 0; u < kU; u++) {
         const int v = v0 + u * 32;
-        if (v < nVec) {
-          float acc[8];
-#pragma unroll
-          for (int i = 0; i < 8; i++) acc[i] = 0.f;
-#pragma unroll
-          for (int r = 0; r < kR; r++)
-            if ((m >> r) & 1) acc8(acc, vals[u][r]);
-          if (b0) acc8(acc, bv[u][0]);
-          if (b1) acc8(acc, bv[u][1]);
-          int4 res;
-          __nv_bfloat162* rh = reinterpret_cast<__nv_bfloat162*>(&res);
-#pragma unroll
-          for (int i = 0; i < 4; i++) rh[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
-          st_na(o + v, res);
-        }
+        if (v < nVec) st_na(o + v, sum_chunk_bf16<kR>(vals[u], m, bv[u], b0 != nullptr, b1 != nullptr));
       }
     }
     if (p.outW && lane < p.K) {

@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include <cuda_bf16.h>
+
 #include "device/ptx.cuh"
 #include "device/timeout.cuh"
 #include "intranode/ht_types.h"
@@ -318,6 +320,37 @@ __device__ __forceinline__ void send_init(const SendSmem& sm) {
 __device__ __forceinline__ void channel_range(int T, int C, int c, int* t0, int* t1) {
   *t0 = (int)((long long)T * c / C);
   *t1 = (int)((long long)T * (c + 1) / C);
+}
+
+// Combine's reduction of one 16-byte chunk (8 BF16 channels): the rows the
+// token's ranks returned (rank order; bit r of `m` says rank r holds one),
+// then the biases, summed in fp32 and rounded to BF16 once. The ring and the
+// direct combine both use it, so their outputs are bitwise the same.
+template <int kR>
+__device__ __forceinline__ int4 sum_chunk_bf16(const int4 (&rows)[kR], unsigned m, const int4 (&bias)[2], bool b0,
+                                               bool b1) {
+  float acc[8];
+#pragma unroll
+  for (int i = 0; i < 8; i++) acc[i] = 0.f;
+  auto add = [&acc](const int4& v) {
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const float2 f = __bfloat1622float2(h[i]);
+      acc[2 * i] += f.x;
+      acc[2 * i + 1] += f.y;
+    }
+  };
+#pragma unroll
+  for (int r = 0; r < kR; r++)
+    if ((m >> r) & 1) add(rows[r]);
+  if (b0) add(bias[0]);
+  if (b1) add(bias[1]);
+  int4 res;
+  __nv_bfloat162* rh = reinterpret_cast<__nv_bfloat162*>(&res);
+#pragma unroll
+  for (int i = 0; i < 4; i++) rh[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
+  return res;
 }
 
 }  // namespace ht
