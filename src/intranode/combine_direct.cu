@@ -85,9 +85,7 @@ __global__ void __launch_bounds__(kCombineThreads, 1) combine_direct_kernel(Dire
       rows[tid] = bx ? r->rows : 0;
       wRows[tid] = bw ? r->wRows : 0;
       slotX[tid] = sx;
-      int base = r->base;
-      for (int k = 0; k < c; k++) base += p.h.sendChanCount[tid * EP_HT_MAX_CHANNELS + k];
-      rowBase[tid] = base;
+      rowBase[tid] = chan_row_base(p.h.sendChanCount, tid, c, r->base);
     }
   }
   __syncthreads();

@@ -139,9 +139,7 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
         dst[i][tid] = base ? base + r->off[i] : nullptr;
       }
       rows[tid] = r->rows;
-      int base = r->base;
-      for (int k = 0; k < c; k++) base += p.h.sendChanCount[tid * EP_HT_MAX_CHANNELS + k];
-      rowBase[tid] = base;
+      rowBase[tid] = chan_row_base(p.h.sendChanCount, tid, c, r->base);
     }
   }
   __syncthreads();

@@ -107,6 +107,15 @@ __device__ __forceinline__ bool done_wait(const Buf& b, int kind, uint32_t e, in
   }
 }
 
+// Row of channel c's first token in rank r's received rows: r's rank prefix
+// for us (from its record) plus the rows our earlier channels send to r.
+// Direct dispatch writes there and direct combine reads back from there.
+__device__ __forceinline__ int chan_row_base(const int* sendChanCount, int r, int c, int rankPrefix) {
+  int base = rankPrefix;
+  for (int k = 0; k < c; k++) base += sendChanCount[r * EP_HT_MAX_CHANNELS + k];
+  return base;
+}
+
 }  // namespace ht
 }  // namespace ep
 
