@@ -234,13 +234,14 @@ epDispatchInput_t dispatchIn(const Ctx& c, const Set& s, bool fp8, int sms) {
   return in;
 }
 
-epDispatchOutput_t dispatchOut(Set& s, bool fp8) {
+// meta = false (--rows-only): rows and FP8 scales only.
+epDispatchOutput_t dispatchOut(Set& s, bool fp8, bool meta = true) {
   epDispatchOutput_t o = EP_DISPATCH_OUTPUT_INITIALIZER;
   o.recvX = s.rx.p;
   o.recvXScales = fp8 ? s.rsc.p : nullptr;
-  o.recvTopkIdx = s.rIdx.as<int32_t>();
-  o.recvTopkWeights = s.rW.as<float>();
-  o.recvSrcIdx = s.rSrc.as<int32_t>();
+  o.recvTopkIdx = meta ? s.rIdx.as<int32_t>() : nullptr;
+  o.recvTopkWeights = meta ? s.rW.as<float>() : nullptr;
+  o.recvSrcIdx = meta ? s.rSrc.as<int32_t>() : nullptr;
   o.recvCountPerExpert = s.rCnt.as<int32_t>();
   o.numRecvTokens = s.rN.as<int32_t>();
   o.capacity = s.capacity;
@@ -445,7 +446,7 @@ epResult_t runConfig(Ctx& c, int T, int maxT, int sms) {
   std::vector<SetRegs> regs(sets.size());
   if (direct)
     for (size_t i = 0; i < sets.size(); i++) EP_TEST_EP(registerSet(c, sets[i], &regs[i]));
-  const char* sfx = direct ? "/direct" : "/ring";
+  const std::string sfx = std::string(direct ? "/direct" : "/ring") + (o.meta ? "" : "+rows-only");
   const bool measureNccl = c.nccl && ncclUs[2] < 0;
   // ---- dispatch BF16 / FP8, each with its NCCL baseline
   for (int f = 0; f < 2; f++) {
@@ -455,7 +456,7 @@ epResult_t runConfig(Ctx& c, int T, int maxT, int sms) {
     EP_TEST_EP(epTestTimeCalls(c.st, o.warmup, o.iters, o.sets, [&](int i) {
       Set& s = sets[i];
       epDispatchInput_t in = dispatchIn(c, s, fp8, sms);
-      epDispatchOutput_t od = dispatchOut(s, fp8);
+      epDispatchOutput_t od = dispatchOut(s, fp8, o.meta);
       if (o.mode != 'c') {
         epResult_t r = notify(c, s, in, o.mode == 'a');
         if (r != epSuccess) return r;
@@ -507,12 +508,12 @@ epResult_t runConfig(Ctx& c, int T, int maxT, int sms) {
       Set& s = sets[i];
       epCombineInput_t cin = EP_COMBINE_INPUT_INITIALIZER;
       cin.x = s.cx.p;
-      cin.topkWeights = s.rW.as<float>();
+      cin.topkWeights = o.meta ? s.rW.as<float>() : nullptr;
       cin.hidden = H;
       cin.numSms = sms;
       epCombineOutput_t cout = EP_COMBINE_OUTPUT_INITIALIZER;
       cout.out = s.out.p;
-      cout.outTopkWeights = s.outW.as<float>();
+      cout.outTopkWeights = o.meta ? s.outW.as<float>() : nullptr;
       return epCombine(c.comm, &cin, &cout, s.handle, c.st);
     }, &tm));
     EP_TEST_EP(asyncOk(c, "combine"));

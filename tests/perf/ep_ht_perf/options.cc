@@ -38,6 +38,8 @@ const char* kUsage =
     "      --no-nccl           skip the NCCL baseline\n"
     "      --path P            ring | direct | both (default): time the ring path (unregistered buffers) and/or the\n"
     "                          direct path (outputs and combine input registered with epCommRegister); rows say which\n"
+    "      --rows-only         diagnostic: dispatch outputs rows (+ FP8 scales) only, no top-k ids, weights or\n"
+    "                          source index; combine without weights (rows say \"+rows-only\"; not with -c)\n"
     "      --csv FILE          rank 0 appends per row: tokens,sms,call,us,logical GB/s,NVLink GB/s,NCCL us\n"
     "Metrics (BENCHMARKS.md): logical GB/s = bytes of every received row, own rank included, / time;\n"
     "NVLink GB/s counts only rows from other ranks; BF16 row = 2H, FP8 row = H + 4H/128; combine counts the\n"
@@ -72,7 +74,7 @@ bool parseInt(const char* s, int lo, int* out) {
 
 bool htPerfParse(int argc, char** argv, int rank, HtPerfOptions* o, int* exitCode) {
   enum { OPT_SWEEP = 256, OPT_FP8, OPT_NOBF16, OPT_SCALES, OPT_SMS, OPT_ROUTING, OPT_MASK, OPT_MODE, OPT_SETS,
-         OPT_NONCCL, OPT_ALIGN, OPT_SEED, OPT_CSV, OPT_PATH };
+         OPT_NONCCL, OPT_ALIGN, OPT_SEED, OPT_CSV, OPT_PATH, OPT_ROWSONLY };
   static const struct option longOpts[] = {
       {"tokens", required_argument, 0, 't'},      {"hidden", required_argument, 0, 'H'},
       {"topk", required_argument, 0, 'k'},        {"experts", required_argument, 0, 'e'},
@@ -85,6 +87,7 @@ bool htPerfParse(int argc, char** argv, int rank, HtPerfOptions* o, int* exitCod
       {"sets", required_argument, 0, OPT_SETS},   {"no-nccl", no_argument, 0, OPT_NONCCL},
       {"alignment", required_argument, 0, OPT_ALIGN}, {"seed", required_argument, 0, OPT_SEED},
       {"csv", required_argument, 0, OPT_CSV},     {"path", required_argument, 0, OPT_PATH},
+      {"rows-only", no_argument, 0, OPT_ROWSONLY},
       {0, 0, 0, 0}};
   o->routing.seed = 1;
   std::string err;
@@ -127,6 +130,7 @@ bool htPerfParse(int argc, char** argv, int rank, HtPerfOptions* o, int* exitCod
         o->ring = strcmp(optarg, "direct") != 0;
         o->direct = strcmp(optarg, "ring") != 0;
         break;
+      case OPT_ROWSONLY: o->meta = false; break;
       case 'h':
         if (rank == 0) fputs(kUsage, stdout);
         *exitCode = 0;
@@ -141,6 +145,13 @@ bool htPerfParse(int argc, char** argv, int rank, HtPerfOptions* o, int* exitCod
       *exitCode = 2;
       return false;
     }
+  }
+  if (!o->meta && o->check) {
+    if (rank == 0)
+      fprintf(stderr, "ep_ht_perf: --rows-only leaves the metadata outputs out, so -c cannot check them; "
+                      "run the check without --rows-only\n");
+    *exitCode = 2;
+    return false;
   }
   o->routing.numTopk = o->topk;
   o->routing.numExperts = o->experts;

@@ -31,6 +31,9 @@ struct HtPerfOptions {
   std::string csv;               /* --csv FILE: rank 0 appends rows */
   bool ring = true;              /* --path ring|direct|both: unregistered outputs (ring path) */
   bool direct = true;            /*   and/or outputs registered with epCommRegister (direct path) */
+  bool meta = true;              /* --rows-only clears it: dispatch asks for rows (+ FP8 scales) only, no top-k
+                                    ids, weights or source index, and combine for no weights (prices the
+                                    per-row metadata; cannot be combined with -c) */
 };
 
 /* Parses argv; on error or --help prints usage (rank 0 only) and returns false
