@@ -13,12 +13,15 @@
  *   ... experts: weight and sum local experts per received row ...
  *   epCombine(comm, &cin, &cout, h, stream);
  *
- * Mode b (worst-case capacity, no host sync, CUDA-graph capturable): call
+ * Mode b (worst-case capacity, no host synchronisation): call
  * epDispatchNotify with NULL host pointers, then epDispatch with a capacity
  * large enough for the worst case (numTokens * nranks rows). The real row
  * count is written to out.numRecvTokens (device). Rows past it are untouched;
  * a capacity that is too small is detected on the device, reported through
  * epCommGetAsyncError (epInvalidUsage), and nothing is written out of bounds.
+ * Not yet capturable in a CUDA graph: notify, dispatch and combine called on a
+ * capturing stream return epInvalidUsage (their cross-rank flags carry call
+ * epochs picked on the host, which a replay would repeat). LL calls are.
  *
  * Mode c (cached): call epDispatch again with the same handle and the same
  * routing, without epDispatchNotify: the count exchange is skipped. This is

@@ -367,6 +367,7 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
                             epHtHandle_t handle, cudaStream_t stream) {
   EPCHECK(epCommCheck(comm, "epCombine"));
   EP_COMM_SCOPE(comm);
+  EPCHECK(epHtCheckNotCapturing(comm, stream, "epCombine"));
   if (epInterWanted(comm)) return epInterCombine(comm, in, out, handle, stream);
   EPCHECK(epHtCheckIntranode(comm, "epCombine"));
   EPCHECK(epHtHandleCheck(comm, handle, "epCombine"));

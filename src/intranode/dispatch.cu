@@ -354,6 +354,7 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
                              epHtHandle_t handle, cudaStream_t stream) {
   EPCHECK(epCommCheck(comm, "epDispatch"));
   EP_COMM_SCOPE(comm);
+  EPCHECK(epHtCheckNotCapturing(comm, stream, "epDispatch"));
   if (epInterWanted(comm)) return epInterDispatch(comm, in, out, handle, stream);
   EPCHECK(epHtCheckIntranode(comm, "epDispatch"));
   EPCHECK(epHtHandleCheck(comm, handle, "epDispatch"));

@@ -94,6 +94,27 @@ epResult_t epHtCheckIntranode(epComm* comm, const char* fn) {
   return epSuccess;
 }
 
+epResult_t epHtCheckNotCapturing(epComm* comm, cudaStream_t stream, const char* fn) {
+  if (comm->cudaDev < 0) return epSuccess;  // epHtCheckIntranode / the internode checks report it
+  CUDACHECK(cudaSetDevice(comm->cudaDev));
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  const cudaError_t e = cudaStreamIsCapturing(stream, &cs);
+  if (e == cudaErrorStreamCaptureImplicit) {
+    (void)cudaGetLastError();
+    cs = cudaStreamCaptureStatusActive;  // the legacy stream while another stream captures globally
+  } else if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    EP_WARN("%s: cannot query the stream: %s", fn, cudaGetErrorString(e));
+    return epCudaError;
+  }
+  if (cs == cudaStreamCaptureStatusNone) return epSuccess;
+  EP_WARN("%s: the stream is being captured into a CUDA graph, and HT calls cannot be captured yet: their "
+          "cross-rank flags carry call epochs chosen on the host, which every replay would repeat. HINT: run HT "
+          "calls outside graphs (the LL calls are capturable)",
+          fn);
+  return epInvalidUsage;
+}
+
 // Developer tuning knobs (docs/env.md), read once per process.
 EP_PARAM(HtDevPubEvery, "HT_DEV_PUB_EVERY", 2)
 EP_PARAM(HtDevCpubEvery, "HT_DEV_CPUB_EVERY", 4)

@@ -80,6 +80,13 @@ epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epH
 /* Checks that HT intranode can run on this communicator (one NVLink domain). */
 epResult_t epHtCheckIntranode(epComm* comm, const char* fn);
 
+/* epInvalidUsage when `stream` is being captured into a CUDA graph: HT calls
+ * (intranode and internode) tag their cross-rank flags with call epochs the
+ * host picks at launch, which every replay of a graph would repeat, so a
+ * replay could pass a wait on the previous replay's flag and read stale
+ * counts or rows. Refused until the epochs live on the device. */
+epResult_t epHtCheckNotCapturing(epComm* comm, cudaStream_t stream, const char* fn);
+
 /* Current tuning (defaults; EP_HT_DEV_* overrides while the kernels are being tuned). */
 epHtTune epHtTuneGet(epHtState* st);
 /* Dev profiling: after a dispatch (which=0) or combine (1) launch, collects and

@@ -224,6 +224,7 @@ EP_API epResult_t epDispatchNotify(epComm_t comm, const epDispatchInput_t* in, e
                                    int* recvCountPerExpert, cudaStream_t stream) {
   EPCHECK(epCommCheck(comm, "epDispatchNotify"));
   EP_COMM_SCOPE(comm);
+  EPCHECK(epHtCheckNotCapturing(comm, stream, "epDispatchNotify"));
   if (epInterWanted(comm)) return epInterDispatchNotify(comm, in, handle, numRecvTokens, recvCountPerExpert, stream);
   EPCHECK(epHtCheckIntranode(comm, "epDispatchNotify"));
   EPCHECK(epHtHandleCheck(comm, handle, "epDispatchNotify"));
