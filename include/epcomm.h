@@ -160,8 +160,10 @@ epResult_t epCommMemoryUsage(epComm_t comm, size_t* bytes);
  * - Keep the memory allocated until epCommDeregister (or epCommDestroy, which
  *   releases every registration). */
 epResult_t epCommRegister(epComm_t comm, void* buff, size_t size, void** handle);
-/* Collective, in the same order on every rank. No call that uses the region
- * may still be running on the device: synchronise its streams first. */
+/* Collective, in the same order on every rank. Host-synchronising: every
+ * rank first waits for all work queued on its GPU (cudaDeviceSynchronize),
+ * so when it returns no kernel on any rank still uses the region and the
+ * memory may be freed. Not capturable in a CUDA graph. */
 epResult_t epCommDeregister(epComm_t comm, void* handle);
 
 #ifdef __cplusplus

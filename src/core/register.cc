@@ -129,6 +129,10 @@ void checkLocal(epComm* comm, epRegistry* reg, void* buff, size_t size, RegInfo*
     EP_WARN("epCommRegister: %s", buff == nullptr ? "buff is NULL" : "size is 0");
     return fail(epInvalidArgument);
   }
+  if (size > UINTPTR_MAX - (uintptr_t)buff) {
+    EP_WARN("epCommRegister: [%p, +%zu) wraps around the address space", buff, size);
+    return fail(epInvalidArgument);
+  }
   if (info->slot < 0) {
     EP_WARN("epCommRegister: all %d registration slots are in use. HINT: deregister regions you no longer use",
             EP_REG_MAX_SLOTS);
@@ -165,7 +169,7 @@ void checkLocal(epComm* comm, epRegistry* reg, void* buff, size_t size, RegInfo*
     return fail(epInvalidArgument);
   }
   const unsigned long long off = (unsigned long long)((uintptr_t)buff - (uintptr_t)base);
-  if (off + size > allocBytes) {
+  if (off > allocBytes || size > allocBytes - off) {  // no wrap-around for a huge size
     EP_WARN("epCommRegister: [%p, +%zu) runs past the end of its allocation [%p, +%zu)", buff, size,
             (void*)(uintptr_t)base, allocBytes);
     return fail(epInvalidArgument);
@@ -279,15 +283,35 @@ int epRegCount(epComm* comm) { return comm->reg ? comm->reg->live : 0; }
 EP_API epResult_t epCommRegister(epComm_t comm, void* buff, size_t size, void** handle) {
   EPCHECK(epCommCheck(comm, "epCommRegister"));
   EP_COMM_SCOPE(comm);
-  EP_PTR_CHECK(handle, "epCommRegister");
-  *handle = nullptr;
-  EP_USAGE_CHECK(comm->cudaDev >= 0, "epCommRegister: rank %d has no CUDA device", comm->rank);
-  CUDACHECK(cudaSetDevice(comm->cudaDev));
-  epRegistry* reg = nullptr;
-  EPCHECK(getRegistry(comm, &reg));
+  if (handle != nullptr) *handle = nullptr;
   const int R = comm->nranks, me = comm->rank;
   std::vector<RegInfo> all(R);
-  checkLocal(comm, reg, buff, size, &all[me]);
+  // A local problem becomes this rank's status in the exchange below, never
+  // an early return: the peers would wait in the exchange for a rank that
+  // left (until the bootstrap timeout) instead of failing with it.
+  epRegistry* reg = nullptr;
+  epResult_t pre = epSuccess;
+  cudaError_t ce = cudaSuccess;
+  if (handle == nullptr) {
+    EP_WARN("epCommRegister: argument 'handle' is NULL");
+    pre = epInvalidArgument;
+  } else if (comm->cudaDev < 0) {
+    EP_WARN("epCommRegister: rank %d has no CUDA device", comm->rank);
+    pre = epInvalidUsage;
+  } else if ((ce = cudaSetDevice(comm->cudaDev)) != cudaSuccess) {
+    (void)cudaGetLastError();
+    EP_WARN("epCommRegister: cudaSetDevice(%d) failed: %s", comm->cudaDev, cudaGetErrorString(ce));
+    pre = epCudaError;
+  } else {
+    pre = getRegistry(comm, &reg);
+  }
+  if (pre == epSuccess) {
+    checkLocal(comm, reg, buff, size, &all[me]);
+  } else {
+    memset(&all[me], 0, sizeof(RegInfo));
+    all[me].status = pre;
+    all[me].slot = -1;
+  }
   // Everyone learns every rank's outcome, so all fail together (never a rank
   // that waits for peers that gave up).
   EPCHECK(epBootstrapAllGather(comm->bootstrap, all.data(), sizeof(RegInfo)));
@@ -352,6 +376,20 @@ EP_API epResult_t epCommDeregister(epComm_t comm, void* handle) {
     for (int s = 0; s < EP_REG_MAX_SLOTS; s++)
       if (handle == &reg->entry[s] && reg->entry[s].used) slot = s;
   }
+  // Work still queued may use the mappings (ours of the peers' regions, and
+  // the peers' of ours): every rank drains its device BEFORE the exchange, so
+  // once the exchange completes no kernel anywhere touches the region and the
+  // caller may free it.
+  epResult_t res = epSuccess;
+  if (slot >= 0 && comm->cudaDev >= 0) {
+    cudaError_t e = cudaSetDevice(comm->cudaDev);
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      EP_WARN("epCommDeregister: draining GPU %d failed: %s", comm->cudaDev, cudaGetErrorString(e));
+      res = epCudaError;
+    }
+  }
   // Collective like the registration: every rank learns whether all handles were valid.
   std::vector<int> slots(comm->nranks, -1);
   slots[comm->rank] = slot;
@@ -366,11 +404,13 @@ EP_API epResult_t epCommDeregister(epComm_t comm, void* handle) {
     }
   }
   if (slot < 0) return epInvalidArgument;
-  CUDACHECK(cudaSetDevice(comm->cudaDev));
+  // The slot is freed on every rank whatever happens below (a rank that kept
+  // it would disagree with its peers about every later slot).
   std::vector<char*> zero(comm->nranks, nullptr);
-  EPCHECK(uploadRow(comm, reg, slot, zero));
+  if (res == epSuccess) res = uploadRow(comm, reg, slot, zero);
   releaseEntry(reg, &reg->entry[slot]);
   reg->live--;
+  if (res != epSuccess) return res;
   EP_INFO(EP_LOG_ALLOC, "deregistered slot %d (%d live)", slot, reg->live);
   return epSuccess;
 }
