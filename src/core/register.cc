@@ -178,17 +178,16 @@ void checkLocal(epComm* comm, epRegistry* reg, void* buff, size_t size, RegInfo*
   ce = cudaIpcGetMemHandle(&info->ipc, (void*)(uintptr_t)base);
   info->ipcOk = ce == cudaSuccess;
   if (!info->ipcOk) {
+    // Refused even when every peer is in this process: memory IPC cannot
+    // export (stream-ordered pools, cuMem/VMM) also needs its own access
+    // grants (cudaMemPoolSetAccess / cuMemSetAccess) before a peer GPU may
+    // touch it, which peer access does not give: a kernel would fault.
     (void)cudaGetLastError();
-    bool otherProcess = false;
-    for (int r = 0; r < comm->nranks; r++)
-      if (r != comm->rank && comm->nvlinkPeer[r] && comm->rankPid[r] != info->pid) otherProcess = true;
-    if (otherProcess) {
-      EP_WARN("epCommRegister: the allocation holding %p cannot be exported with CUDA IPC (%s). HINT: allocate with "
-              "cudaMalloc (cuMem/VMM, pool and managed allocations are not supported); unregistered buffers use the "
-              "ring path",
-              buff, cudaGetErrorString(ce));
-      return fail(epNotSupported);
-    }
+    EP_WARN("epCommRegister: the allocation holding %p cannot be exported with CUDA IPC (%s). HINT: allocate with "
+            "cudaMalloc (stream-ordered pool, cuMem/VMM and managed allocations are not supported); unregistered "
+            "buffers use the ring path",
+            buff, cudaGetErrorString(ce));
+    return fail(epNotSupported);
   }
 }
 
@@ -207,7 +206,8 @@ epResult_t firstFailure(const std::vector<RegInfo>& all, int* who) {
 epResult_t mapPeer(epComm* comm, epRegistry* reg, int r, const RegInfo& info, char** ptr, int* mapIdx) {
   *mapIdx = -1;
   if (info.pid == getpid()) {
-    cudaError_t e = cudaDeviceEnablePeerAccess(info.cudaDev, 0);
+    // Same GPU (two ranks on one device): nothing to enable.
+    cudaError_t e = info.cudaDev == comm->cudaDev ? cudaSuccess : cudaDeviceEnablePeerAccess(info.cudaDev, 0);
     if (e != cudaSuccess && e != cudaErrorPeerAccessAlreadyEnabled) {
       EP_WARN("epCommRegister: cudaDeviceEnablePeerAccess(%d) failed: %s", info.cudaDev, cudaGetErrorString(e));
       (void)cudaGetLastError();
