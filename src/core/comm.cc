@@ -31,6 +31,7 @@
 #include "core/placement.h"
 #include "device/status.h"
 #include "topo/topo.h"
+#include "transports/proxy/net.h"
 
 epResult_t epCommCheck(epComm_t comm, const char* fn) {
   if (comm == nullptr) {
@@ -272,6 +273,13 @@ EP_API epResult_t epCommDestroy(epComm_t comm) {
     // does: a barrier there would only wait for the timeout.
     bool oneProcess = true;
     for (int p : comm->rankPid) oneProcess &= (p == (int)getpid());
+    // Remote ops this rank's proxy still holds (the last LL acknowledgements,
+    // which nobody waits for) must land before the barrier: after it the
+    // peers free the windows they target.
+    if (comm->net != nullptr && !comm->aborted) {
+      const epResult_t d = epNetDrain(comm);
+      if (d != epSuccess) EP_WARN("epCommDestroy: draining the network proxy failed; closing anyway");
+    }
     res = oneProcess ? epSuccess : epBootstrapBarrier(comm->bootstrap);
     if (res != epSuccess) {
       std::string why = comm->lastError;
