@@ -44,7 +44,12 @@
  * buffers are not all registered (on this rank) uses the ring path through
  * the symmetric buffer instead; every rank of a call must take the same path
  * (all registered or none): otherwise the call moves nothing and every rank
- * gets epInvalidUsage from epCommGetAsyncError. EP_HT_DIRECT=0 disables the
+ * gets epInvalidUsage from epCommGetAsyncError. A rank with nothing to look
+ * up (dispatch capacity 0, combine x NULL because it received no rows) takes
+ * the direct path whenever it has any registration: so register the dispatch
+ * outputs and the combine input together, on every rank, or neither (known
+ * limitation: registering only the dispatch outputs fails the combine of a
+ * call in which some rank received no rows). EP_HT_DIRECT=0 disables the
  * direct path. Registered outputs may be written by peers from the moment
  * this rank's dispatch starts on its stream until it ends, and a registered
  * combine x is read by peers during this rank's combine: the usual stream

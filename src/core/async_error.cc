@@ -50,8 +50,9 @@ epResult_t epDeviceStatusDescribe(const epDeviceStatus& s, char* msg, size_t n) 
     case EP_DEVERR_PATH_MISMATCH:
       snprintf(msg, n,
                "%s: rank %d %s registered buffers for this call but rank %d %s: every rank must pass registered "
-               "outputs (epCommRegister) or none, call by call; nothing was transferred. HINT: EP_HT_DIRECT=0 forces "
-               "the ring path everywhere",
+               "outputs (epCommRegister) or none, call by call; nothing was transferred. HINT: register the dispatch "
+               "outputs and the combine input together on every rank (a rank with no rows takes the direct path "
+               "whenever it has registrations), or set EP_HT_DIRECT=0 for the ring path everywhere",
                fam, s.a, s.value ? "used" : "did not use", s.b, s.value ? "did not" : "did");
       return epInvalidUsage;
     case EP_DEVERR_BAD_REGISTRATION:
