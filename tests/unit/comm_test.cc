@@ -414,7 +414,9 @@ TEST(CommGpu, InitAllOverEveryGpu) {
     EXPECT_EQ(epCommNvlinkPeers(comms[i], peers.data(), n), epSuccess);
     for (int j = 0; j < n; j++) {
       int can = 1;
-      if (j != i) ASSERT_EQ(cudaDeviceCanAccessPeer(&can, i, j), cudaSuccess);
+      if (j != i) {
+        ASSERT_EQ(cudaDeviceCanAccessPeer(&can, i, j), cudaSuccess);
+      }
       EXPECT_EQ(peers[j], can) << "rank " << i << " peer " << j;
     }
     // A kernel would write the status block through devStatusDev; the host view is the same memory.
