@@ -83,6 +83,7 @@ epResult_t publishIdentity(epComm* comm, std::vector<epRankIdentity>* ids) {
   memset(&me, 0, sizeof(me));
   me.hostHash = epHostHash();
   me.pid = (int32_t)getpid();
+  me.procToken = epProcessToken();
   me.cudaDev = comm->cudaDev;
   gethostname(me.hostName, sizeof(me.hostName) - 1);
   if (comm->cudaDev >= 0) EPCHECK(epCudaBusId(comm->cudaDev, me.busId, sizeof(me.busId)));
@@ -102,12 +103,14 @@ epResult_t computePlacement(epComm* comm, const std::vector<epRankIdentity>& ids
   comm->rankCudaDev.resize(n);
   comm->rankHostHash.resize(n);
   comm->rankPid.resize(n);
+  comm->rankProc.resize(n);
   comm->rankBusId.resize(n);
   comm->nodeRanks.assign(comm->localRanks, -1);
   for (int r = 0; r < n; r++) {
     comm->rankCudaDev[r] = ids[r].cudaDev;
     comm->rankHostHash[r] = ids[r].hostHash;
     comm->rankPid[r] = ids[r].pid;
+    comm->rankProc[r] = ids[r].procToken;
     comm->rankBusId[r] = ids[r].busId;
     if (p.rankNode[r] == comm->node) comm->nodeRanks[p.rankLocal[r]] = r;
   }
@@ -272,7 +275,7 @@ EP_API epResult_t epCommDestroy(epComm_t comm) {
     // them one after the other from one thread, and none runs anything while it
     // does: a barrier there would only wait for the timeout.
     bool oneProcess = true;
-    for (int p : comm->rankPid) oneProcess &= (p == (int)getpid());
+    for (uint64_t p : comm->rankProc) oneProcess &= (p == epProcessToken());
     // Remote ops this rank's proxy still holds (the last LL acknowledgements,
     // which nobody waits for) must land before the barrier: after it the
     // peers free the windows they target.

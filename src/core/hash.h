@@ -32,4 +32,9 @@ inline uint64_t epHashMix(uint64_t x) {
  * EP_HOSTID (if set) to override it. */
 uint64_t epHostHash();
 
+/* Identity of this process, random per process: "same process" is decided by
+ * it, not by the pid, which containers with their own pid namespace on one
+ * host may share (a peer's raw pointer must never be taken for a local one). */
+uint64_t epProcessToken();
+
 #endif  // EP_HASH_H_

@@ -13,6 +13,7 @@
 
 #include "bootstrap/bootstrap.h"
 #include "core/api.h"
+#include "core/hash.h"
 #include "core/checks.h"
 #include "core/comm.h"
 #include "transports/proxy/cu_driver.h"
@@ -40,7 +41,7 @@ struct RegEntry {
 struct RegInfo {
   int status;             /* epResult_t of the local checks */
   int slot;
-  int pid;
+  unsigned long long proc; /* epProcessToken() of the owning process */
   int cudaDev;
   int ipcOk;
   cudaIpcMemHandle_t ipc; /* of the allocation holding the region */
@@ -119,7 +120,7 @@ int firstFreeSlot(const epRegistry* reg) {
 void checkLocal(epComm* comm, epRegistry* reg, void* buff, size_t size, RegInfo* info) {
   memset(info, 0, sizeof(*info));
   info->status = epSuccess;
-  info->pid = getpid();
+  info->proc = epProcessToken();
   info->cudaDev = comm->cudaDev;
   info->ptr = (unsigned long long)(uintptr_t)buff;
   info->bytes = size;
@@ -205,7 +206,7 @@ epResult_t firstFailure(const std::vector<RegInfo>& all, int* who) {
 // Maps rank r's region (same process: its pointer; else its allocation, shared).
 epResult_t mapPeer(epComm* comm, epRegistry* reg, int r, const RegInfo& info, char** ptr, int* mapIdx) {
   *mapIdx = -1;
-  if (info.pid == getpid()) {
+  if (info.proc == epProcessToken()) {
     // Same GPU (two ranks on one device): nothing to enable.
     cudaError_t e = info.cudaDev == comm->cudaDev ? cudaSuccess : cudaDeviceEnablePeerAccess(info.cudaDev, 0);
     if (e != cudaSuccess && e != cudaErrorPeerAccessAlreadyEnabled) {

@@ -72,6 +72,7 @@ epComm* epInterNodeCommCreate(const epComm* comm, const epInterPlacement& pl, in
     n->rankCudaDev.push_back(comm->rankCudaDev.empty() ? -1 : comm->rankCudaDev[r]);
     n->rankHostHash.push_back(comm->rankHostHash.empty() ? 0 : comm->rankHostHash[r]);
     n->rankPid.push_back(comm->rankPid.empty() ? 0 : comm->rankPid[r]);
+    n->rankProc.push_back(comm->rankProc.empty() ? 0 : comm->rankProc[r]);
     n->rankBusId.push_back(comm->rankBusId.empty() ? std::string() : comm->rankBusId[r]);
   }
   n->config = comm->config;

@@ -16,6 +16,7 @@
 
 #include "bootstrap/bootstrap.h"
 #include "core/comm.h"
+#include "core/hash.h"
 #include "core/cuda_util.h"
 #include "device/status.h"
 #include "epcomm.h"
@@ -205,6 +206,22 @@ TEST(Comm, MissingRankTimesOut) {
     EXPECT_EQ(res[r].exitCode, 0) << res[r].report;
     EXPECT_NE(res[r].report.find("rank(s) 2 of 3"), std::string::npos) << res[r].report;
   }
+}
+
+// "Same process" (raw peer pointers instead of IPC) is decided by a token:
+// stable within a process, different in a forked child (which inherits the
+// parent's memory, so a cached value alone would not do).
+TEST(Comm, ProcessTokenIsStableAndDiffersAfterFork) {
+  const uint64_t mine = epProcessToken();
+  EXPECT_EQ(mine, epProcessToken());
+  EXPECT_NE(0ull, mine);
+  auto res = epForkRanks(2, [&](int rank, std::string* report) {
+    const uint64_t t = epProcessToken();
+    *report = std::to_string(t);
+    return t != mine && t == epProcessToken() ? 0 : 1;
+  });
+  for (int r = 0; r < 2; r++) EXPECT_EQ(0, res[r].exitCode) << "child " << r << " token " << res[r].report;
+  EXPECT_NE(res[0].report, res[1].report) << "two children got the same token";
 }
 
 TEST(Comm, DestroyTimesOutWhenPeerIsGone) {

@@ -17,6 +17,7 @@
 #include "bootstrap/bootstrap.h"
 #include "core/checks.h"
 #include "core/comm.h"
+#include "core/hash.h"
 #include "transports/emulated/emu_signal.h"
 #include "transports/ib/ib_params.h"
 #include "transports/proxy/cu_driver.h"
@@ -28,7 +29,7 @@ struct WinInfo {
   uint64_t ptr;       /* window start, valid in the owner's process */
   uint64_t allocBase; /* start of the CUDA allocation holding it */
   uint64_t bytes;
-  int32_t pid;
+  uint64_t proc;  // epProcessToken() of the owning process
   int32_t dev;
   int32_t isDevice;
   int32_t hasIpc;
@@ -174,7 +175,7 @@ epResult_t EmuBackend::registerWindow(int id, void* base, size_t bytes, bool isD
   mine.ptr = (uint64_t)(uintptr_t)base;
   mine.allocBase = mine.ptr;
   mine.bytes = bytes;
-  mine.pid = getpid();
+  mine.proc = epProcessToken();
   mine.dev = comm_->cudaDev;
   mine.isDevice = isDevice;
   CUDACHECK(cudaSetDevice(comm_->cudaDev));
@@ -200,7 +201,7 @@ epResult_t EmuBackend::registerWindow(int id, void* base, size_t bytes, bool isD
       // Not mapping it also keeps this backend from opening an IPC handle that the
       // NVLink buffers of this node already opened (symmetric buffers registered as windows).
       continue;
-    } else if (in.pid == mine.pid) {
+    } else if (in.proc == mine.proc) {
       // Same process (epCommInitAll): the pointer is valid here; copies need peer access.
       if (in.dev != comm_->cudaDev) {
         cudaError_t e = cudaDeviceEnablePeerAccess(in.dev, 0);

@@ -13,6 +13,7 @@
 #include "bootstrap/bootstrap.h"
 #include "core/checks.h"
 #include "core/comm.h"
+#include "core/hash.h"
 
 namespace {
 
@@ -20,7 +21,7 @@ namespace {
 struct NvlBufferInfo {
   cudaIpcMemHandle_t ipc;
   void* ptr;  // valid only inside the owning process
-  int pid;
+  unsigned long long proc; /* epProcessToken() of the owning process */
   int cudaDev;
   unsigned long long bytes;
 };
@@ -42,7 +43,7 @@ epResult_t epNvlBufferAlloc(epComm* comm, size_t bytes, epNvlBuffer* buf) {
   memset(&info[comm->rank], 0, sizeof(NvlBufferInfo));
   CUDACHECKGOTO(cudaIpcGetMemHandle(&info[comm->rank].ipc, buf->local), res, fail);
   info[comm->rank].ptr = buf->local;
-  info[comm->rank].pid = getpid();
+  info[comm->rank].proc = epProcessToken();
   info[comm->rank].cudaDev = comm->cudaDev;
   info[comm->rank].bytes = bytes;
   EPCHECKGOTO(epBootstrapAllGather(comm->bootstrap, info.data(), sizeof(NvlBufferInfo)), res, fail);
@@ -59,7 +60,7 @@ epResult_t epNvlBufferAlloc(epComm* comm, size_t bytes, epNvlBuffer* buf) {
       res = epInvalidUsage;
       goto fail;
     }
-    if (info[r].pid == getpid()) {
+    if (info[r].proc == epProcessToken()) {
       // Same process (epCommInitAll): IPC handles cannot be opened here; use peer access.
       cudaError_t e = cudaDeviceEnablePeerAccess(info[r].cudaDev, 0);
       if (e != cudaSuccess && e != cudaErrorPeerAccessAlreadyEnabled) {
