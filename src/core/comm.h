@@ -121,6 +121,12 @@ void epCommSetAsyncError(epComm* comm, epResult_t code, const char* fmt, ...) __
 /* Registers a cleanup for epCommDestroy (not thread-safe: call from API entry points). */
 inline void epCommAddCleanup(epComm* comm, std::function<void(epComm*)> fn) { comm->cleanups.push_back(std::move(fn)); }
 
+/* EP_TIMEOUT_MS (config.timeoutMs, >= 1) in nanoseconds: the bound of every
+ * device-side wait (kernels compare it with %globaltimer). */
+inline unsigned long long epCommWaitTimeoutNs(const epComm* comm) {
+  return (unsigned long long)comm->config.timeoutMs * 1000000ull;
+}
+
 /* Install the comm as the logging context of the current API call. */
 #define EP_COMM_SCOPE(comm) epLogScope epScope_((comm)->rank, (comm)->cudaDev, (comm)->lastError)
 

@@ -48,7 +48,7 @@ epInterK makeK(epComm* comm, epInterState* s) {
   k.rankNL = s->rankNL;
   k.seq = s->seq;
   k.status = comm->devStatusDev;
-  k.timeoutNs = (unsigned long long)comm->config.timeoutMs * 1000000ull;
+  k.timeoutNs = epCommWaitTimeoutNs(comm);
   return k;
 }
 

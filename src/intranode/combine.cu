@@ -439,7 +439,7 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
   p.out = static_cast<__nv_bfloat16*>(out->out);
   p.outW = K > 0 ? out->outTopkWeights : nullptr;
   p.status = comm->devStatusDev;
-  p.timeoutNs = (unsigned long long)comm->config.timeoutMs * 1000000ull;
+  p.timeoutNs = epCommWaitTimeoutNs(comm);
   p.epoch = epHtNextEpoch(st, EP_HT_KIND_COMBINE);
   const size_t smem = (size_t)R * S * (sl.slotBytes + kWScratch) + (size_t)R * S * 8 + (kRed + 3) * 4 + 16;
   CUDACHECK(cudaSetDevice(comm->cudaDev));

@@ -215,7 +215,7 @@ epResult_t epHtLaunchCombineDirect(epComm* comm, epHtState* st, const epCombineI
   p.out = static_cast<__nv_bfloat16*>(out->out);
   p.outW = K > 0 ? out->outTopkWeights : nullptr;
   p.status = comm->devStatusDev;
-  p.timeoutNs = (unsigned long long)comm->config.timeoutMs * 1000000ull;
+  p.timeoutNs = epCommWaitTimeoutNs(comm);
   p.epoch = epoch;
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   const int R = comm->nranks;

@@ -445,7 +445,7 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
   p.outNumRecv = out->numRecvTokens;
   p.capacity = out->capacity;
   p.status = comm->devStatusDev;
-  p.timeoutNs = (unsigned long long)comm->config.timeoutMs * 1000000ull;
+  p.timeoutNs = epCommWaitTimeoutNs(comm);
   p.epoch = epHtNextEpoch(st, EP_HT_KIND_DISPATCH);
   const size_t smem = dispatchSmem(p.Ss, p.Sr, p.nRecv, sl.slotBytes);
   CUDACHECK(cudaSetDevice(comm->cudaDev));

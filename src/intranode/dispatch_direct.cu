@@ -298,7 +298,7 @@ epResult_t epHtLaunchDispatchDirect(epComm* comm, epHtState* st, const epDispatc
   p.outNumRecv = out->numRecvTokens;
   p.capacity = out->capacity;
   p.status = comm->devStatusDev;
-  p.timeoutNs = (unsigned long long)comm->config.timeoutMs * 1000000ull;
+  p.timeoutNs = epCommWaitTimeoutNs(comm);
   p.epoch = epoch;
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   const int R = comm->nranks, U = (int)epParamHtDevDirectUnroll();

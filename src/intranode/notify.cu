@@ -277,7 +277,7 @@ EP_API epResult_t epDispatchNotify(epComm_t comm, const epDispatchInput_t* in, e
   ep.h = handle->dev;
   ep.host = modeA ? handle->hostInfoDev : nullptr;
   ep.status = comm->devStatusDev;
-  ep.timeoutNs = (unsigned long long)comm->config.timeoutMs * 1000000ull;
+  ep.timeoutNs = epCommWaitTimeoutNs(comm);
   exchange_kernel<<<1, 512, 0, stream>>>(ep);
   CUDACHECK_LAUNCH();
 

@@ -179,7 +179,7 @@ ep::ll::SetArgs epLlSetArgs(epComm* comm, int b) {
   sa.ctl = st->ctl;
   sa.prof = nullptr;
   sa.status = comm->devStatusDev;
-  sa.timeoutNs = (uint64_t)std::max(1, comm->config.timeoutMs) * 1000000ull;
+  sa.timeoutNs = epCommWaitTimeoutNs(comm);
   sa.rm = st->remote ? st->remote->args : ep::ll::RemoteArgs{};
   sa.pollNs = (unsigned)std::min<int64_t>(100000, std::max<int64_t>(0, epParamLlPollNs()));
   return sa;

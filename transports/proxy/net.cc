@@ -110,7 +110,7 @@ epResult_t netSetup(epComm* comm, epNetState* net, int nHt, int nLl, int64_t slo
   net->dev.nChannels = nChannels;
   net->dev.rank = comm->rank;
   net->dev.nranks = comm->nranks;
-  net->dev.timeoutNs = (uint64_t)comm->config.timeoutMs * 1000000ull;
+  net->dev.timeoutNs = epCommWaitTimeoutNs(comm);
   net->dev.status = comm->devStatusDev;  // device alias of the host-mapped status
   EP_INFO(EP_LOG_NET, "Net: %s backend, %d HT + %d LL channels x %lld ring slots", net->backend->name(), nHt, nLl,
           (long long)slots);
