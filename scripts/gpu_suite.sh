@@ -34,6 +34,7 @@
 # Exit status: 0 if every step passed or was skipped, 1 otherwise.
 set -u
 cd "$(dirname "$0")/.." || exit 1
+. scripts/gpu_filters.sh  # HT_FILTER, HT_DIRECT_ONLY, LL_FILTER, INTERNODE_FILTER
 
 SECTIONS="info topo comm ht sanitizer eplb net perf-ht ll internode"
 only="" skip="" ranks_arg="2 4" quick=0 perf_args=""
@@ -146,10 +147,6 @@ section_net() {
   done
 }
 
-HT_FILTER='*HtLayout*:*HtDispatchCombine*:HtStress.*:HtBadInput*'
-# Cases that exist for the intranode direct path (registered buffers): a multi-node comm runs the
-# internode path instead, so the internode pass leaves them out.
-HT_DIRECT_ONLY='*_direct:*Direct*:HtBadInputRegister.*:*RegisteredOnOneRankOnly*'
 section_ht() {
   [ -x build/test/ep_gpu_tests ] || { skip_step ht "GPU suite" "build/test/ep_gpu_tests not built"; return; }
   [ ${#RANKS[@]} -gt 0 ] || { skip_step ht "GPU suite" "no rank count <= $NGPU GPUs"; return; }
@@ -190,7 +187,6 @@ section_perf_ht() {
     "${MPIRUN[@]}" -np "$MAXR" build/bin/ep_ht_perf -t 4096 --fp8 --sms 24 --routing hot -n "$iters" $perf_args
 }
 
-LL_FILTER='Ll*'
 section_ll() {
   if [ -x build/test/ep_gpu_tests ] && [ ${#RANKS[@]} -gt 0 ]; then
     for n in "${RANKS[@]}"; do
@@ -228,7 +224,7 @@ section_internode() {
   for n in "${RANKS[@]}"; do
     run_step internode "internode cases, 2 virtual nodes, $n ranks" "internode_np$n.log" \
       "${base[@]}" "${knobs[@]}" -np "$n" \
-      build/test/ep_gpu_tests --gtest_filter='Internode/*:InternodeHtSequence.*' --gtest_color=no
+      build/test/ep_gpu_tests --gtest_filter="$INTERNODE_FILTER" --gtest_color=no
     if [ "${EP_SUITE_INTERNODE_FULL:-1}" = 1 ]; then
       run_step internode "HT suite on 2 virtual nodes (internode path), $n ranks" "internode_ht_np$n.log" \
         "${base[@]}" "${knobs[@]}" -np "$n" \

@@ -30,7 +30,8 @@ $name: rc=$rc $((SECONDS - t0))s ($(basename "$log"))"
 }
 P=build/bin/ep_ht_perf
 PATHS=${PATHS:-both}
-SUITE_FILTER=${SUITE_FILTER:-'*HtLayout*:*HtDispatchCombine*:HtStress.*:HtBadInput*'}
+. scripts/gpu_filters.sh
+SUITE_FILTER=${SUITE_FILTER:-$HT_FILTER}
 G=build/test/ep_gpu_tests
 nvidia-smi -L
 [[ $STEPS == *,check,* ]] && step "perf check 24 SMs (ring+direct)" 120 perf_check.log \

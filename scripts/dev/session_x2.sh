@@ -10,8 +10,7 @@ export LD_LIBRARY_PATH=$PWD/build/lib NCCL_NVLS_ENABLE=0 EP_TIMEOUT_MS=${EP_TIME
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 L=/tmp/x2logs
 mkdir -p "$L"
-HT_FILTER='*HtLayout*:*HtDispatchCombine*:HtStress.*:HtBadInput*'
-HT_DIRECT_ONLY='*_direct:*Direct*:HtBadInputRegister.*:*RegisteredOnOneRankOnly*'
+. scripts/gpu_filters.sh
 M=(mpirun --allow-run-as-root --oversubscribe --bind-to none -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -x EP_COMM_ID
    -x EP_TIMEOUT_MS)
 NODES2=(-x EP_EMULATE_NODES=2 -x EP_NET=emulated -x EP_INTERNODE_MAX_HIDDEN=8192 -x CUDA_MODULE_LOADING=EAGER)
@@ -29,9 +28,9 @@ step() {  # step NAME SECONDS CMD...
   tar czf "$OUT/logs.tgz" -C "$L" .
 }
 step inter_cases 60 "${M[@]}" "${NODES2[@]}" -np 2 build/test/ep_gpu_tests \
-  --gtest_filter='Internode/*:InternodeHtSequence.*' --gtest_color=no
-step inter_ll 40 "${M[@]}" "${NODES2[@]}" -np 2 build/test/ep_gpu_tests --gtest_filter='Ll*' --gtest_color=no
+  --gtest_filter="$INTERNODE_FILTER" --gtest_color=no
+step inter_ll 40 "${M[@]}" "${NODES2[@]}" -np 2 build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no
 step inter_ht 90 "${M[@]}" "${NODES2[@]}" -np 2 build/test/ep_gpu_tests \
   --gtest_filter="$HT_FILTER:-$HT_DIRECT_ONLY" --gtest_color=no
-step ll_np2 40 "${M[@]}" -np 2 build/test/ep_gpu_tests --gtest_filter='Ll*' --gtest_color=no
+step ll_np2 40 "${M[@]}" -np 2 build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no
 step ht_np2 120 "${M[@]}" -np 2 build/test/ep_gpu_tests --gtest_filter="$HT_FILTER" --gtest_color=no
