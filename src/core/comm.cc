@@ -82,7 +82,6 @@ epResult_t publishIdentity(epComm* comm, std::vector<epRankIdentity>* ids) {
   epRankIdentity& me = (*ids)[comm->rank];
   memset(&me, 0, sizeof(me));
   me.hostHash = epHostHash();
-  me.pid = (int32_t)getpid();
   me.procToken = epProcessToken();
   me.cudaDev = comm->cudaDev;
   gethostname(me.hostName, sizeof(me.hostName) - 1);
@@ -102,14 +101,12 @@ epResult_t computePlacement(epComm* comm, const std::vector<epRankIdentity>& ids
   comm->localRanks = p.nodeSize[comm->node];
   comm->rankCudaDev.resize(n);
   comm->rankHostHash.resize(n);
-  comm->rankPid.resize(n);
   comm->rankProc.resize(n);
   comm->rankBusId.resize(n);
   comm->nodeRanks.assign(comm->localRanks, -1);
   for (int r = 0; r < n; r++) {
     comm->rankCudaDev[r] = ids[r].cudaDev;
     comm->rankHostHash[r] = ids[r].hostHash;
-    comm->rankPid[r] = ids[r].pid;
     comm->rankProc[r] = ids[r].procToken;
     comm->rankBusId[r] = ids[r].busId;
     if (p.rankNode[r] == comm->node) comm->nodeRanks[p.rankLocal[r]] = r;

@@ -75,7 +75,6 @@ struct epComm {
   std::vector<int> rankLocal;     /* [nranks] local index of each rank in its node */
   std::vector<int> rankCudaDev;   /* [nranks] CUDA ordinal of each rank (on its host) */
   std::vector<uint64_t> rankHostHash; /* [nranks] identity of the physical host */
-  std::vector<int> rankPid;       /* [nranks] pid (messages) */
   std::vector<uint64_t> rankProc; /* [nranks] epProcessToken(): equal => same process (epCommInitAll) */
   std::vector<int> nvlinkPeer;    /* [nranks] 1 if reachable by NVLink/P2P loads and stores */
   std::vector<int> nodeRanks;     /* [localRanks] the ranks of this rank's node, by local rank */

@@ -20,7 +20,6 @@
 /* What each rank publishes (fixed size: it travels over the bootstrap). */
 struct epRankIdentity {
   uint64_t hostHash;
-  int32_t pid;         /* for messages */
   int32_t cudaDev;     /* -1: no GPU */
   uint64_t procToken;  /* epProcessToken(): equal => same process */
   char busId[32];      /* PCI bus id of the GPU ("0000:19:00.0"), "" without GPU */

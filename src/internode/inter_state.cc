@@ -71,7 +71,6 @@ epComm* epInterNodeCommCreate(const epComm* comm, const epInterPlacement& pl, in
     const int r = pl.nodeRank[(size_t)pl.myNode * G + j];
     n->rankCudaDev.push_back(comm->rankCudaDev.empty() ? -1 : comm->rankCudaDev[r]);
     n->rankHostHash.push_back(comm->rankHostHash.empty() ? 0 : comm->rankHostHash[r]);
-    n->rankPid.push_back(comm->rankPid.empty() ? 0 : comm->rankPid[r]);
     n->rankProc.push_back(comm->rankProc.empty() ? 0 : comm->rankProc[r]);
     n->rankBusId.push_back(comm->rankBusId.empty() ? std::string() : comm->rankBusId[r]);
   }

@@ -14,6 +14,7 @@
 
 #include "bootstrap/bootstrap.h"
 #include "core/comm.h"
+#include "core/hash.h"
 #include "tests/common/world.h"
 
 namespace {
@@ -43,11 +44,12 @@ TEST_F(MpiWorld, InitRankQueriesAndCollectives) {
   EXPECT_EQ(local, w_.localRank);
   EXPECT_EQ(lsize, w_.localSize);
   EXPECT_EQ(nodes, w_.size / w_.localSize);
-  // Every rank's pid through the bootstrap: all distinct and matching the placement record.
-  std::vector<int64_t> pids(n);
-  pids[rank] = comm->rankPid[rank];
-  ASSERT_EQ(epBootstrapAllGather(comm->bootstrap, pids.data(), sizeof(int64_t)), epSuccess);
-  for (int r = 0; r < n; r++) EXPECT_EQ(pids[r], comm->rankPid[r]);
+  // Every rank's process token through the bootstrap matches the placement record.
+  std::vector<uint64_t> procs(n);
+  procs[rank] = comm->rankProc[rank];
+  EXPECT_EQ(procs[rank], epProcessToken());
+  ASSERT_EQ(epBootstrapAllGather(comm->bootstrap, procs.data(), sizeof(uint64_t)), epSuccess);
+  for (int r = 0; r < n; r++) EXPECT_EQ(procs[r], comm->rankProc[r]);
   int64_t token = rank == n - 1 ? 0x1234567 : 0;
   ASSERT_EQ(epBootstrapBroadcast(comm->bootstrap, &token, sizeof(token), n - 1), epSuccess);
   EXPECT_EQ(token, 0x1234567);
