@@ -449,6 +449,22 @@ void setDmabuf(bool present, int err) {
   g->fns.regDmabufMr = present ? regDmabufMr : nullptr;
 }
 const epIbvFns* table() { return &g->fns; }
+
+ibv_context* openOnly(const DevCfg& d) {
+  reset({d});
+  int n = 0;
+  ibv_device** list = table()->getDeviceList(&n);
+  ibv_context* ctx = n > 0 ? table()->openDevice(list[0]) : nullptr;
+  table()->freeDeviceList(list);
+  return ctx;
+}
+
+DevCfg singlePortNic(const char* name) {
+  DevCfg d;
+  d.name = name;
+  d.ports.push_back(PortCfg());
+  return d;
+}
 Stats stats() {
   std::lock_guard<std::mutex> lk(g->mu);
   return g->st;

@@ -63,6 +63,11 @@ void setAdaptiveRouting(bool on);
 void setDmabuf(bool symbolPresent, int errnoForBadFd);
 /* The table (valid until the next reset). */
 const epIbvFns* table();
+/* reset({d}), then opens that one device through the table (the device list
+ * is freed again): the usual start of a single-NIC test. */
+ibv_context* openOnly(const DevCfg& d);
+/* One device `name` with one default (active InfiniBand) port. */
+DevCfg singlePortNic(const char* name = "mlx5_0");
 Stats stats();
 /* Recorded modify_qp calls of the QP with number qpn: (mask, attr). */
 std::vector<std::pair<int, ibv_qp_attr>> modifies(uint32_t qpn);

@@ -113,15 +113,8 @@ struct Pair {
   std::vector<epIbWinKeys> keys;
 
   explicit Pair(int sqDepth) : src(1 << 16), dst(1 << 16), sig(64, 0), keys(EP_NET_MAX_WINDOWS) {
-    fakeib::DevCfg d;
-    d.name = "mlx5_0";
-    d.ports.push_back(fakeib::PortCfg());
-    fakeib::reset({d});
+    ibv_context* ctx = fakeib::openOnly(fakeib::singlePortNic());
     ibv = fakeib::table();
-    int n;
-    ibv_device** list = ibv->getDeviceList(&n);
-    ibv_context* ctx = ibv->openDevice(list[0]);
-    ibv->freeDeviceList(list);
     pd = ibv->allocPd(ctx);
     cq = ibv->createCq(ctx, 4096, nullptr, nullptr, 0);
     EXPECT_EQ(epIbQpCreate(ibv, pd, cq, cq, sqDepth, 64, &a), epSuccess);

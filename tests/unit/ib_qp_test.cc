@@ -161,15 +161,8 @@ TEST(IbQp, RtsAttr) {
 }
 
 TEST(IbQp, ConnectWalksTheStateMachine) {
-  fakeib::DevCfg d;
-  d.name = "mlx5_0";
-  d.ports.push_back(fakeib::PortCfg());
-  fakeib::reset({d});
+  ibv_context* ctx = fakeib::openOnly(fakeib::singlePortNic());
   const epIbvFns* ibv = fakeib::table();
-  int n;
-  ibv_device** list = ibv->getDeviceList(&n);
-  ibv_context* ctx = ibv->openDevice(list[0]);
-  ibv->freeDeviceList(list);
   ibv_pd* pd = ibv->allocPd(ctx);
   ibv_cq* cq = ibv->createCq(ctx, 64, nullptr, nullptr, 0);
   ibv_qp *a = nullptr, *b = nullptr;

@@ -46,15 +46,9 @@ TEST(IbReg, DecisionMatrix) {
 }
 
 TEST(IbReg, NicDmabufProbe) {
-  fakeib::DevCfg d;
-  d.name = "mlx5_0";
-  d.ports.push_back(fakeib::PortCfg());
-  fakeib::reset({d});
+  ibv_context* ctx = fakeib::openOnly(fakeib::singlePortNic());
   const epIbvFns* ibv = fakeib::table();
-  int n;
-  ibv_device** list = ibv->getDeviceList(&n);
-  ibv_pd* pd = ibv->allocPd(ibv->openDevice(list[0]));
-  ibv->freeDeviceList(list);
+  ibv_pd* pd = ibv->allocPd(ctx);
   fakeib::setDmabuf(true, EBADF);  // the kernel looked at the fd: supported
   EXPECT_TRUE(epIbNicDmabufSupported(ibv, pd));
   fakeib::setDmabuf(true, EOPNOTSUPP);
@@ -78,15 +72,9 @@ TEST(IbReg, PeermemProbe) {
 }
 
 TEST(IbReg, HostRegistrationGoesThroughRegMr) {
-  fakeib::DevCfg d;
-  d.name = "mlx5_0";
-  d.ports.push_back(fakeib::PortCfg());
-  fakeib::reset({d});
+  ibv_context* ctx = fakeib::openOnly(fakeib::singlePortNic());
   const epIbvFns* ibv = fakeib::table();
-  int n;
-  ibv_device** list = ibv->getDeviceList(&n);
-  ibv_pd* pd = ibv->allocPd(ibv->openDevice(list[0]));
-  ibv->freeDeviceList(list);
+  ibv_pd* pd = ibv->allocPd(ctx);
   std::vector<char> buf(4096);
   ibv_mr* mr = nullptr;
   ASSERT_EQ(epIbRegister(ibv, pd, buf.data(), buf.size(), EP_IB_REG_HOST, &mr), epSuccess);
