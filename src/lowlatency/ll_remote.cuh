@@ -155,44 +155,37 @@ static __device__ __noinline__ void rm_ship_combine_posts(const RmShip a) {
     if (a.rm.mirrorOf[s] >= 0) rm_set_data(a, s);
 }
 
-// The hooks at the end of a send phase: every block calls them.
-__device__ __forceinline__ void rm_ship_dispatch(const DispatchParams& p, uint32_t epoch) {
+// The hooks at the end of a send phase: every block calls them. The block
+// that finished last fills the fields both ships share (the rest zero) and
+// the kind-specific ones, then posts.
+template <class Params>
+__device__ __forceinline__ bool rm_ship_begin(const Params& p, uint32_t epoch, RmShip* a) {
   const SetArgs& sa = p.sa;
-  if (!sa.rm.on || !rm_last_block(sa) || rm_failed(sa)) return;
+  if (!sa.rm.on || !rm_last_block(sa) || rm_failed(sa)) return false;
+  *a = RmShip{};
+  a->rm = sa.rm;
+  a->set = sa.set;
+  a->me = p.rank;
+  a->M = p.M;
+  a->K = p.K;
+  a->epoch = epoch;
+  a->dataOff = sa.dataOff;
+  return true;
+}
+__device__ __forceinline__ void rm_ship_dispatch(const DispatchParams& p, uint32_t epoch) {
   RmShip a;
-  a.rm = sa.rm;
-  a.set = sa.set;
-  a.me = p.rank;
-  a.M = p.M;
-  a.K = p.K;
+  if (!rm_ship_begin(p, epoch, &a)) return;
   a.T = p.T;
-  a.epoch = epoch;
-  a.infoOff = sa.infoOff;
-  a.infoStride = sa.infoStride;
-  a.hdrOff = sa.hdrOff;
-  a.dataOff = sa.dataOff;
+  a.infoOff = p.sa.infoOff;
+  a.infoStride = p.sa.infoStride;
+  a.hdrOff = p.sa.hdrOff;
   a.msgStride = p.msgStride;
   a.per = p.dedup ? 1 : p.K;
-  a.reduce = 0;
-  a.srcT = nullptr;
-  a.flatRow = nullptr;
-  a.row = 0;
   rm_ship_dispatch_posts(a);
 }
 __device__ __forceinline__ void rm_ship_combine(const CombineParams& p, const int* srcT, uint32_t epoch) {
-  const SetArgs& sa = p.sa;
-  if (!sa.rm.on || !rm_last_block(sa) || rm_failed(sa)) return;
   RmShip a;
-  a.rm = sa.rm;
-  a.set = sa.set;
-  a.me = p.rank;
-  a.M = p.M;
-  a.K = p.K;
-  a.T = 0;
-  a.epoch = epoch;
-  a.infoOff = a.infoStride = a.hdrOff = 0;
-  a.dataOff = sa.dataOff;
-  a.msgStride = 0;
+  if (!rm_ship_begin(p, epoch, &a)) return;
   a.per = 1;
   a.reduce = p.reduce;
   a.srcT = srcT;
