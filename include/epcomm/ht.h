@@ -19,9 +19,10 @@
  * count is written to out.numRecvTokens (device). Rows past it are untouched;
  * a capacity that is too small is detected on the device, reported through
  * epCommGetAsyncError (epInvalidUsage), and nothing is written out of bounds.
- * Not yet capturable in a CUDA graph: notify, dispatch and combine called on a
- * capturing stream return epInvalidUsage (their cross-rank flags carry call
- * epochs picked on the host, which a replay would repeat). LL calls are.
+ * Intranode, mode b and c calls are capturable in a CUDA graph (their call
+ * epochs live on the device, so every replay is a fresh call; buffers the
+ * graph uses must stay registered while it exists). On a multi-node
+ * communicator a capturing stream gets epInvalidUsage (not yet verified).
  *
  * Mode c (cached): call epDispatch again with the same handle and the same
  * routing, without epDispatchNotify: the count exchange is skipped. This is

@@ -62,7 +62,7 @@ struct CombineParams {
   float* outW;
   epDeviceStatus* status;
   unsigned long long timeoutNs;
-  uint32_t epoch;  // this call's combine epoch (path handshake)
+  uint32_t* epochCtr;  // the combine call epochs on the device (CallEpoch; path handshake)
 };
 
 struct RedSmem {
@@ -312,6 +312,7 @@ __device__ __forceinline__ void reduce(const CombineParams& p, const RedSmem& rs
 
 template <int kR>
 __global__ void __launch_bounds__((kR + kRed) * 32, 1) combine_kernel(CombineParams p) {
+  const CallEpoch epoch(p.epochCtr);  // first: every return path advances it
   extern __shared__ __align__(128) char smem[];
   const int c = blockIdx.x;
   const int warp = warp_id();
@@ -336,7 +337,7 @@ __global__ void __launch_bounds__((kR + kRed) * 32, 1) combine_kernel(CombinePar
   }
   __syncthreads();
   // Every rank must be on the ring path for this call (see ht_direct.cuh).
-  if (!ring_path_handshake(p.b, EP_HT_KIND_COMBINE, p.epoch, abortFlag, p.status, p.timeoutNs)) return;
+  if (!ring_path_handshake(p.b, EP_HT_KIND_COMBINE, epoch.e, abortFlag, p.status, p.timeoutNs)) return;
   Spin spin(p.timeoutNs);
   if (warp < kR) {
     if (warp < R) {
@@ -367,8 +368,10 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
                             epHtHandle_t handle, cudaStream_t stream) {
   EPCHECK(epCommCheck(comm, "epCombine"));
   EP_COMM_SCOPE(comm);
-  EPCHECK(epHtCheckNotCapturing(comm, stream, "epCombine"));
-  if (epInterWanted(comm)) return epInterCombine(comm, in, out, handle, stream);
+  if (epInterWanted(comm)) {
+    EPCHECK(epHtCheckNotCapturing(comm, stream, "epCombine"));  // internode: not yet verified under graph replay
+    return epInterCombine(comm, in, out, handle, stream);
+  }
   EPCHECK(epHtCheckIntranode(comm, "epCombine"));
   EPCHECK(epHtHandleCheck(comm, handle, "epCombine"));
   EP_DESC_CHECK(in, epCombineInput_t, EP_COMBINE_INPUT_INITIALIZER, "epCombine");
@@ -402,7 +405,7 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
   st->lastDirect[EP_HT_KIND_COMBINE] = 0;
   if (epHtCombineDirectRecord(comm, in, K, handle->hostNumRecv, &rec)) {
     st->lastDirect[EP_HT_KIND_COMBINE] = 1;
-    return epHtLaunchCombineDirect(comm, st, in, out, handle, K, rec, epHtNextEpoch(st, EP_HT_KIND_COMBINE), stream);
+    return epHtLaunchCombineDirect(comm, st, in, out, handle, K, rec, stream);
   }
   epHtSlotLayout sl = epHtCombineSlot(in->hidden, K, K > 0);
   const int cap = (int)(st->lay.ringBytes / sl.slotBytes);
@@ -440,7 +443,7 @@ EP_API epResult_t epCombine(epComm_t comm, const epCombineInput_t* in, const epC
   p.outW = K > 0 ? out->outTopkWeights : nullptr;
   p.status = comm->devStatusDev;
   p.timeoutNs = epCommWaitTimeoutNs(comm);
-  p.epoch = epHtNextEpoch(st, EP_HT_KIND_COMBINE);
+  p.epochCtr = epHtEpochCounters(st, EP_HT_KIND_COMBINE);
   const size_t smem = (size_t)R * S * (sl.slotBytes + kWScratch) + (size_t)R * S * 8 + (kRed + 3) * 4 + 16;
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   epResult_t res = R <= 2 ? launchCombine<2>(st, p, smem, stream) : R <= 4 ? launchCombine<4>(st, p, smem, stream)

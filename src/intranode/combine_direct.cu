@@ -52,11 +52,12 @@ struct DirectCombineParams {
   float* outW;
   epDeviceStatus* status;
   unsigned long long timeoutNs;
-  uint32_t epoch;
+  uint32_t* epochCtr;  // call epochs on the device (CallEpoch in ht_device.cuh)
 };
 
 template <int kR>
 __global__ void __launch_bounds__(kCombineThreads, 1) combine_direct_kernel(DirectCombineParams p) {
+  const CallEpoch epoch(p.epochCtr);  // first: every return path advances it
   __shared__ const char* srcX[EP_HT_MAX_NVL_RANKS];
   __shared__ const float* srcW[EP_HT_MAX_NVL_RANKS];
   __shared__ int rowBase[EP_HT_MAX_NVL_RANKS];
@@ -71,11 +72,11 @@ __global__ void __launch_bounds__(kCombineThreads, 1) combine_direct_kernel(Dire
   if (c == 0 && tid < R) {
     epHtDirectRec rec = p.rec;
     rec.base = p.h.rankPrefix[tid];
-    path_publish(p.b, EP_HT_KIND_COMBINE, p.epoch, 1, tid, &rec);
+    path_publish(p.b, EP_HT_KIND_COMBINE, epoch.e, 1, tid, &rec);
   }
   if (tid < R) {
     Spin spin(p.timeoutNs);
-    if (path_wait(p.b, EP_HT_KIND_COMBINE, p.epoch, 1, tid, spin, &abortFlag, p.status, c)) {
+    if (path_wait(p.b, EP_HT_KIND_COMBINE, epoch.e, 1, tid, spin, &abortFlag, p.status, c)) {
       const epHtDirectRec* r = drec_at(p.b, p.b.local(), EP_HT_KIND_COMBINE, tid);
       const int sx = r->slot[0], sw = r->slot[1];
       const char* bx = sx >= 0 ? p.table[(size_t)sx * R + tid] : nullptr;
@@ -150,10 +151,10 @@ __global__ void __launch_bounds__(kCombineThreads, 1) combine_direct_kernel(Dire
   // Everything we read has been consumed (stored above): tell each peer our
   // channel c is done with its x, then wait until all peers are done with ours.
   __syncthreads();
-  if (tid < R && tid != me) st_release_sys(ddone_at(p.b, p.b.peers.buf[tid], EP_HT_KIND_COMBINE, me, c), (int)p.epoch);
+  if (tid < R && tid != me) st_release_sys(ddone_at(p.b, p.b.peers.buf[tid], EP_HT_KIND_COMBINE, me, c), (int)epoch.e);
   if (tid < R && tid != me) {
     Spin spin(p.timeoutNs);
-    (void)done_wait(p.b, EP_HT_KIND_COMBINE, p.epoch, tid, c, spin, &abortFlag, p.status);
+    (void)done_wait(p.b, EP_HT_KIND_COMBINE, epoch.e, tid, c, spin, &abortFlag, p.status);
   }
 }
 
@@ -199,7 +200,7 @@ bool epHtCombineDirectRecord(epComm* comm, const epCombineInput_t* in, int K, in
 
 epResult_t epHtLaunchCombineDirect(epComm* comm, epHtState* st, const epCombineInput_t* in,
                                    const epCombineOutput_t* out, epHtHandle* h, int K, const epHtDirectRec& rec,
-                                   uint32_t epoch, cudaStream_t stream) {
+                                   cudaStream_t stream) {
   DirectCombineParams p;
   p.b.lay = st->lay;
   p.b.peers = st->peers;
@@ -216,7 +217,7 @@ epResult_t epHtLaunchCombineDirect(epComm* comm, epHtState* st, const epCombineI
   p.outW = K > 0 ? out->outTopkWeights : nullptr;
   p.status = comm->devStatusDev;
   p.timeoutNs = epCommWaitTimeoutNs(comm);
-  p.epoch = epoch;
+  p.epochCtr = epHtEpochCounters(st, EP_HT_KIND_COMBINE);
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   const int R = comm->nranks;
   return R <= 2 ? launch<2>(p, stream) : R <= 4 ? launch<4>(p, stream) : launch<8>(p, stream);

@@ -70,7 +70,7 @@ struct DispatchParams {
   int capacity;
   epDeviceStatus* status;
   unsigned long long timeoutNs;
-  uint32_t epoch;  // this call's dispatch epoch (path handshake)
+  uint32_t* epochCtr;  // the dispatch call epochs on the device (CallEpoch; path handshake)
 };
 
 __device__ __forceinline__ void produce(const DispatchParams& p, const SendSmem& sm, int c, int t0, int n, int w,
@@ -277,6 +277,7 @@ __device__ __forceinline__ void receive(const DispatchParams& p, int c, int rIdx
 
 template <int kR>
 __global__ void __launch_bounds__(kDispatchThreads, 1) dispatch_kernel(DispatchParams p) {
+  const CallEpoch epoch(p.epochCtr);  // first: every return path advances it
   extern __shared__ __align__(128) char smem[];
   const int c = blockIdx.x;
   const int warp = warp_id();
@@ -304,7 +305,7 @@ __global__ void __launch_bounds__(kDispatchThreads, 1) dispatch_kernel(DispatchP
   }
   __syncthreads();
   // Every rank must be on the ring path for this call (see ht_direct.cuh).
-  if (!ring_path_handshake(p.b, EP_HT_KIND_DISPATCH, p.epoch, abortFlag, p.status, p.timeoutNs)) return;
+  if (!ring_path_handshake(p.b, EP_HT_KIND_DISPATCH, epoch.e, abortFlag, p.status, p.timeoutNs)) return;
   if (c == 0 && threadIdx.x < 32) {
     // Device copies of the counts for the caller (mode b has no host copy).
     if (p.outNumRecv && threadIdx.x == 0) *p.outNumRecv = *p.h.numRecv;
@@ -354,8 +355,10 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
                              epHtHandle_t handle, cudaStream_t stream) {
   EPCHECK(epCommCheck(comm, "epDispatch"));
   EP_COMM_SCOPE(comm);
-  EPCHECK(epHtCheckNotCapturing(comm, stream, "epDispatch"));
-  if (epInterWanted(comm)) return epInterDispatch(comm, in, out, handle, stream);
+  if (epInterWanted(comm)) {
+    EPCHECK(epHtCheckNotCapturing(comm, stream, "epDispatch"));  // internode: not yet verified under graph replay
+    return epInterDispatch(comm, in, out, handle, stream);
+  }
   EPCHECK(epHtCheckIntranode(comm, "epDispatch"));
   EPCHECK(epHtHandleCheck(comm, handle, "epDispatch"));
   epHtRowShape shape;
@@ -392,8 +395,7 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
   st->lastDirect[EP_HT_KIND_DISPATCH] = 0;
   if (epHtDispatchDirectRecord(comm, out, shape, in->numTopk, &rec)) {
     st->lastDirect[EP_HT_KIND_DISPATCH] = 1;
-    return epHtLaunchDispatchDirect(comm, st, in, out, handle, shape, rec, epHtNextEpoch(st, EP_HT_KIND_DISPATCH),
-                                    stream);
+    return epHtLaunchDispatchDirect(comm, st, in, out, handle, shape, rec, stream);
   }
   epHtSlotLayout sl = epHtDispatchSlot(shape.xBytes, shape.scaleCols, K, withIdx, withW);
   const int cap = (int)(st->lay.ringBytes / sl.slotBytes);
@@ -446,7 +448,7 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
   p.capacity = out->capacity;
   p.status = comm->devStatusDev;
   p.timeoutNs = epCommWaitTimeoutNs(comm);
-  p.epoch = epHtNextEpoch(st, EP_HT_KIND_DISPATCH);
+  p.epochCtr = epHtEpochCounters(st, EP_HT_KIND_DISPATCH);
   const size_t smem = dispatchSmem(p.Ss, p.Sr, p.nRecv, sl.slotBytes);
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   const int R = comm->nranks;

@@ -56,7 +56,7 @@ struct DirectDispatchParams {
   int capacity;
   epDeviceStatus* status;
   unsigned long long timeoutNs;
-  uint32_t epoch;
+  uint32_t* epochCtr;  // call epochs on the device (CallEpoch in ht_device.cuh)
 };
 
 // What a warp needs of one token besides its row: lane r < R the token's row
@@ -100,6 +100,7 @@ __device__ __forceinline__ void load_token_meta(const DirectDispatchParams& p, c
 
 template <int kR, int kU, bool kPre>
 __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(DirectDispatchParams p) {
+  const CallEpoch epoch(p.epochCtr);  // first: every return path advances it
   __shared__ char* dst[EP_HT_NUM_REG_BUFS][EP_HT_MAX_NVL_RANKS];
   __shared__ int rowBase[EP_HT_MAX_NVL_RANKS];
   __shared__ int rows[EP_HT_MAX_NVL_RANKS];
@@ -112,7 +113,7 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
   if (c == 0 && tid < R) {
     epHtDirectRec rec = p.rec;
     rec.base = p.h.rankPrefix[tid];
-    path_publish(p.b, EP_HT_KIND_DISPATCH, p.epoch, 1, tid, &rec);
+    path_publish(p.b, EP_HT_KIND_DISPATCH, epoch.e, 1, tid, &rec);
   }
   if (c == 0 && tid >= 32 && tid < 64) {
     // Device copies of the counts (mode b has no host copy) and the capacity check.
@@ -127,7 +128,7 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
   // 2. Every block: where each destination's outputs are.
   if (tid < R) {
     Spin spin(p.timeoutNs);
-    if (path_wait(p.b, EP_HT_KIND_DISPATCH, p.epoch, 1, tid, spin, &abortFlag, p.status, c)) {
+    if (path_wait(p.b, EP_HT_KIND_DISPATCH, epoch.e, 1, tid, spin, &abortFlag, p.status, c)) {
       const epHtDirectRec* r = drec_at(p.b, p.b.local(), EP_HT_KIND_DISPATCH, tid);
       for (int i = 0; i < EP_HT_NUM_REG_BUFS; i++) {
         const int slot = r->slot[i];
@@ -214,10 +215,10 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
   //    wait until every peer's channel c is done with us.
   __threadfence_system();
   __syncthreads();
-  if (tid < R && tid != me) st_release_sys(ddone_at(p.b, p.b.peers.buf[tid], EP_HT_KIND_DISPATCH, me, c), (int)p.epoch);
+  if (tid < R && tid != me) st_release_sys(ddone_at(p.b, p.b.peers.buf[tid], EP_HT_KIND_DISPATCH, me, c), (int)epoch.e);
   if (tid < R && tid != me) {
     Spin spin(p.timeoutNs);
-    (void)done_wait(p.b, EP_HT_KIND_DISPATCH, p.epoch, tid, c, spin, &abortFlag, p.status);
+    (void)done_wait(p.b, EP_HT_KIND_DISPATCH, epoch.e, tid, c, spin, &abortFlag, p.status);
   }
 }
 
@@ -274,7 +275,7 @@ bool epHtDispatchDirectRecord(epComm* comm, const epDispatchOutput_t* out, const
 
 epResult_t epHtLaunchDispatchDirect(epComm* comm, epHtState* st, const epDispatchInput_t* in,
                                     const epDispatchOutput_t* out, epHtHandle* h, const epHtRowShape& shape,
-                                    const epHtDirectRec& rec, uint32_t epoch, cudaStream_t stream) {
+                                    const epHtDirectRec& rec, cudaStream_t stream) {
   DirectDispatchParams p;
   p.b.lay = st->lay;
   p.b.peers = st->peers;
@@ -299,7 +300,7 @@ epResult_t epHtLaunchDispatchDirect(epComm* comm, epHtState* st, const epDispatc
   p.capacity = out->capacity;
   p.status = comm->devStatusDev;
   p.timeoutNs = epCommWaitTimeoutNs(comm);
-  p.epoch = epoch;
+  p.epochCtr = epHtEpochCounters(st, EP_HT_KIND_DISPATCH);
   CUDACHECK(cudaSetDevice(comm->cudaDev));
   const int R = comm->nranks, U = (int)epParamHtDevDirectUnroll();
   const bool pre = epParamHtDevDirectPrefetch() != 0;

@@ -322,6 +322,30 @@ __device__ __forceinline__ void channel_range(int T, int C, int c, int* t0, int*
   *t1 = (int)((long long)T * (c + 1) / C);
 }
 
+// This call's epoch of one kind, kept on the device so that a CUDA-graph
+// replay gets a fresh epoch exactly like an eager call (a host-chosen epoch
+// would be frozen into the graph: a replay could pass a wait on the previous
+// replay's flag). ctr[0, EP_HT_MAX_CHANNELS) all hold the kind's last epoch.
+// Block b reads slot b when it starts; when its thread 0 leaves the kernel
+// (every return path: the destructor) it stores the new epoch into slots b,
+// b + grid, b + 2 grid, ...: each slot is read in a call only by the block of
+// its own index, which wrote it last, and the next call, whatever its grid,
+// finds every slot advanced by one. 31 bits, never 0 (0 = "never written").
+struct CallEpoch {
+  uint32_t* ctr;
+  uint32_t e;
+  __device__ __forceinline__ explicit CallEpoch(uint32_t* c) : ctr(c) {
+    const uint32_t v = (__ldcg(ctr + blockIdx.x) + 1u) & 0x7fffffffu;
+    e = v == 0 ? 1u : v;
+  }
+  __device__ __forceinline__ ~CallEpoch() {
+    if (threadIdx.x == 0)
+      for (unsigned j = blockIdx.x; j < EP_HT_MAX_CHANNELS; j += gridDim.x) ctr[j] = e;
+  }
+  CallEpoch(const CallEpoch&) = delete;
+  CallEpoch& operator=(const CallEpoch&) = delete;
+};
+
 // Combine's reduction of one 16-byte chunk (8 BF16 channels): the rows the
 // token's ranks returned (rank order; bit r of `m` says rank r holds one),
 // then the biases, summed in fp32 and rounded to BF16 once. The ring and the

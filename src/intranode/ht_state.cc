@@ -108,9 +108,9 @@ epResult_t epHtCheckNotCapturing(epComm* comm, cudaStream_t stream, const char* 
     return epCudaError;
   }
   if (cs == cudaStreamCaptureStatusNone) return epSuccess;
-  EP_WARN("%s: the stream is being captured into a CUDA graph, and HT calls cannot be captured yet: their "
-          "cross-rank flags carry call epochs chosen on the host, which every replay would repeat. HINT: run HT "
-          "calls outside graphs (the LL calls are capturable)",
+  EP_WARN("%s: the stream is being captured into a CUDA graph, and HT calls on a multi-node communicator cannot "
+          "be captured yet (not verified under graph replay). HINT: run them outside graphs; intranode HT and LL "
+          "calls are capturable",
           fn);
   return epInvalidUsage;
 }
@@ -217,7 +217,15 @@ epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epH
     res = epInvalidArgument;
     goto fail;
   }
+  {
+    // Call epochs start at 0 on every rank (first call: 1), before any kernel of any stream.
+    const size_t eb = sizeof(uint32_t) * EP_HT_EPOCH_KINDS * EP_HT_MAX_CHANNELS;
+    CUDACHECKGOTO(cudaMalloc(&st->epochDev, eb), res, fail);
+    CUDACHECKGOTO(cudaMemset(st->epochDev, 0, eb), res, fail);
+    CUDACHECKGOTO(cudaDeviceSynchronize(), res, fail);
+  }
   EPCHECKGOTO(epNvlBufferAlloc(comm, bytes, &st->nvl), res, fail);
+  comm->deviceBytes += sizeof(uint32_t) * EP_HT_EPOCH_KINDS * EP_HT_MAX_CHANNELS;
   memset(&st->peers, 0, sizeof(st->peers));
   for (int r = 0; r < comm->nranks; r++) st->peers.buf[r] = static_cast<char*>(st->nvl.peer[r]);
   comm->ht = st;
@@ -225,6 +233,10 @@ epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epH
     if (c->ht == nullptr) return;
     epNvlBufferFree(c, &c->ht->nvl);
     if (c->ht->prof) (void)cudaFree(c->ht->prof);
+    if (c->ht->epochDev) {
+      (void)cudaFree(c->ht->epochDev);
+      c->deviceBytes -= sizeof(uint32_t) * EP_HT_EPOCH_KINDS * EP_HT_MAX_CHANNELS;
+    }
     delete c->ht;
     c->ht = nullptr;
   });
@@ -233,6 +245,7 @@ epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epH
   *out = st;
   return epSuccess;
 fail:
+  if (st->epochDev) (void)cudaFree(st->epochDev);
   delete st;
   return res;
 }

@@ -34,7 +34,10 @@ struct epHtState {
   epHtBufLayout lay;
   epHtPeers peers;
   uint32_t notifyEpoch = 0; /* last notify epoch used (same sequence on every rank) */
-  uint32_t callEpoch[2] = {0, 0}; /* last dispatch / combine call (same sequence on every rank; direct-path flags) */
+  /* Call epochs on the device, [EP_HT_EPOCH_KINDS][EP_HT_MAX_CHANNELS] (dispatch,
+   * combine, notify): the kernels advance them, so a CUDA-graph replay gets a
+   * fresh epoch like an eager call (ht_device.cuh, CallEpoch). */
+  uint32_t* epochDev = nullptr;
   int lastDirect[2] = {0, 0};     /* 1: the last dispatch / combine took the direct path (tests, logs) */
   int smemOptin = 0;        /* max dynamic shared memory per block */
   int deviceSms = 0;
@@ -60,12 +63,9 @@ epResult_t epHtAllowLargeSmem(epHtState* st, unsigned bit, Kernel kernel) {
 
 /* Bytes of the direct-path handshake area (records, flags, done words). */
 size_t epHtDirectBytes(int nranks, int maxChannels);
-/* Next call epoch of a kind (EP_HT_KIND_*): 31 bits, never 0. */
-inline uint32_t epHtNextEpoch(epHtState* st, int kind) {
-  uint32_t e = (++st->callEpoch[kind]) & 0x7fffffffu;
-  if (e == 0) e = st->callEpoch[kind] = 1;
-  return e;
-}
+/* Device epoch counters of a kind (EP_HT_KIND_*, or EP_HT_EPOCH_NOTIFY). */
+enum { EP_HT_EPOCH_NOTIFY = 2, EP_HT_EPOCH_KINDS = 3 };
+inline uint32_t* epHtEpochCounters(epHtState* st, int kind) { return st->epochDev + (size_t)kind * EP_HT_MAX_CHANNELS; }
 /* Bytes of header (everything but the rings) for this many ranks and channels. */
 size_t epHtHeaderBytes(int nranks, int maxChannels);
 /* Largest slot (dispatch or combine) a call with these parameters needs. */
@@ -80,11 +80,9 @@ epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epH
 /* Checks that HT intranode can run on this communicator (one NVLink domain). */
 epResult_t epHtCheckIntranode(epComm* comm, const char* fn);
 
-/* epInvalidUsage when `stream` is being captured into a CUDA graph: HT calls
- * (intranode and internode) tag their cross-rank flags with call epochs the
- * host picks at launch, which every replay of a graph would repeat, so a
- * replay could pass a wait on the previous replay's flag and read stale
- * counts or rows. Refused until the epochs live on the device. */
+/* epInvalidUsage when `stream` is being captured into a CUDA graph. Intranode
+ * HT calls are capturable (their call epochs live on the device); the
+ * internode path is refused until it is verified under graph replay. */
 epResult_t epHtCheckNotCapturing(epComm* comm, cudaStream_t stream, const char* fn);
 
 /* Current tuning (defaults; EP_HT_DEV_* overrides while the kernels are being tuned). */

@@ -126,7 +126,8 @@ __global__ void __launch_bounds__(256) count_kernel(CountParams p) {
 
 struct ExchangeParams {
   Buf b;
-  int epoch;
+  uint32_t* epochCtr;  // notify call epochs on the device (CallEpoch): count slots and flags
+  int hostEpoch;       // mode (a): the host's sequence number, echoed into the mailbox
   int C;
   int L;
   int align;
@@ -139,11 +140,13 @@ struct ExchangeParams {
 };
 
 __global__ void __launch_bounds__(512) exchange_kernel(ExchangeParams p) {
+  const CallEpoch callEpoch(p.epochCtr);  // first: every return path advances it
+  const int epoch = (int)callEpoch.e;
   __shared__ int fromRank[EP_HT_MAX_NVL_RANKS + 1];
   __shared__ int abortFlag;
   const int tid = threadIdx.x;
   const int R = p.b.R(), me = p.b.me();
-  const int par = p.epoch & 1;
+  const int par = epoch & 1;
   const int W = 1 + p.C + p.L;
   const int header = p.C | (p.L << 16);
   if (tid == 0) abortFlag = 0;
@@ -162,10 +165,10 @@ __global__ void __launch_bounds__(512) exchange_kernel(ExchangeParams p) {
   // 2. Publish to each peer, then wait for each peer's counts.
   if (tid < R) {
     int* flagAt = reinterpret_cast<int*>(p.b.peers.buf[tid] + p.b.lay.nflagOff) + par * R + me;
-    st_release_sys(flagAt, p.epoch);
+    st_release_sys(flagAt, epoch);
     const int* flagIn = reinterpret_cast<int*>(p.b.local() + p.b.lay.nflagOff) + par * R + tid;
     Spin spin(p.timeoutNs);
-    while (ld_acquire_sys(flagIn) != p.epoch) {
+    while (ld_acquire_sys(flagIn) != epoch) {
       if (spin.tick(&abortFlag, p.status, -1, tid, kWaitNotify)) break;
     }
   }
@@ -210,7 +213,7 @@ __global__ void __launch_bounds__(512) exchange_kernel(ExchangeParams p) {
   if (tid == 0 && p.host) {
     p.host->numRecv = fromRank[R];
     __threadfence_system();
-    p.host->epoch = p.epoch;
+    p.host->epoch = p.hostEpoch;
   }
 }
 
@@ -224,8 +227,10 @@ EP_API epResult_t epDispatchNotify(epComm_t comm, const epDispatchInput_t* in, e
                                    int* recvCountPerExpert, cudaStream_t stream) {
   EPCHECK(epCommCheck(comm, "epDispatchNotify"));
   EP_COMM_SCOPE(comm);
-  EPCHECK(epHtCheckNotCapturing(comm, stream, "epDispatchNotify"));
-  if (epInterWanted(comm)) return epInterDispatchNotify(comm, in, handle, numRecvTokens, recvCountPerExpert, stream);
+  if (epInterWanted(comm)) {
+    EPCHECK(epHtCheckNotCapturing(comm, stream, "epDispatchNotify"));  // internode: not yet verified under graph replay
+    return epInterDispatchNotify(comm, in, handle, numRecvTokens, recvCountPerExpert, stream);
+  }
   EPCHECK(epHtCheckIntranode(comm, "epDispatchNotify"));
   EPCHECK(epHtHandleCheck(comm, handle, "epDispatchNotify"));
   EPCHECK(epHtCheckDispatchInput(comm, in, handle, /*needRouting=*/true, "epDispatchNotify", nullptr));
@@ -268,7 +273,8 @@ EP_API epResult_t epDispatchNotify(epComm_t comm, const epDispatchInput_t* in, e
   ExchangeParams ep;
   ep.b.lay = st->lay;
   ep.b.peers = st->peers;
-  ep.epoch = epoch;
+  ep.epochCtr = epHtEpochCounters(st, EP_HT_EPOCH_NOTIFY);
+  ep.hostEpoch = epoch;
   ep.C = C;
   ep.L = L;
   ep.align = in->expertAlignment;

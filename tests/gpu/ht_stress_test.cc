@@ -51,8 +51,9 @@ struct Set {
 
 // mixed: set 0's outputs and combine input are registered (direct path),
 // set 1's are not (ring path), so consecutive calls alternate between the
-// two paths and their per-call handshakes.
-void stressRun(bool mixed) {
+// two paths and their per-call handshakes. graph: the calls are captured
+// once into a CUDA graph and replayed.
+void stressRun(bool mixed, bool graph = false) {
   HtEnv& env = htEnv();
   const int R = env.nranks, me = env.rank, T = 256, H = 2048, K = 8, E = htExpertsFor(R, 64);
   cudaStream_t st = env.stream;
@@ -175,12 +176,14 @@ void stressRun(bool mixed) {
   EP_HT_ASSERT_CUDA(counters.alloc(3 * sizeof(unsigned long long)));
   EP_HT_ASSERT_CUDA(cudaMemset(counters.p, 0, counters.bytes));
   unsigned long long* cnt = counters.as<unsigned long long>();
-  for (int it = 0; it < kIters; it++) {
+  // One iteration's stream work: poison, (notify,) dispatch, device-side
+  // comparisons with the golden run, combine, comparisons.
+  auto enqueue = [&](int it, int poison, bool notify) {
     Set& S = sets[it % 2];
     const size_t n = (size_t)S.ref.numRecv;
     for (epTestDevBuf* b : {&S.rx, &S.rIdx, &S.rW, &S.rSrc, &S.rN, &S.out, &S.outW})
-      EP_HT_ASSERT_CUDA(b->poison(it % 3 == 1 ? 0x00 : 0xFF, st));
-    if (it % 3 != 2) EP_HT_ASSERT_OK(epDispatchNotify(comm, &S.in, S.handle, nullptr, nullptr, st), comm);
+      EP_HT_ASSERT_CUDA(b->poison(poison, st));
+    if (notify) EP_HT_ASSERT_OK(epDispatchNotify(comm, &S.in, S.handle, nullptr, nullptr, st), comm);
     EP_HT_ASSERT_OK(epDispatch(comm, &S.in, &S.od, S.handle, st), comm);
     EP_HT_ASSERT_CUDA(epTestCountByteMismatch(S.rx.p, S.gx.p, n * H * 2, cnt, st));
     EP_HT_ASSERT_CUDA(epTestCountByteMismatch(S.rIdx.p, S.gIdx.p, n * K * 4, cnt, st));
@@ -191,6 +194,31 @@ void stressRun(bool mixed) {
     EP_HT_ASSERT_CUDA(epTestCountBf16OutOfTol(S.out.p, S.outRef.as<float>(), S.outTol.as<float>(), (size_t)T * H,
                                               cnt + 1, st));
     EP_HT_ASSERT_CUDA(epTestCountByteMismatch(S.outW.p, S.gOutW.p, (size_t)T * K * 4, cnt + 2, st));
+  };
+  if (!graph) {
+    for (int it = 0; it < kIters; it++) {
+      enqueue(it, it % 3 == 1 ? 0x00 : 0xFF, it % 3 != 2);
+      if (testing::Test::HasFatalFailure()) return;
+    }
+  } else {
+    // Captured once (set 0: notify + dispatch + combine; set 1: cached
+    // dispatch + combine), replayed kIters / 2 times: every replay must move
+    // the rows again and wait for the peers' SAME replay (the call epochs
+    // live on the device, so a replay cannot pass a wait on the previous
+    // replay's flag).
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t ge = nullptr;
+    EP_HT_ASSERT_CUDA(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    enqueue(0, 0xFF, true);
+    enqueue(1, 0x00, false);
+    const cudaError_t ce = cudaStreamEndCapture(st, &g);
+    if (testing::Test::HasFatalFailure()) return;
+    EP_HT_ASSERT_CUDA(ce);
+    EP_HT_ASSERT_CUDA(cudaGraphInstantiate(&ge, g, 0));
+    for (int it = 0; it < kIters / 2; it++) EP_HT_ASSERT_CUDA(cudaGraphLaunch(ge, st));
+    EP_HT_ASSERT_CUDA(cudaStreamSynchronize(st));
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
   }
   EP_HT_ASSERT_CUDA(cudaStreamSynchronize(st));
   unsigned long long h[3];
@@ -213,6 +241,16 @@ TEST(HtStress, BackToBack1000CallsStable) {
 TEST(HtStress, BackToBack1000CallsStableDirectAndRingAlternating) {
   EP_HT_REQUIRE_GPU();
   stressRun(true);
+}
+
+TEST(HtStress, GraphReplayed500TimesStable) {
+  EP_HT_REQUIRE_GPU();
+  stressRun(false, true);
+}
+
+TEST(HtStress, GraphReplayed500TimesStableDirectAndRingAlternating) {
+  EP_HT_REQUIRE_GPU();
+  stressRun(true, true);
 }
 
 }  // namespace
