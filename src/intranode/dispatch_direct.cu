@@ -246,6 +246,8 @@ EP_PARAM(HtDirect, "HT_DIRECT", 1)
 EP_PARAM(HtDevDirectUnroll, "HT_DEV_DIRECT_UNROLL", 8)
 // EP_HT_DEV_DIRECT_PREFETCH: 1 loads the next token's routing and metadata while this token's row is copied.
 EP_PARAM(HtDevDirectPrefetch, "HT_DEV_DIRECT_PREFETCH", 1)
+// EP_HT_DEV_DIRECT_NO_SCALES: diagnostic, 1 leaves the FP8 scales unwritten (prices their small remote stores).
+EP_PARAM(HtDevDirectNoScales, "HT_DEV_DIRECT_NO_SCALES", 0)
 
 bool epHtDirectEnabled() { return epParamHtDirect() != 0; }
 
@@ -286,7 +288,7 @@ epResult_t epHtLaunchDispatchDirect(epComm* comm, epHtState* st, const epDispatc
   p.xBytes = shape.xBytes;
   p.scaleCols = shape.scaleCols;
   p.x = static_cast<const char*>(in->x);
-  p.scales = static_cast<const int*>(in->xScales);
+  p.scales = epParamHtDevDirectNoScales() ? nullptr : static_cast<const int*>(in->xScales);
   p.sTok = shape.sTok;
   p.sCol = shape.sCol;
   p.topk = in->topkIdx;
