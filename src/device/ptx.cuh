@@ -212,6 +212,15 @@ __device__ __forceinline__ T warp_reduce_sum(T v) {
   return v;
 }
 
+// ---------------------------------------------------------------- programmatic dependent launch
+// A kernel launched with cudaLaunchAttributeProgrammaticStreamSerialization
+// may start while the previous kernel of the stream still runs; it must call
+// pdl_wait() before it reads anything that kernel (or any earlier work)
+// wrote. A primary calls pdl_launch_dependents() to let the next kernel start
+// early. Both are no-ops for kernels launched the ordinary way.
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void pdl_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+
 }  // namespace dev
 }  // namespace ep
 

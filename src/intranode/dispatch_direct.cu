@@ -100,7 +100,8 @@ __device__ __forceinline__ void load_token_meta(const DirectDispatchParams& p, c
 
 template <int kR, int kU, bool kPre>
 __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(DirectDispatchParams p) {
-  const CallEpoch epoch(p.epochCtr);  // first: every return path advances it
+  pdl_wait();  // launched with PDL after the notify: nothing of the stream's earlier work is read before this
+  const CallEpoch epoch(p.epochCtr);  // every return path advances it
   __shared__ char* dst[EP_HT_NUM_REG_BUFS][EP_HT_MAX_NVL_RANKS];
   __shared__ int rowBase[EP_HT_MAX_NVL_RANKS];
   __shared__ int rows[EP_HT_MAX_NVL_RANKS];
@@ -224,8 +225,20 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
 
 template <int kR, int kU, bool kPre>
 epResult_t launch(const DirectDispatchParams& p, cudaStream_t stream) {
-  dispatch_direct_kernel<kR, kU, kPre><<<p.C, kDirectThreads, 0, stream>>>(p);
-  CUDACHECK_LAUNCH();
+  // Programmatic dependent launch (EP_HT_PDL): the kernel is scheduled while
+  // the notify before it still exchanges counts, so its launch latency is
+  // hidden; it waits for the notify to complete (pdl_wait) before reading.
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(p.C);
+  cfg.blockDim = dim3(kDirectThreads);
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = epHtPdlEnabled() ? 1 : 0;
+  CUDACHECK(cudaLaunchKernelEx(&cfg, dispatch_direct_kernel<kR, kU, kPre>, p));
   return epSuccess;
 }
 
@@ -250,6 +263,9 @@ EP_PARAM(HtDevDirectPrefetch, "HT_DEV_DIRECT_PREFETCH", 1)
 EP_PARAM(HtDevDirectNoScales, "HT_DEV_DIRECT_NO_SCALES", 0)
 
 bool epHtDirectEnabled() { return epParamHtDirect() != 0; }
+
+EP_PARAM(HtPdl, "HT_PDL", 1)
+bool epHtPdlEnabled() { return epParamHtPdl() != 0; }
 
 int epHtLastCallDirect(epComm* comm, int kind) { return comm->ht ? comm->ht->lastDirect[kind] : -1; }
 

@@ -103,6 +103,7 @@ struct epHtHandleDev {
   int* numRecv;           /* [1] */
   int* expertCount;       /* [R * EP_HT_MAX_LOCAL_EXPERTS] tokens per (global) expert */
   int* expertAligned;     /* [EP_HT_MAX_LOCAL_EXPERTS] per local expert, aligned */
+  int* notifyTicket;      /* notify: blocks done counting (the last one exchanges and resets it to 0) */
 };
 
 /* Byte offsets inside a dispatch slot: row | scales | top-k ids | weights | src idx. */

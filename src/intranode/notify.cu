@@ -1,18 +1,18 @@
 /*************************************************************************
  * epcomm: HT intranode notify — the count exchange before a dispatch.
  *
- * Two kernels on the caller's stream:
- *  1. count (one block per channel): scans the channel's tokens in order and
- *     records, per token, which ranks it goes to and its slot index in each
- *     destination ring; per-channel counts per destination; a histogram of
- *     tokens per expert. Expert ids >= E or < -1 are recorded as device
- *     errors and ignored (no out-of-bounds access).
- *  2. exchange (one block): writes our counts into every peer's buffer,
- *     publishes them with an epoch flag, waits for every peer's (bounded by
- *     EP_TIMEOUT_MS), and derives the receive layout: rows per source and
- *     channel, their prefix sums, aligned per-local-expert counts. Mode (a)
- *     also writes the totals into host-mapped memory; the host spins on it.
- *
+ * One kernel on the caller's stream, one block per channel:
+ *  1. count (every block): records, per token of the channel, which ranks it
+ *     goes to and its slot index in each destination's rows of the channel;
+ *     per-channel counts per destination; a histogram of tokens per expert.
+ *     Expert ids >= E or < -1 are recorded as device errors and ignored (no
+ *     out-of-bounds access).
+ *  2. exchange (the last block to finish counting): writes our counts into
+ *     every peer's buffer, publishes them with an epoch flag, waits for every
+ *     peer's (bounded by EP_TIMEOUT_MS), and derives the receive layout: rows
+ *     per source and channel, their prefix sums, aligned per-local-expert
+ *     counts. Mode (a) also writes the totals into host-mapped memory; the
+ *     host spins on it.
  * Count slots are double-buffered by epoch parity: a rank can be at most one
  * notify ahead of a peer that has not yet read its previous counts (it waits
  * for the peer's flag of the next epoch), so parity is enough.
@@ -38,130 +38,94 @@ namespace ep {
 namespace ht {
 namespace {
 
-struct CountParams {
+struct NotifyParams {
+  // Count (every block: one channel).
   const void* topk;
   int idx64;
   int K;
   int T;
   int E;
-  int L;
   int R;
-  int C;
   const uint8_t* userInRank; /* used when topk is NULL */
   uint8_t* inRank;           /* handle: [T x R] */
   int* slotPrefix;           /* handle: [T x R] */
-  int* sendChanCount;        /* handle: [R][Cmax] */
-  int* expertCount;          /* handle: [E]; NULL: no histogram */
+  int* expertCount;          /* handle: [E]; NULL: no histogram (the user gave numTokensPerExpert) */
+  int* ticket;               /* handle: blocks done counting (the last one exchanges, then resets it) */
+  // Exchange (the last block).
+  Buf b;
+  uint32_t* epochCtr;        /* notify call epochs on the device (CallEpoch): count slots and flags */
+  int hostEpoch;             /* mode (a): the host's sequence number, echoed into the mailbox */
+  int C;
+  int L;
+  int align;
+  const int* userExpertCount; /* [E] the user's numTokensPerExpert, or NULL (then expertCount) */
+  epHtHandleDev h;
+  epHtHostInfo* host;        /* NULL: mode (b) */
   epDeviceStatus* status;
+  unsigned long long timeoutNs;
 };
+
+constexpr int kNotifyThreads = 512;
+constexpr int kNotifyWarps = kNotifyThreads / 32;
 
 __device__ __forceinline__ long long load_id(const void* p, int idx64, long long i) {
   return idx64 ? reinterpret_cast<const long long*>(p)[i] : (long long)reinterpret_cast<const int*>(p)[i];
 }
 
-__global__ void __launch_bounds__(256) count_kernel(CountParams p) {
-  extern __shared__ int hist[];  // [E] when histogramming
-  const int c = blockIdx.x;
-  int t0, t1;
-  channel_range(p.T, p.C, c, &t0, &t1);
-  const int tid = threadIdx.x, lane = lane_id();
-  if (p.expertCount) {
-    for (int e = tid; e < p.E; e += blockDim.x) hist[e] = 0;
-    __syncthreads();
-  }
-  if (tid < 32) {
-    // Warp 0: in-order scan of the channel's tokens, 32 at a time.
-    int running[EP_HT_MAX_NVL_RANKS];
+// Which ranks token t goes to (bit r), from its top-k ids (8 independent
+// loads in flight per lane) or the user's isTokenInRank row; with `hist`,
+// counts its valid ids into the block's shared histogram. Ids >= E or < -1
+// are recorded as device errors and ignored (no out-of-bounds access).
+__device__ __forceinline__ unsigned token_rank_mask(const NotifyParams& p, int t, int L, int* hist) {
+  unsigned mask = 0;
+  if (p.topk) {
+    for (int k0 = 0; k0 < p.K; k0 += 8) {
+      long long id[8];
 #pragma unroll
-    for (int r = 0; r < EP_HT_MAX_NVL_RANKS; r++) running[r] = 0;
-    for (int base = t0; base < t1; base += 32) {
-      const int t = base + lane;
-      const bool valid = t < t1;
-      unsigned mask = 0;
-      if (valid) {
-        if (p.topk) {
-          for (int k = 0; k < p.K; k++) {
-            long long id = load_id(p.topk, p.idx64, (long long)t * p.K + k);
-            if (id >= 0 && id < p.E) {
-              mask |= 1u << (int)(id / p.L);
-            } else if (id != -1) {
-              record_error(p.status, kFamilyHt, EP_DEVERR_BAD_EXPERT_ID, t, k, id);
-            }
-          }
-        } else {
-          for (int r = 0; r < p.R; r++)
-            if (p.userInRank[(size_t)t * p.R + r]) mask |= 1u << r;
-        }
-      }
-      const unsigned lt = (1u << lane) - 1;
+      for (int u = 0; u < 8; u++) id[u] = k0 + u < p.K ? load_id(p.topk, p.idx64, (long long)t * p.K + k0 + u) : -1;
 #pragma unroll
-      for (int r = 0; r < EP_HT_MAX_NVL_RANKS; r++) {
-        if (r < p.R) {
-          const unsigned bits = __ballot_sync(0xffffffffu, (mask >> r) & 1);
-          if (valid) {
-            p.slotPrefix[(size_t)t * p.R + r] = running[r] + __popc(bits & lt);
-            p.inRank[(size_t)t * p.R + r] = (uint8_t)((mask >> r) & 1);
-          }
-          running[r] += __popc(bits);
+      for (int u = 0; u < 8; u++) {
+        if (id[u] >= 0 && id[u] < p.E) {
+          mask |= 1u << (int)(id[u] / L);
+          if (hist) atomicAdd(&hist[id[u]], 1);
+        } else if (id[u] != -1) {
+          record_error(p.status, kFamilyHt, EP_DEVERR_BAD_EXPERT_ID, t, k0 + u, id[u]);
         }
       }
     }
-#pragma unroll
-    for (int r = 0; r < EP_HT_MAX_NVL_RANKS; r++)
-      if (lane == r && r < p.R) p.sendChanCount[r * EP_HT_MAX_CHANNELS + c] = running[r];
-  } else if (p.expertCount && p.topk) {
-    // Other warps: tokens per expert over this channel's (token, slot) pairs.
-    const long long n = (long long)(t1 - t0) * p.K;
-    for (long long i = tid - 32; i < n; i += blockDim.x - 32) {
-      long long id = load_id(p.topk, p.idx64, (long long)t0 * p.K + i);
-      if (id >= 0 && id < p.E) atomicAdd(&hist[id], 1);
-    }
+  } else {
+    for (int r = 0; r < p.R; r++)
+      if (p.userInRank[(size_t)t * p.R + r]) mask |= 1u << r;
   }
-  if (p.expertCount) {
-    __syncthreads();
-    for (int e = tid; e < p.E; e += blockDim.x)
-      if (hist[e]) atomicAdd(&p.expertCount[e], hist[e]);
-  }
+  return mask;
 }
 
-struct ExchangeParams {
-  Buf b;
-  uint32_t* epochCtr;  // notify call epochs on the device (CallEpoch): count slots and flags
-  int hostEpoch;       // mode (a): the host's sequence number, echoed into the mailbox
-  int C;
-  int L;
-  int align;
-  const int* sendChanCount;  // [R][Cmax]
-  const int* expertCount;    // [E] (handle's histogram or the user's numTokensPerExpert)
-  epHtHandleDev h;
-  epHtHostInfo* host;        // NULL: mode (b)
-  epDeviceStatus* status;
-  unsigned long long timeoutNs;
-};
-
-__global__ void __launch_bounds__(512) exchange_kernel(ExchangeParams p) {
-  const CallEpoch callEpoch(p.epochCtr);  // first: every return path advances it
-  const int epoch = (int)callEpoch.e;
+// The last block: writes our counts into every peer's buffer, publishes them
+// with the epoch flag, waits for every peer's (bounded by EP_TIMEOUT_MS), and
+// derives the receive layout: rows per source and channel, their prefix
+// sums, aligned per-local-expert counts; mode (a) also fills the host mailbox.
+__device__ void exchange_counts(const NotifyParams& p, const int* expertCount, int epoch, int* abortFlag) {
   __shared__ int fromRank[EP_HT_MAX_NVL_RANKS + 1];
-  __shared__ int abortFlag;
   const int tid = threadIdx.x;
   const int R = p.b.R(), me = p.b.me();
   const int par = epoch & 1;
   const int W = 1 + p.C + p.L;
   const int header = p.C | (p.L << 16);
-  if (tid == 0) abortFlag = 0;
   // 1. Our counts for destination d go to d's slot [par][me].
   for (int idx = tid; idx < R * W; idx += blockDim.x) {
     const int d = idx / W, j = idx % W;
     int v;
     if (j == 0) v = header;
-    else if (j <= p.C) v = p.sendChanCount[d * EP_HT_MAX_CHANNELS + (j - 1)];
-    else v = p.expertCount[d * p.L + (j - 1 - p.C)];
+    else if (j <= p.C) v = __ldcg(&p.h.sendChanCount[d * EP_HT_MAX_CHANNELS + (j - 1)]);
+    else v = __ldcg(&expertCount[d * p.L + (j - 1 - p.C)]);
     int* slot = reinterpret_cast<int*>(p.b.peers.buf[d] + p.b.lay.notifyOff) +
                 ((size_t)par * R + me) * p.b.lay.notifyInts;
     slot[j] = v;
   }
   __syncthreads();
+  // The histogram is read: zero it for the next notify (instead of a memset launch per call).
+  if (expertCount == p.expertCount && p.expertCount)
+    for (int e = tid; e < p.E; e += blockDim.x) p.expertCount[e] = 0;
   // 2. Publish to each peer, then wait for each peer's counts.
   if (tid < R) {
     int* flagAt = reinterpret_cast<int*>(p.b.peers.buf[tid] + p.b.lay.nflagOff) + par * R + me;
@@ -169,11 +133,11 @@ __global__ void __launch_bounds__(512) exchange_kernel(ExchangeParams p) {
     const int* flagIn = reinterpret_cast<int*>(p.b.local() + p.b.lay.nflagOff) + par * R + tid;
     Spin spin(p.timeoutNs);
     while (ld_acquire_sys(flagIn) != epoch) {
-      if (spin.tick(&abortFlag, p.status, -1, tid, kWaitNotify)) break;
+      if (spin.tick(abortFlag, p.status, -1, tid, kWaitNotify)) break;
     }
   }
   __syncthreads();
-  if (abortFlag) return;
+  if (*reinterpret_cast<volatile int*>(abortFlag)) return;
   const int* slots = reinterpret_cast<const int*>(p.b.local() + p.b.lay.notifyOff) + (size_t)par * R * p.b.lay.notifyInts;
   // 3. Rows per (source, channel) and their prefix inside the source's block.
   if (tid < R) {
@@ -217,6 +181,88 @@ __global__ void __launch_bounds__(512) exchange_kernel(ExchangeParams p) {
   }
 }
 
+// One launch per notify (it was a memset, a count kernel and an exchange
+// kernel: ~27 us inside a 300 us FP8 dispatch call). Every block counts one
+// channel with all its warps (512 tokens per round: each warp ballots 32
+// tokens, a shared prefix over the warps orders them), so a channel's slot
+// indices come in ceil(n / 512) rounds instead of n / 32 serial steps; the
+// last block to finish counting (a ticket) runs the exchange.
+__global__ void __launch_bounds__(kNotifyThreads) notify_kernel(NotifyParams p) {
+  const CallEpoch callEpoch(p.epochCtr);  // first: every return path advances it
+  // The dispatch that follows (launched with PDL) may be scheduled now: its
+  // blocks wait (pdl_wait) until this kernel is complete, so only the launch
+  // latency overlaps the count exchange.
+  pdl_launch_dependents();
+  extern __shared__ int hist[];           // [E] when histogramming
+  __shared__ int warpBase[kNotifyWarps][EP_HT_MAX_NVL_RANKS];
+  __shared__ int running[EP_HT_MAX_NVL_RANKS];
+  __shared__ int isLast;
+  __shared__ int abortFlag;
+  const int c = blockIdx.x, tid = threadIdx.x, lane = lane_id(), warp = warp_id();
+  const int R = p.R, L = p.E / R;
+  int* const h = p.expertCount ? hist : nullptr;
+  if (tid == 0) abortFlag = 0;
+  if (tid < EP_HT_MAX_NVL_RANKS) running[tid] = 0;
+  if (h)
+    for (int e = tid; e < p.E; e += blockDim.x) h[e] = 0;
+  __syncthreads();
+  int t0, t1;
+  channel_range(p.T, p.C, c, &t0, &t1);
+  const unsigned lt = (1u << lane) - 1;
+  for (int base = t0; base < t1; base += kNotifyThreads) {
+    const int t = base + warp * 32 + lane;
+    const bool valid = t < t1;
+    const unsigned mask = valid ? token_rank_mask(p, t, L, h) : 0u;
+    unsigned bits[EP_HT_MAX_NVL_RANKS];
+#pragma unroll
+    for (int r = 0; r < EP_HT_MAX_NVL_RANKS; r++) {
+      bits[r] = __ballot_sync(0xffffffffu, (mask >> r) & 1);
+      if (lane == 0 && r < R) warpBase[warp][r] = __popc(bits[r]);
+    }
+    __syncthreads();
+    if (tid < R) {  // exclusive prefix over the warps, in token order
+      int acc = running[tid];
+      for (int w = 0; w < kNotifyWarps; w++) {
+        const int v = warpBase[w][tid];
+        warpBase[w][tid] = acc;
+        acc += v;
+      }
+      running[tid] = acc;
+    }
+    __syncthreads();
+    if (valid) {
+#pragma unroll
+      for (int r = 0; r < EP_HT_MAX_NVL_RANKS; r++) {
+        if (r < R) {
+          p.slotPrefix[(size_t)t * R + r] = warpBase[warp][r] + __popc(bits[r] & lt);
+          p.inRank[(size_t)t * R + r] = (uint8_t)((mask >> r) & 1);
+        }
+      }
+    }
+    __syncthreads();  // warpBase is rewritten by the next round
+  }
+  if (tid < R) p.h.sendChanCount[tid * EP_HT_MAX_CHANNELS + c] = running[tid];
+  if (h) {
+    __syncthreads();
+    for (int e = tid; e < p.E; e += blockDim.x)
+      if (h[e]) atomicAdd(&p.expertCount[e], h[e]);
+  }
+  // Ticket: our counts (and histogram adds) are visible device-wide before it.
+  __syncthreads();
+  if (tid == 0) {
+    __threadfence();
+    const int done = atomicAdd(p.ticket, 1);
+    isLast = done == p.C - 1;
+    if (isLast) {
+      *p.ticket = 0;  // for the next notify (stream-ordered after this kernel)
+      __threadfence();
+    }
+  }
+  __syncthreads();
+  if (!isLast) return;
+  exchange_counts(p, p.userExpertCount ? p.userExpertCount : p.expertCount, (int)callEpoch.e, &abortFlag);
+}
+
 }  // namespace
 }  // namespace ht
 }  // namespace ep
@@ -245,46 +291,37 @@ EP_API epResult_t epDispatchNotify(epComm_t comm, const epDispatchInput_t* in, e
 
   const bool hist = in->numTokensPerExpert == nullptr;
   if (hist) {
-    CUDACHECK(cudaMemsetAsync(handle->dev.expertCount, 0, sizeof(int) * E, stream));
-    EPCHECK(epHtAllowLargeSmem(st, EP_HT_ATTR_COUNT, count_kernel));  // the histogram may exceed 48 KB
+    EPCHECK(epHtAllowLargeSmem(st, EP_HT_ATTR_COUNT, notify_kernel));  // the histogram may exceed 48 KB
     EP_ARG_CHECK((size_t)E * 4 <= (size_t)st->smemOptin, "epDispatchNotify: %d experts exceed the histogram limit %d",
                  E, st->smemOptin / 4);
   }
-  CountParams cp;
-  cp.topk = in->topkIdx;
-  cp.idx64 = in->topkIdxType == epInt64;
-  cp.K = in->numTopk;
-  cp.T = T;
-  cp.E = E;
-  cp.L = L;
-  cp.R = R;
-  cp.C = C;
-  cp.userInRank = in->isTokenInRank;
-  cp.inRank = handle->dev.isTokenInRank;
-  cp.slotPrefix = handle->dev.slotPrefix;
-  cp.sendChanCount = handle->dev.sendChanCount;
-  cp.expertCount = hist ? handle->dev.expertCount : nullptr;
-  cp.status = comm->devStatusDev;
-  count_kernel<<<C, 256, hist ? (size_t)E * 4 : 0, stream>>>(cp);
-  CUDACHECK_LAUNCH();
-
-  const int epoch = (int)(++st->notifyEpoch & 0x7fffffff);
+  const int hostEpoch = (int)(++st->notifyEpoch & 0x7fffffff);
   const bool modeA = numRecvTokens != nullptr;
-  ExchangeParams ep;
-  ep.b.lay = st->lay;
-  ep.b.peers = st->peers;
-  ep.epochCtr = epHtEpochCounters(st, EP_HT_EPOCH_NOTIFY);
-  ep.hostEpoch = epoch;
-  ep.C = C;
-  ep.L = L;
-  ep.align = in->expertAlignment;
-  ep.sendChanCount = handle->dev.sendChanCount;
-  ep.expertCount = hist ? handle->dev.expertCount : in->numTokensPerExpert;
-  ep.h = handle->dev;
-  ep.host = modeA ? handle->hostInfoDev : nullptr;
-  ep.status = comm->devStatusDev;
-  ep.timeoutNs = epCommWaitTimeoutNs(comm);
-  exchange_kernel<<<1, 512, 0, stream>>>(ep);
+  NotifyParams p;
+  p.topk = in->topkIdx;
+  p.idx64 = in->topkIdxType == epInt64;
+  p.K = in->numTopk;
+  p.T = T;
+  p.E = E;
+  p.R = R;
+  p.userInRank = in->isTokenInRank;
+  p.inRank = handle->dev.isTokenInRank;
+  p.slotPrefix = handle->dev.slotPrefix;
+  p.expertCount = hist ? handle->dev.expertCount : nullptr;
+  p.ticket = handle->dev.notifyTicket;
+  p.b.lay = st->lay;
+  p.b.peers = st->peers;
+  p.epochCtr = epHtEpochCounters(st, EP_HT_EPOCH_NOTIFY);
+  p.hostEpoch = hostEpoch;
+  p.C = C;
+  p.L = L;
+  p.align = in->expertAlignment;
+  p.userExpertCount = hist ? nullptr : in->numTokensPerExpert;
+  p.h = handle->dev;
+  p.host = modeA ? handle->hostInfoDev : nullptr;
+  p.status = comm->devStatusDev;
+  p.timeoutNs = epCommWaitTimeoutNs(comm);
+  notify_kernel<<<C, kNotifyThreads, hist ? (size_t)E * 4 : 0, stream>>>(p);
   CUDACHECK_LAUNCH();
 
   handle->notified = true;
@@ -299,7 +336,7 @@ EP_API epResult_t epDispatchNotify(epComm_t comm, const epDispatchInput_t* in, e
   volatile epHtHostInfo* hi = handle->hostInfo;
   auto start = std::chrono::steady_clock::now();
   unsigned spins = 0;
-  while (hi->epoch != epoch) {
+  while (hi->epoch != hostEpoch) {
     if (comm->devStatus && reinterpret_cast<volatile epDeviceStatus*>(comm->devStatus)->kind != EP_DEVERR_NONE) {
       CUDACHECK(cudaStreamSynchronize(stream));
       epDeviceStatus s = *comm->devStatus;
@@ -319,7 +356,7 @@ EP_API epResult_t epDispatchNotify(epComm_t comm, const epDispatchInput_t* in, e
         EP_WARN("epDispatchNotify: receive counts did not arrive within %d ms (EP_TIMEOUT_MS)", comm->config.timeoutMs);
         return epTimeout;
       }
-      if (q == cudaSuccess && hi->epoch != epoch) {
+      if (q == cudaSuccess && hi->epoch != hostEpoch) {
         // The stream finished without publishing: the kernel gave up (error recorded above) or was skipped.
         if (comm->devStatus && reinterpret_cast<volatile epDeviceStatus*>(comm->devStatus)->kind != EP_DEVERR_NONE)
           continue;
