@@ -51,12 +51,16 @@ struct epHtState {
 /* Bits of epHtState::attrDone. */
 enum { EP_HT_ATTR_COUNT = 1u << 0, EP_HT_ATTR_DISPATCH = 1u << 1, EP_HT_ATTR_COMBINE = 1u << 4 };
 
-/* Lets `kernel` use up to st->smemOptin bytes of dynamic shared memory (above
+/* Lets `kernel` use up to st->smemOptin bytes of shared memory, static included (above
  * the 48 KB default), once per state: `bit` in attrDone records it. */
 template <class Kernel>
 epResult_t epHtAllowLargeSmem(epHtState* st, unsigned bit, Kernel kernel) {
   if (st->attrDone & bit) return epSuccess;
-  CUDACHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, st->smemOptin));
+  // The limit covers static + dynamic shared memory: ask for what the static part leaves.
+  cudaFuncAttributes fa;
+  CUDACHECK(cudaFuncGetAttributes(&fa, kernel));
+  CUDACHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 st->smemOptin - (int)fa.sharedSizeBytes));
   st->attrDone |= bit;
   return epSuccess;
 }
