@@ -30,6 +30,7 @@
 #include "intranode/ht_direct.cuh"
 #include "intranode/ht_direct.h"
 #include "intranode/ht_handle.h"
+#include "intranode/ht_launch.h"
 #include "intranode/ht_state.h"
 
 namespace ep {
@@ -160,8 +161,14 @@ __global__ void __launch_bounds__(kCombineThreads, 1) combine_direct_kernel(Dire
 
 template <int kR>
 epResult_t launch(const DirectCombineParams& p, cudaStream_t stream) {
-  combine_direct_kernel<kR><<<p.C, kCombineThreads, 0, stream>>>(p);
-  CUDACHECK_LAUNCH();
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(p.C);
+  cfg.blockDim = dim3(kCombineThreads);
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attrs[2];
+  epHtSetLaunchAttrs(&cfg, attrs, /*pdl=*/false, epHtClusterWanted());
+  CUDACHECK(cudaLaunchKernelEx(&cfg, combine_direct_kernel<kR>, p));
   return epSuccess;
 }
 

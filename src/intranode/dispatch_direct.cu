@@ -39,6 +39,7 @@
 #include "intranode/ht_direct.cuh"
 #include "intranode/ht_direct.h"
 #include "intranode/ht_handle.h"
+#include "intranode/ht_launch.h"
 #include "intranode/ht_state.h"
 
 namespace ep {
@@ -405,11 +406,8 @@ epResult_t launch(epHtState* st, const DirectDispatchParams& p, cudaStream_t str
   cfg.blockDim = dim3(kDirectThreads);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = epHtPdlEnabled() ? 1 : 0;
+  cudaLaunchAttribute attrs[2];
+  epHtSetLaunchAttrs(&cfg, attrs, epHtPdlEnabled(), epHtClusterWanted());
   CUDACHECK(cudaLaunchKernelEx(&cfg, dispatch_direct_kernel<kR, kU, kPre, kMeta>, p));
   return epSuccess;
 }
@@ -474,6 +472,9 @@ EP_PARAM(HtPdl, "HT_PDL", 1)
 // Diagnostics of the block placement (docs/env.md): blocks launched per channel, and a one-time print of the SMs.
 EP_PARAM(HtDevSmStride, "HT_DEV_SM_STRIDE", 1)
 EP_PARAM(HtDevSmidLog, "HT_DEV_SMID_LOG", 0)
+// EP_HT_DEV_CLUSTER: channel blocks per thread-block cluster (one GPC) of the direct kernels.
+EP_PARAM(HtDevCluster, "HT_DEV_CLUSTER", 1)
+int epHtClusterWanted() { return (int)epParamHtDevCluster(); }
 bool epHtPdlEnabled() { return epParamHtPdl() != 0; }
 
 int epHtLastCallDirect(epComm* comm, int kind) { return comm->ht ? comm->ht->lastDirect[kind] : -1; }
