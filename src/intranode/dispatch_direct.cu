@@ -96,7 +96,6 @@ struct DirectDispatchParams {
   unsigned long long timeoutNs;
   uint32_t* epochCtr;  // call epochs on the device (CallEpoch in ht_device.cuh)
   MetaLayout ml;       // kMeta only
-  int smStride;        // EP_HT_DEV_SM_STRIDE: blocks launched per channel (placement experiment; 1 = normal)
   int smidLog;         // EP_HT_DEV_SMID_LOG: print each channel's SM (first call of the process)
 };
 
@@ -239,11 +238,7 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
   __shared__ int rowBase[EP_HT_MAX_NVL_RANKS];
   __shared__ int rows[EP_HT_MAX_NVL_RANKS];
   __shared__ int abortFlag;
-  // Placement experiment (EP_HT_DEV_SM_STRIDE > 1): smStride blocks per
-  // channel are launched and only the first of each group works, so the
-  // channels land on every smStride-th SM of the block scheduler's order.
-  if (blockIdx.x % p.smStride != 0) return;
-  const int c = blockIdx.x / p.smStride, tid = threadIdx.x, lane = lane_id();
+  const int c = blockIdx.x, tid = threadIdx.x, lane = lane_id();
   const int R = p.b.R(), me = p.b.me();
   if (p.smidLog && tid == 0) {
     unsigned smid;
@@ -402,7 +397,7 @@ epResult_t launch(epHtState* st, const DirectDispatchParams& p, cudaStream_t str
   // the notify before it still exchanges counts, so its launch latency is
   // hidden; it waits for the notify to complete (pdl_wait) before reading.
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(p.C * p.smStride);
+  cfg.gridDim = dim3(p.C);
   cfg.blockDim = dim3(kDirectThreads);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
@@ -469,11 +464,11 @@ EP_PARAM(HtDevDirectMetaChunk, "HT_DEV_DIRECT_META_CHUNK", 32)
 bool epHtDirectEnabled() { return epParamHtDirect() != 0; }
 
 EP_PARAM(HtPdl, "HT_PDL", 1)
-// Diagnostics of the block placement (docs/env.md): blocks launched per channel, and a one-time print of the SMs.
-EP_PARAM(HtDevSmStride, "HT_DEV_SM_STRIDE", 1)
+// Diagnostics of the block placement (docs/env.md): a one-time print of the channels' SMs.
 EP_PARAM(HtDevSmidLog, "HT_DEV_SMID_LOG", 0)
-// EP_HT_DEV_CLUSTER: channel blocks per thread-block cluster (one GPC) of the direct kernels.
-EP_PARAM(HtDevCluster, "HT_DEV_CLUSTER", 1)
+// EP_HT_DEV_CLUSTER: channel blocks per thread-block cluster (one GPC) of the direct dispatch; 4 measured best
+// on nvidia-h200-x4 (bench/results/ht_notes.md, "Block placement").
+EP_PARAM(HtDevCluster, "HT_DEV_CLUSTER", 4)
 int epHtClusterWanted() { return (int)epParamHtDevCluster(); }
 bool epHtPdlEnabled() { return epParamHtPdl() != 0; }
 
@@ -530,7 +525,6 @@ epResult_t epHtLaunchDispatchDirect(epComm* comm, epHtState* st, const epDispatc
   p.timeoutNs = epCommWaitTimeoutNs(comm);
   p.epochCtr = epHtEpochCounters(st, EP_HT_KIND_DISPATCH);
   memset(&p.ml, 0, sizeof(p.ml));
-  p.smStride = std::max(1, std::min((int)epParamHtDevSmStride(), EP_HT_MAX_CHANNELS / std::max(1, p.C)));
   {
     static int logged = 0;  // diagnostics: the first call of the process only
     p.smidLog = epParamHtDevSmidLog() != 0 && !logged;

@@ -14,7 +14,7 @@
 
 #include <cuda_runtime.h>
 
-/* EP_HT_DEV_CLUSTER (default in dispatch_direct.cu): blocks per cluster asked for. */
+/* EP_HT_DEV_CLUSTER (default in dispatch_direct.cu): blocks per cluster the direct dispatch asks for. */
 int epHtClusterWanted();
 
 /* Fills cfg's attributes (attrs must hold 2): PDL when `pdl`, and a cluster

@@ -189,10 +189,6 @@ __device__ void exchange_counts(const NotifyParams& p, const int* expertCount, i
 // last block to finish counting (a ticket) runs the exchange.
 __global__ void __launch_bounds__(kNotifyThreads) notify_kernel(NotifyParams p) {
   const CallEpoch callEpoch(p.epochCtr);  // first: every return path advances it
-  // The dispatch that follows (launched with PDL) may be scheduled now: its
-  // blocks wait (pdl_wait) until this kernel is complete, so only the launch
-  // latency overlaps the count exchange.
-  pdl_launch_dependents();
   extern __shared__ int hist[];           // [E] when histogramming
   __shared__ int warpBase[kNotifyWarps][EP_HT_MAX_NVL_RANKS];
   __shared__ int running[EP_HT_MAX_NVL_RANKS];
@@ -260,6 +256,13 @@ __global__ void __launch_bounds__(kNotifyThreads) notify_kernel(NotifyParams p) 
   }
   __syncthreads();
   if (!isLast) return;
+  // The dispatch that follows (launched with PDL) may be scheduled now, while
+  // this block exchanges counts: its blocks wait (pdl_wait) until this kernel
+  // is complete, so the launch latency overlaps the exchange. Triggered here,
+  // not at kernel start, so that only this block still holds an SM when the
+  // dispatch's blocks (and clusters) are placed: the placement sets the
+  // dispatch's NVLink rate (ht_launch.h).
+  pdl_launch_dependents();
   exchange_counts(p, p.userExpertCount ? p.userExpertCount : p.expertCount, (int)callEpoch.e, &abortFlag);
 }
 
