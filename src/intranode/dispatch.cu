@@ -393,9 +393,11 @@ EP_API epResult_t epDispatch(epComm_t comm, const epDispatchInput_t* in, const e
   // Registered outputs: senders write straight into them (ht_direct.h).
   epHtDirectRec rec;
   st->lastDirect[EP_HT_KIND_DISPATCH] = 0;
+  const bool afterNotify = st->notifiedSinceDispatch;
+  st->notifiedSinceDispatch = false;
   if (epHtDispatchDirectRecord(comm, out, shape, in->numTopk, &rec)) {
     st->lastDirect[EP_HT_KIND_DISPATCH] = 1;
-    return epHtLaunchDispatchDirect(comm, st, in, out, handle, shape, rec, stream);
+    return epHtLaunchDispatchDirect(comm, st, in, out, handle, shape, rec, afterNotify, stream);
   }
   epHtSlotLayout sl = epHtDispatchSlot(shape.xBytes, shape.scaleCols, K, withIdx, withW);
   const int cap = (int)(st->lay.ringBytes / sl.slotBytes);

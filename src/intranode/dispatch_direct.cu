@@ -7,7 +7,7 @@
  * to its final row in the output of every destination rank (its own
  * included) over NVLink, then the scales, local top-k ids, weights and
  * source index of that row. The destination row is
- *   receiver's rankPrefix[me] (from its record) + rows of our earlier
+ *   receiver's rankPrefix[me] (sendBase, all-gathered by the notify) + rows of our earlier
  *   channels to it (sendChanCount) + slotPrefix[t][receiver] (notify)
  * so the received rows come out in exactly the ring path's order.
  * Start: records and path flags (ht_direct.cuh). End: a fence, then one done
@@ -97,6 +97,7 @@ struct DirectDispatchParams {
   uint32_t* epochCtr;  // call epochs on the device (CallEpoch in ht_device.cuh)
   MetaLayout ml;       // kMeta only
   int smidLog;         // EP_HT_DEV_SMID_LOG: print each channel's SM (first call of the process)
+  int earlyStart;      // a notify ran after the previous dispatch: epoch + handshake before pdl_wait
 };
 
 // What a warp needs of one token besides its row: lane r < R the token's row
@@ -232,7 +233,13 @@ __device__ __forceinline__ void flush_meta(const DirectDispatchParams& p, char* 
 
 template <int kR, int kU, bool kPre, bool kMeta>
 __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(DirectDispatchParams p) {
-  pdl_wait();  // launched with PDL after the notify: nothing of the stream's earlier work is read before this
+  // Launched with PDL: until pdl_wait() nothing the previous kernel of the
+  // stream wrote may be read. After a notify (earlyStart) the call epoch and
+  // the handshake go first, overlapping the notify's count exchange: the
+  // previous dispatch (the epoch's writer) and the caller's readers of our
+  // outputs completed before that notify started. Otherwise (cached
+  // dispatches back to back) the previous kernel may be the epoch's writer.
+  if (!p.earlyStart) pdl_wait();
   const CallEpoch epoch(p.epochCtr);  // every return path advances it
   __shared__ char* dst[EP_HT_NUM_REG_BUFS][EP_HT_MAX_NVL_RANKS];
   __shared__ int rowBase[EP_HT_MAX_NVL_RANKS];
@@ -247,21 +254,14 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
   }
   if (tid == 0) abortFlag = 0;
   __syncthreads();
-  // 1. Tell every rank (ourselves included) where our outputs are.
+  // 1. Tell every rank (ourselves included) where our outputs are. The
+  //    sender finds where its rows start in our outputs itself (the notify's
+  //    sendBase), so this handshake does not wait for the notify and, with
+  //    PDL, overlaps its count exchange.
   if (c == 0 && tid < R) {
     epHtDirectRec rec = p.rec;
-    rec.base = p.h.rankPrefix[tid];
+    rec.base = -1;  // unused by the dispatch (sendBase)
     path_publish(p.b, EP_HT_KIND_DISPATCH, epoch.e, 1, tid, &rec);
-  }
-  if (c == 0 && tid >= 32 && tid < 64) {
-    // Device copies of the counts (mode b has no host copy) and the capacity check.
-    const int n = *p.h.numRecv;
-    if (tid == 32) {
-      if (p.outNumRecv) *p.outNumRecv = n;
-      if (n > p.capacity) record_error(p.status, kFamilyHt, EP_DEVERR_CAPACITY_OVERFLOW, p.capacity, 0, n);
-    }
-    if (p.outCountPerExpert)
-      for (int l = tid - 32; l < p.L; l += 32) p.outCountPerExpert[l] = p.h.expertAligned[l];
   }
   // 2. Every block: where each destination's outputs are.
   if (tid < R) {
@@ -278,8 +278,19 @@ __global__ void __launch_bounds__(kDirectThreads, 1) dispatch_direct_kernel(Dire
         dst[i][tid] = base ? base + r->off[i] : nullptr;
       }
       rows[tid] = r->rows;
-      rowBase[tid] = chan_row_base(p.h.sendChanCount, tid, c, r->base);
     }
+  }
+  if (p.earlyStart) pdl_wait();  // the notify's results (the handle) from here on
+  if (tid < R) rowBase[tid] = chan_row_base(p.h.sendChanCount, tid, c, p.h.sendBase[tid]);
+  if (c == 0 && tid >= 32 && tid < 64) {
+    // Device copies of the counts (mode b has no host copy) and the capacity check.
+    const int n = *p.h.numRecv;
+    if (tid == 32) {
+      if (p.outNumRecv) *p.outNumRecv = n;
+      if (n > p.capacity) record_error(p.status, kFamilyHt, EP_DEVERR_CAPACITY_OVERFLOW, p.capacity, 0, n);
+    }
+    if (p.outCountPerExpert)
+      for (int l = tid - 32; l < p.L; l += 32) p.outCountPerExpert[l] = p.h.expertAligned[l];
   }
   __syncthreads();
   if (*reinterpret_cast<volatile int*>(&abortFlag)) return;
@@ -498,7 +509,7 @@ bool epHtDispatchDirectRecord(epComm* comm, const epDispatchOutput_t* out, const
 
 epResult_t epHtLaunchDispatchDirect(epComm* comm, epHtState* st, const epDispatchInput_t* in,
                                     const epDispatchOutput_t* out, epHtHandle* h, const epHtRowShape& shape,
-                                    const epHtDirectRec& rec, cudaStream_t stream) {
+                                    const epHtDirectRec& rec, bool afterNotify, cudaStream_t stream) {
   DirectDispatchParams p;
   p.b.lay = st->lay;
   p.b.peers = st->peers;
@@ -523,6 +534,7 @@ epResult_t epHtLaunchDispatchDirect(epComm* comm, epHtState* st, const epDispatc
   p.capacity = out->capacity;
   p.status = comm->devStatusDev;
   p.timeoutNs = epCommWaitTimeoutNs(comm);
+  p.earlyStart = afterNotify ? 1 : 0;
   p.epochCtr = epHtEpochCounters(st, EP_HT_KIND_DISPATCH);
   memset(&p.ml, 0, sizeof(p.ml));
   {

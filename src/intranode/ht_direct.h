@@ -46,7 +46,7 @@ bool epHtCombineDirectRecord(epComm* comm, const epCombineInput_t* in, int K, in
 
 epResult_t epHtLaunchDispatchDirect(epComm* comm, epHtState* st, const epDispatchInput_t* in,
                                     const epDispatchOutput_t* out, epHtHandle* h, const epHtRowShape& shape,
-                                    const epHtDirectRec& rec, cudaStream_t stream);
+                                    const epHtDirectRec& rec, bool afterNotify, cudaStream_t stream);
 epResult_t epHtLaunchCombineDirect(epComm* comm, epHtState* st, const epCombineInput_t* in,
                                    const epCombineOutput_t* out, epHtHandle* h, int K, const epHtDirectRec& rec,
                                    cudaStream_t stream);

@@ -59,8 +59,8 @@ EP_API epResult_t epHtHandleCreate(epComm_t comm, int maxTokens, epHtHandle_t* h
   h->maxTokens = maxTokens;
 
   // One device allocation, carved; every piece 256-byte aligned.
-  size_t off[10], total = 0;
-  size_t sizes[10] = {(size_t)maxTokens * R,
+  size_t off[11], total = 0;
+  size_t sizes[11] = {(size_t)maxTokens * R,
                      (size_t)maxTokens * R * 4,
                      (size_t)R * EP_HT_MAX_CHANNELS * 4,
                      (size_t)R * EP_HT_MAX_CHANNELS * 4,
@@ -69,8 +69,9 @@ EP_API epResult_t epHtHandleCreate(epComm_t comm, int maxTokens, epHtHandle_t* h
                      4,
                      (size_t)R * EP_HT_MAX_LOCAL_EXPERTS * 4,
                      (size_t)EP_HT_MAX_LOCAL_EXPERTS * 4,
-                     4};
-  for (int i = 0; i < 10; i++) {
+                     4,
+                     (size_t)EP_HT_MAX_NVL_RANKS * 4};
+  for (int i = 0; i < 11; i++) {
     off[i] = total;
     total += alignUp(sizes[i], 256);
   }
@@ -91,6 +92,7 @@ EP_API epResult_t epHtHandleCreate(epComm_t comm, int maxTokens, epHtHandle_t* h
   h->dev.expertCount = reinterpret_cast<int*>(base + off[7]);
   h->dev.expertAligned = reinterpret_cast<int*>(base + off[8]);
   h->dev.notifyTicket = reinterpret_cast<int*>(base + off[9]);
+  h->dev.sendBase = reinterpret_cast<int*>(base + off[10]);
   CUDACHECKGOTO(cudaHostAlloc(reinterpret_cast<void**>(&h->hostInfo), sizeof(epHtHostInfo), cudaHostAllocMapped), res,
                 fail);
   memset(h->hostInfo, 0, sizeof(epHtHostInfo));

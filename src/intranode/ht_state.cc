@@ -27,7 +27,7 @@ size_t epHtDirectBytes(int nranks, int maxChannels) {
 }
 
 size_t epHtHeaderBytes(int nranks, int maxChannels) {
-  size_t notifyInts = alignUp(1 + maxChannels + EP_HT_MAX_LOCAL_EXPERTS, 32);
+  size_t notifyInts = alignUp(1 + maxChannels + EP_HT_MAX_LOCAL_EXPERTS + EP_HT_MAX_NVL_RANKS, 32);
   size_t b = 0;
   b += 2 * (size_t)nranks * notifyInts * 4;                              // notify
   b = alignUp(b, 128) + alignUp(2 * (size_t)nranks * 4, 128);            // nflag
@@ -49,7 +49,7 @@ void epHtLayoutCompute(int nranks, int rank, int maxChannels, size_t bytes, epHt
   lay->nranks = nranks;
   lay->rank = rank;
   lay->maxChannels = maxChannels;
-  lay->notifyInts = (int)alignUp(1 + maxChannels + EP_HT_MAX_LOCAL_EXPERTS, 32);
+  lay->notifyInts = (int)alignUp(1 + maxChannels + EP_HT_MAX_LOCAL_EXPERTS + EP_HT_MAX_NVL_RANKS, 32);
   size_t off = 0;
   lay->notifyOff = off;
   off += 2 * (size_t)nranks * lay->notifyInts * 4;

@@ -38,6 +38,10 @@ struct epHtState {
    * combine, notify): the kernels advance them, so a CUDA-graph replay gets a
    * fresh epoch like an eager call (ht_device.cuh, CallEpoch). */
   uint32_t* epochDev = nullptr;
+  /* A notify was enqueued after the last dispatch kernel: the next direct
+   * dispatch may read its call epoch and handshake before pdl_wait (the
+   * previous dispatch completed before that notify started). */
+  bool notifiedSinceDispatch = false;
   int lastDirect[2] = {0, 0};     /* 1: the last dispatch / combine took the direct path (tests, logs) */
   int smemOptin = 0;        /* max dynamic shared memory per block */
   int deviceSms = 0;

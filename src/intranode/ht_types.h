@@ -37,7 +37,7 @@ struct epHtBufLayout {
   int nranks;
   int rank;
   int maxChannels;
-  int notifyInts;        /* ints per notify slot: 1 + maxChannels + EP_HT_MAX_LOCAL_EXPERTS, padded */
+  int notifyInts;        /* ints per notify slot: 1 + maxChannels + EP_HT_MAX_LOCAL_EXPERTS + EP_HT_MAX_NVL_RANKS, padded */
   long long notifyOff;
   long long nflagOff;
   long long tailOff;
@@ -63,7 +63,7 @@ struct alignas(16) epHtDirectRec {
   int slot[EP_HT_NUM_REG_BUFS];      /* registration slot, -1: buffer not given */
   int rows;                          /* dispatch: capacity; combine: rows readable in x */
   int wRows;                         /* combine: rows readable in weights */
-  int base;                          /* first row of the peer's rows in our buffers (our rankPrefix[peer]) */
+  int base;                          /* combine: first row of the peer's rows in our buffers (our rankPrefix[peer]); dispatch: -1 (senders use the notify's sendBase) */
   int pad[14];
 };
 static_assert(sizeof(epHtDirectRec) == 128, "direct record is one 128-byte line");
@@ -104,6 +104,7 @@ struct epHtHandleDev {
   int* expertCount;       /* [R * EP_HT_MAX_LOCAL_EXPERTS] tokens per (global) expert */
   int* expertAligned;     /* [EP_HT_MAX_LOCAL_EXPERTS] per local expert, aligned */
   int* notifyTicket;      /* notify: blocks done counting (the last one exchanges and resets it to 0) */
+  int* sendBase;          /* [R] first row of our rows in rank r's received rows (r's rankPrefix[me]) */
 };
 
 /* Byte offsets inside a dispatch slot: row | scales | top-k ids | weights | src idx. */

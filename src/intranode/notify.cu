@@ -100,24 +100,53 @@ __device__ __forceinline__ unsigned token_rank_mask(const NotifyParams& p, int t
   return mask;
 }
 
+// Inclusive prefix sum over a warp.
+__device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int n = __shfl_up_sync(0xffffffffu, v, o);
+    if (lane >= o) v += n;
+  }
+  return v;
+}
+
 // The last block: writes our counts into every peer's buffer, publishes them
 // with the epoch flag, waits for every peer's (bounded by EP_TIMEOUT_MS), and
 // derives the receive layout: rows per source and channel, their prefix
 // sums, aligned per-local-expert counts; mode (a) also fills the host mailbox.
+// Slot [par][src] in our buffer, written by src: header | src's rows to us
+// per channel (C) | per local expert of ours (L) | src's total rows to every
+// rank (R: all-gathered, so each sender knows where its rows start in every
+// receiver, sendBase, without asking the receiver at dispatch time).
+// Per-channel sums and scans use one warp per rank (lanes over channels):
+// a thread looping over the channels paid one L2 round trip per channel.
 __device__ void exchange_counts(const NotifyParams& p, const int* expertCount, int epoch, int* abortFlag) {
   __shared__ int fromRank[EP_HT_MAX_NVL_RANKS + 1];
-  const int tid = threadIdx.x;
+  __shared__ int myTotal[EP_HT_MAX_NVL_RANKS];
+  __shared__ int sendBase[EP_HT_MAX_NVL_RANKS];
+  const int tid = threadIdx.x, lane = lane_id(), warp = warp_id();
   const int R = p.b.R(), me = p.b.me();
   const int par = epoch & 1;
   const int W = 1 + p.C + p.L;
   const int header = p.C | (p.L << 16);
+  // 0. Our total rows to each rank (warp d sums d's channel counts).
+  if (warp < R) {
+    int sum = 0;
+    for (int c = lane; c < p.C; c += 32) sum += __ldcg(&p.h.sendChanCount[warp * EP_HT_MAX_CHANNELS + c]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) myTotal[warp] = sum;
+  }
+  if (tid < EP_HT_MAX_NVL_RANKS) sendBase[tid] = 0;
+  __syncthreads();
   // 1. Our counts for destination d go to d's slot [par][me].
-  for (int idx = tid; idx < R * W; idx += blockDim.x) {
-    const int d = idx / W, j = idx % W;
+  for (int idx = tid; idx < R * (W + R); idx += blockDim.x) {
+    const int d = idx / (W + R), j = idx % (W + R);
     int v;
     if (j == 0) v = header;
     else if (j <= p.C) v = __ldcg(&p.h.sendChanCount[d * EP_HT_MAX_CHANNELS + (j - 1)]);
-    else v = __ldcg(&expertCount[d * p.L + (j - 1 - p.C)]);
+    else if (j < W) v = __ldcg(&expertCount[d * p.L + (j - 1 - p.C)]);
+    else v = myTotal[j - W];
     int* slot = reinterpret_cast<int*>(p.b.peers.buf[d] + p.b.lay.notifyOff) +
                 ((size_t)par * R + me) * p.b.lay.notifyInts;
     slot[j] = v;
@@ -139,20 +168,26 @@ __device__ void exchange_counts(const NotifyParams& p, const int* expertCount, i
   __syncthreads();
   if (*reinterpret_cast<volatile int*>(abortFlag)) return;
   const int* slots = reinterpret_cast<const int*>(p.b.local() + p.b.lay.notifyOff) + (size_t)par * R * p.b.lay.notifyInts;
-  // 3. Rows per (source, channel) and their prefix inside the source's block.
-  if (tid < R) {
-    const int* s = slots + (size_t)tid * p.b.lay.notifyInts;
-    if (ld_volatile(&s[0]) != header) {
-      record_error(p.status, kFamilyHt, EP_DEVERR_BAD_HANDLE, tid, header, ld_volatile(&s[0]));
+  // 3. Warp s: rows per (s, channel) and their prefix inside s's block; s's
+  //    totals to every rank (a source before us adds to our sendBase there).
+  if (warp < R) {
+    const int* sl = slots + (size_t)warp * p.b.lay.notifyInts;
+    if (lane == 0 && ld_volatile(&sl[0]) != header) {
+      record_error(p.status, kFamilyHt, EP_DEVERR_BAD_HANDLE, warp, header, ld_volatile(&sl[0]));
     }
-    int sum = 0;
-    for (int c = 0; c < p.C; c++) {
-      const int v = ld_volatile(&s[1 + c]);
-      p.h.recvChanCount[tid * EP_HT_MAX_CHANNELS + c] = v;
-      p.h.recvChanPrefix[tid * EP_HT_MAX_CHANNELS + c] = sum;
-      sum += v;
+    int carry = 0;
+    for (int c0 = 0; c0 < p.C; c0 += 32) {
+      const int c = c0 + lane;
+      const int v = c < p.C ? ld_volatile(&sl[1 + c]) : 0;
+      const int inc = warp_inclusive_scan(v, lane);
+      if (c < p.C) {
+        p.h.recvChanCount[warp * EP_HT_MAX_CHANNELS + c] = v;
+        p.h.recvChanPrefix[warp * EP_HT_MAX_CHANNELS + c] = carry + inc - v;
+      }
+      carry += __shfl_sync(0xffffffffu, inc, 31);
     }
-    fromRank[tid] = sum;
+    if (lane == 0) fromRank[warp] = carry;
+    if (warp < me && lane < R) atomicAdd(&sendBase[lane], ld_volatile(&sl[W + lane]));
   }
   __syncthreads();
   if (tid == 0) {
@@ -165,6 +200,7 @@ __device__ void exchange_counts(const NotifyParams& p, const int* expertCount, i
     *p.h.numRecv = acc;
     fromRank[R] = acc;
   }
+  if (tid < R) p.h.sendBase[tid] = sendBase[tid];
   // 4. Per local expert: rows from all sources, aligned.
   for (int l = tid; l < p.L; l += blockDim.x) {
     int sum = 0;
@@ -327,6 +363,7 @@ EP_API epResult_t epDispatchNotify(epComm_t comm, const epDispatchInput_t* in, e
   CUDACHECK_LAUNCH();
 
   handle->notified = true;
+  st->notifiedSinceDispatch = true;
   handle->numTokens = T;
   handle->numChannels = C;
   handle->numExperts = E;
