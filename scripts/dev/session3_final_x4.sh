@@ -7,11 +7,8 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/gpu_filters.sh
-export EP_TIMEOUT_MS=${EP_TIMEOUT_MS:-8000}
-O=${OUT:-$PWD/session_out}
+. scripts/dev/lib_x4.sh  # $O, the environment
 mkdir -p "$O/s"
-NCCL_LIB=$(find / -name libnccl.so.2 -not -path '*/proc/*' 2>/dev/null | head -1)
-export LD_LIBRARY_PATH="$PWD/build/lib${NCCL_LIB:+:$(dirname "$NCCL_LIB")}" NCCL_NVLS_ENABLE=0
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 SUM=()
 step() {  # name, timeout, log, command...

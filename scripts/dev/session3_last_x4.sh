@@ -6,11 +6,7 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/gpu_filters.sh
-export EP_TIMEOUT_MS=8000
-O=${OUT:-$PWD/session_out}
-mkdir -p "$O"
-NCCL_LIB=$(find / -name libnccl.so.2 -not -path '*/proc/*' 2>/dev/null | head -1)
-export LD_LIBRARY_PATH="$PWD/build/lib${NCCL_LIB:+:$(dirname "$NCCL_LIB")}" NCCL_NVLS_ENABLE=0
+. scripts/dev/lib_x4.sh  # $O, the environment
 MPI=(mpirun --allow-run-as-root --oversubscribe --bind-to none -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -x EP_COMM_ID -x EP_TIMEOUT_MS)
 EP_COMM_ID=127.0.0.1:25311 timeout 60 "${MPI[@]}" -np 4 build/bin/ep_ht_perf -t 4096 --fp8 --path direct -n 30 -w 5 \
   --sms 16,24 -c 1 > "$O/perf.log" 2>&1

@@ -1,0 +1,20 @@
+# lib_x4.sh: what the scripts/dev/ GPU runners share (sourced from the repository root, build/ carried):
+# the environment (NCCL library, NCCL_NVLS_ENABLE=0, EP_TIMEOUT_MS), the output folder $O, and perf()
+# which runs ep_ht_perf (direct path, 4096 tokens, FP8 too) at 4 ranks and prints its dispatch/combine rows.
+# shellcheck shell=bash
+export EP_TIMEOUT_MS=${EP_TIMEOUT_MS:-8000}
+O=${OUT:-$PWD/session_out}
+mkdir -p "$O/perf"
+NCCL_LIB=$(find / -name libnccl.so.2 -not -path '*/proc/*' 2>/dev/null | head -1)
+export LD_LIBRARY_PATH="$PWD/build/lib${NCCL_LIB:+:$(dirname "$NCCL_LIB")}" NCCL_NVLS_ENABLE=0
+# perf NAME [VAR=VALUE ...] -- [ep_ht_perf arguments]: log in $O/perf/NAME.log; rank 0's SMs printed
+# when the run set EP_HT_DEV_SMID_LOG=1.
+perf() {
+  local name=$1; shift; local envs=()
+  while [ "$1" != "--" ]; do envs+=(-x "$1"); shift; done; shift
+  EP_COMM_ID=127.0.0.1:$((24000 + RANDOM % 5000)) timeout 100 mpirun --allow-run-as-root --oversubscribe --bind-to none \
+    -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -x EP_COMM_ID -x EP_TIMEOUT_MS "${envs[@]}" \
+    -np 4 build/bin/ep_ht_perf -t 4096 --fp8 --path direct -n 30 -w 5 "$@" >"$O/perf/$name.log" 2>&1
+  echo "== $name rc=$?"; grep -E "^\| *4096" "$O/perf/$name.log" | grep -E "notify|dispatch|combine" | cut -c1-150
+  grep "ht-smid" "$O/perf/$name.log" | awk '$3==0{print $6":"$8}' | sort -n | tr '\n' ' '; echo
+}
