@@ -99,12 +99,8 @@ void freeState(epComm* c) {
   if (s->fwdX) (void)cudaFree(s->fwdX);  // one allocation holds every forwarder/scratch array
   if (s->seq) (void)cudaFree(s->seq);
   if (s->node) {
-    if (s->node->ht) {
-      epNvlBufferFree(c, &s->node->ht->nvl);
-      if (s->node->ht->prof) (void)cudaFree(s->node->ht->prof);
-      delete s->node->ht;
-      s->node->ht = nullptr;
-    }
+    epHtStateRelease(c, s->node->ht);  // its NVLink buffer came through the parent comm
+    s->node->ht = nullptr;
     s->node->magic = 0;
     delete s->node;
   }
@@ -137,13 +133,14 @@ epResult_t buildNodeHt(epComm* comm, epInterState* s, int hidden, int numSms) {
     res = epInvalidArgument;
     goto fail;
   }
+  // The intranode kernels the node comm runs keep their call epochs on the device (CUDA-graph replay).
+  EPCHECKGOTO(epHtStateAllocEpochs(comm, st), res, fail);
   EPCHECKGOTO(epNvlBufferAlloc(comm, bytes, &st->nvl), res, fail);  // collective over the parent comm
   memset(&st->peers, 0, sizeof(st->peers));
   for (int j = 0; j < s->pl.G; j++) {
     st->peers.buf[j] = static_cast<char*>(st->nvl.peer[s->pl.nodeRank[(size_t)s->pl.myNode * s->pl.G + j]]);
     if (st->peers.buf[j] == nullptr) {
       EP_WARN("HT internode: same-node rank %d's buffer is not mapped", j);
-      epNvlBufferFree(comm, &st->nvl);
       res = epInternalError;
       goto fail;
     }
@@ -151,7 +148,7 @@ epResult_t buildNodeHt(epComm* comm, epInterState* s, int hidden, int numSms) {
   n->ht = st;
   return epSuccess;
 fail:
-  delete st;
+  epHtStateRelease(comm, st);
   return res;
 }
 
@@ -176,8 +173,7 @@ epResult_t growBuffers(epComm* comm, epInterState* s, int hidden) {
   comm->deviceBytes -= s->devBytes;
   s->devBytes = 0;
   if (comm->config.nvlBufferBytes == 0 && s->node->ht != nullptr) {  // rings were sized for the old rows
-    epNvlBufferFree(comm, &s->node->ht->nvl);
-    delete s->node->ht;
+    epHtStateRelease(comm, s->node->ht);
     s->node->ht = nullptr;
   }
   s->ready = false;

@@ -217,27 +217,13 @@ epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epH
     res = epInvalidArgument;
     goto fail;
   }
-  {
-    // Call epochs start at 0 on every rank (first call: 1), before any kernel of any stream.
-    const size_t eb = sizeof(uint32_t) * EP_HT_EPOCH_KINDS * EP_HT_MAX_CHANNELS;
-    CUDACHECKGOTO(cudaMalloc(&st->epochDev, eb), res, fail);
-    CUDACHECKGOTO(cudaMemset(st->epochDev, 0, eb), res, fail);
-    CUDACHECKGOTO(cudaDeviceSynchronize(), res, fail);
-  }
+  EPCHECKGOTO(epHtStateAllocEpochs(comm, st), res, fail);
   EPCHECKGOTO(epNvlBufferAlloc(comm, bytes, &st->nvl), res, fail);
-  comm->deviceBytes += sizeof(uint32_t) * EP_HT_EPOCH_KINDS * EP_HT_MAX_CHANNELS;
   memset(&st->peers, 0, sizeof(st->peers));
   for (int r = 0; r < comm->nranks; r++) st->peers.buf[r] = static_cast<char*>(st->nvl.peer[r]);
   comm->ht = st;
   epCommAddCleanup(comm, [](epComm* c) {
-    if (c->ht == nullptr) return;
-    epNvlBufferFree(c, &c->ht->nvl);
-    if (c->ht->prof) (void)cudaFree(c->ht->prof);
-    if (c->ht->epochDev) {
-      (void)cudaFree(c->ht->epochDev);
-      c->deviceBytes -= sizeof(uint32_t) * EP_HT_EPOCH_KINDS * EP_HT_MAX_CHANNELS;
-    }
-    delete c->ht;
+    epHtStateRelease(c, c->ht);
     c->ht = nullptr;
   });
   EP_INFO(EP_LOG_HT | EP_LOG_ALLOC, "HT: NVL buffer %zu bytes, %d channels x %d ranks rings of %lld bytes", bytes,
@@ -245,7 +231,28 @@ epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epH
   *out = st;
   return epSuccess;
 fail:
-  if (st->epochDev) (void)cudaFree(st->epochDev);
-  delete st;
+  epHtStateRelease(comm, st);
   return res;
+}
+
+epResult_t epHtStateAllocEpochs(epComm* comm, epHtState* st) {
+  // Call epochs start at 0 on every rank (first call: 1), before any kernel of any stream.
+  const size_t eb = sizeof(uint32_t) * EP_HT_EPOCH_KINDS * EP_HT_MAX_CHANNELS;
+  CUDACHECK(cudaSetDevice(comm->cudaDev));
+  CUDACHECK(cudaMalloc(&st->epochDev, eb));
+  comm->deviceBytes += eb;
+  CUDACHECK(cudaMemset(st->epochDev, 0, eb));
+  CUDACHECK(cudaDeviceSynchronize());
+  return epSuccess;
+}
+
+void epHtStateRelease(epComm* comm, epHtState* st) {
+  if (st == nullptr) return;
+  if (st->nvl.local != nullptr) epNvlBufferFree(comm, &st->nvl);
+  if (st->prof) (void)cudaFree(st->prof);
+  if (st->epochDev) {
+    (void)cudaFree(st->epochDev);
+    comm->deviceBytes -= sizeof(uint32_t) * EP_HT_EPOCH_KINDS * EP_HT_MAX_CHANNELS;
+  }
+  delete st;
 }

@@ -85,6 +85,14 @@ void epHtLayoutCompute(int nranks, int rank, int maxChannels, size_t bytes, epHt
  * channels of the first call size the buffer when config.nvlBufferBytes is 0. */
 epResult_t epHtStateGet(epComm* comm, int hidden, int numTopk, int channels, epHtState** out);
 
+/* The device call epochs of a new state (zeroed, before any kernel), counted
+ * in comm->deviceBytes. Every HT state needs them: the intranode one and the
+ * node-level one the internode path runs the intranode kernels on. */
+epResult_t epHtStateAllocEpochs(epComm* comm, epHtState* st);
+/* Frees what `st` owns (its NVLink buffer through `comm`, which allocated it,
+ * the call epochs, the profile counters) and deletes it. NULL: nothing. */
+void epHtStateRelease(epComm* comm, epHtState* st);
+
 /* Checks that HT intranode can run on this communicator (one NVLink domain). */
 epResult_t epHtCheckIntranode(epComm* comm, const char* fn);
 
