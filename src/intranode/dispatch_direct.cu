@@ -42,6 +42,12 @@
 #include "intranode/ht_launch.h"
 #include "intranode/ht_state.h"
 
+// Launch knobs (docs/env.md). EP_HT_PDL: programmatic dependent launch after the notify.
+// EP_HT_DEV_CLUSTER: channel blocks per thread-block cluster (one GPC); 4 measured best on
+// nvidia-h200-x4 (bench/results/ht_notes.md, "Block placement").
+EP_PARAM(HtPdl, "HT_PDL", 1)
+EP_PARAM(HtDevCluster, "HT_DEV_CLUSTER", 4)
+
 namespace ep {
 namespace ht {
 namespace {
@@ -405,15 +411,15 @@ epResult_t launch(epHtState* st, const DirectDispatchParams& p, cudaStream_t str
     EPCHECK(epHtAllowLargeSmem(st, kAttrMetaBit0 << idx, dispatch_direct_kernel<kR, kU, kPre, kMeta>));
   }
   // Programmatic dependent launch (EP_HT_PDL): the kernel is scheduled while
-  // the notify before it still exchanges counts, so its launch latency is
-  // hidden; it waits for the notify to complete (pdl_wait) before reading.
+  // the notify before it still exchanges counts (see the kernel's first
+  // lines for what it does before pdl_wait); clusters set its placement.
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(p.C);
   cfg.blockDim = dim3(kDirectThreads);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cudaLaunchAttribute attrs[2];
-  epHtSetLaunchAttrs(&cfg, attrs, epHtPdlEnabled(), epHtClusterWanted());
+  epHtSetLaunchAttrs(&cfg, attrs, epParamHtPdl() != 0, (int)epParamHtDevCluster());
   CUDACHECK(cudaLaunchKernelEx(&cfg, dispatch_direct_kernel<kR, kU, kPre, kMeta>, p));
   return epSuccess;
 }
@@ -474,14 +480,8 @@ EP_PARAM(HtDevDirectMetaChunk, "HT_DEV_DIRECT_META_CHUNK", 32)
 
 bool epHtDirectEnabled() { return epParamHtDirect() != 0; }
 
-EP_PARAM(HtPdl, "HT_PDL", 1)
 // Diagnostics of the block placement (docs/env.md): a one-time print of the channels' SMs.
 EP_PARAM(HtDevSmidLog, "HT_DEV_SMID_LOG", 0)
-// EP_HT_DEV_CLUSTER: channel blocks per thread-block cluster (one GPC) of the direct dispatch; 4 measured best
-// on nvidia-h200-x4 (bench/results/ht_notes.md, "Block placement").
-EP_PARAM(HtDevCluster, "HT_DEV_CLUSTER", 4)
-int epHtClusterWanted() { return (int)epParamHtDevCluster(); }
-bool epHtPdlEnabled() { return epParamHtPdl() != 0; }
 
 int epHtLastCallDirect(epComm* comm, int kind) { return comm->ht ? comm->ht->lastDirect[kind] : -1; }
 

@@ -28,10 +28,6 @@ struct epHtHandle;
 
 /* EP_HT_DIRECT (default 1): 0 disables the direct path. */
 bool epHtDirectEnabled();
-/* EP_HT_PDL (default 1): the direct dispatch is launched with programmatic
- * dependent launch after the notify (its launch latency overlaps the count
- * exchange). 0: an ordinary launch. */
-bool epHtPdlEnabled();
 
 /* 1 if the comm's last call of `kind` (EP_HT_KIND_*) took the direct path,
  * 0 if the ring path, -1 without HT state. For tests and diagnostics. */

@@ -1,5 +1,5 @@
 /*************************************************************************
- * epcomm: HT intranode — launch attributes shared by the direct kernels.
+ * epcomm: HT intranode — launch attributes of the direct dispatch.
  *
  * Programmatic dependent launch (the dispatch after its notify) and thread
  * block clusters. A cluster's blocks are co-scheduled on one GPC, so the
@@ -13,9 +13,6 @@
 #define EP_INTRANODE_HT_LAUNCH_H_
 
 #include <cuda_runtime.h>
-
-/* EP_HT_DEV_CLUSTER (default in dispatch_direct.cu): blocks per cluster the direct dispatch asks for. */
-int epHtClusterWanted();
 
 /* Fills cfg's attributes (attrs must hold 2): PDL when `pdl`, and a cluster
  * of the largest power of two <= `cluster` (and <= 8, the portable limit)
