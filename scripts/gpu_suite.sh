@@ -193,6 +193,9 @@ section_ll() {
       run_step ll "LL GPU suite, $n ranks" "ll_np$n.log" \
         "${MPIRUN[@]}" -np "$n" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no
     done
+    # Non-hooked dedup dispatches pull by default; the push protocol for them too.
+    run_step ll "LL GPU suite with EP_LL_PULL=0 (push only), $MAXR ranks" "ll_push_np$MAXR.log" \
+      "${MPIRUN[@]}" -x EP_LL_PULL=0 -np "$MAXR" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no
   else
     skip_step ll "LL GPU suite" "build/test/ep_gpu_tests not built or no rank count <= $NGPU GPUs"
   fi

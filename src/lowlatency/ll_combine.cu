@@ -75,7 +75,7 @@ __device__ __forceinline__ void load_batch(const uint16_t* x, int H, const Lane2
 // A warp's first send unit: block 0 takes the last units, since it starts
 // with the ack release (ll_common.cuh).
 __device__ __forceinline__ int first_unit() {
-  const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
+  const int vb = vblock();
   return vb * (blockDim.x >> 5) + (threadIdx.x >> 5);
 }
 
@@ -172,7 +172,7 @@ __device__ void reduce_tokens(const CombineParams& p, const int* sIds, const int
   const int C = (H + kChunk - 1) / kChunk;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const uint16_t* data = reinterpret_cast<const uint16_t*>(sa.ps.local + sa.dataOff);
-  const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;  // block 0 last (it publishes acks)
+  const int vb = vblock();
   for (int u = vb * nw + warp; u < p.T * C; u += gridDim.x * nw) {
     int t = u / C, c = u - t * C;
     int dest = lane < K ? sIds[t * K + lane] : -1;
@@ -282,7 +282,7 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
     // fences instead cost ~1 us each, serialised per SM).
     __syncthreads();
     // blkDone[me][vb] = epoch at every rank (also where this block sent nothing).
-    const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
+    const int vb = vblock();
     if (!sFail)
       for (int d = tid; d < R; d += nt) sa.ps.signal_set(d, sa.sigOff + blkDoneRel(R, me, vb), (int)sendEpoch);
     rm_ship_combine(p, sSrcT, sendEpoch);  // peers on other nodes: their mirrors go out (ll_remote.cuh)

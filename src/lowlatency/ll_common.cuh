@@ -26,12 +26,20 @@ __device__ __forceinline__ long long load_topk(const void* topk, int topk64, int
 }
 
 // True once some wait of this communicator has timed out (another block's,
-// or an earlier call's that was not cleaned): waiting on is pointless then.
-// Other recorded errors (a bad expert id) do not stop the protocol: that slot
-// is treated as masked on both sides. Reads host-mapped memory: only on the
-// slow path of a wait.
+// or an earlier call's that was not cleaned) or a peer made a call with
+// another mode: waiting on is pointless then. Other recorded errors (a bad
+// expert id) do not stop the protocol: that slot is treated as masked on both
+// sides. Reads host-mapped memory: only on the slow path of a wait.
 __device__ __forceinline__ bool timed_out(const epDeviceStatus* st) {
-  return st != nullptr && dev::ld_volatile(&st->kind) == EP_DEVERR_TIMEOUT;
+  if (st == nullptr) return false;
+  const int k = dev::ld_volatile(&st->kind);
+  return k == EP_DEVERR_TIMEOUT || k == EP_DEVERR_LL_MODE_MISMATCH;
+}
+
+__device__ __forceinline__ uint64_t ld_relaxed_sys_u64(const uint64_t* p) {
+  uint64_t v;
+  asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
 }
 
 // Polls the int at `p` (local memory, written by peers) until (int)(v - target) >= 0
@@ -55,10 +63,13 @@ __device__ __forceinline__ bool wait_reach(const int* p, uint32_t target, const 
 }
 // Polls the 64-bit tagged word at `p` until its high half equals `epoch`;
 // returns its low half in *val. False on timeout (recorded) or when another
-// wait already timed out.
+// wait already timed out. kAcquire = false: relaxed loads, for a word that
+// is its own payload (it orders no other data after it).
+template <bool kAcquire = true>
 __device__ __forceinline__ bool wait_tag(const uint64_t* p, uint32_t epoch, const SetArgs& sa, int what, int peer,
                                          uint32_t* val) {
-  uint64_t v = dev::ld_acquire_sys(p);
+  auto load = [p] { return kAcquire ? dev::ld_acquire_sys(p) : ld_relaxed_sys_u64(p); };
+  uint64_t v = load();
   if ((uint32_t)(v >> 32) == epoch) {  // the common case: it is already there
     *val = (uint32_t)v;
     return true;
@@ -66,7 +77,7 @@ __device__ __forceinline__ bool wait_tag(const uint64_t* p, uint32_t epoch, cons
   dev::Deadline dl(sa.timeoutNs);
   int spins = 0;
   while (true) {
-    v = dev::ld_acquire_sys(p);
+    v = load();
     if ((uint32_t)(v >> 32) == epoch) {
       *val = (uint32_t)v;
       return true;
@@ -106,11 +117,6 @@ __device__ __forceinline__ bool wait_eq(const int* p, uint32_t epoch, const SetA
   return true;
 }
 
-__device__ __forceinline__ uint64_t ld_relaxed_sys_u64(const uint64_t* p) {
-  uint64_t v;
-  asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
-  return v;
-}
 __device__ __forceinline__ void st_relaxed_sys_u64(uint64_t* p, uint64_t v) {
   asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
@@ -165,6 +171,10 @@ __device__ __forceinline__ void publish_acks_record(const SetArgs& sa) {
   if (threadIdx.x < 2)
     sa.ctl->published[threadIdx.x] = *(volatile uint32_t*)&sa.ctl->ep[(size_t)(2 + threadIdx.x) * sa.nb + blockIdx.x];
 }
+
+// This block's virtual index for work maps: block 0 is the last one, since it
+// starts with the ack release (publish_acks) and so takes the last tasks and units.
+__device__ __forceinline__ int vblock() { return blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1; }
 
 // Thread d < R: a first (relaxed) read of peer d's ack word, issued early so
 // its latency overlaps the block's local work (the routing table).

@@ -3,6 +3,10 @@
  * receive phase (fan-out into the per-expert layout).
  * SPDX-License-Identifier: Apache-2.0
  *
+ * Two protocols share this kernel (a template flag): push, described here,
+ * for hooked calls, per-expert sends and peers on other nodes; and pull
+ * (ll_dispatch_pull.cuh) for non-hooked dedup calls among NVLink peers.
+ *
  * The critical path of a call is a chain of dependent round trips, so the
  * protocol keeps it to the fewest:
  * Send (phase bit 1), every block:
@@ -32,41 +36,14 @@
 #include <cuda_runtime.h>
 
 #include "core/checks.h"
-#include "lowlatency/ll_common.cuh"
+#include "lowlatency/ll_dispatch_common.cuh"
+#include "lowlatency/ll_dispatch_pull.cuh"
 
 namespace ep {
 namespace ll {
 
 namespace {
 
-constexpr int kCopyU = 16;  // int4 per lane per batch of a receive copy (8 KB per warp in flight)
-
-struct DSmem {
-  int* ids;        // [M x K] validated global expert ids, -1 masked (send)
-  int* jpos;       // [M x K] rank of the token among this rank's tokens of the expert (send)
-  uint32_t* bits;  // [E x Wt] token bitmap per expert (send)
-  int* nOut;       // [R] messages to each rank (block 0, send)
-  int* sG;         // [R] blocks each source's send ran with (recv: maps a chunk to the block that wrote it)
-  int* sT;         // [R] tokens of each source (recv)
-  int* sCnt;       // [L x R] tokens of (local expert, source) (recv)
-  int* base;       // [L x R] first row of (local expert, source) (recv)
-  int* total;      // [L] (recv)
-};
-
-__device__ __forceinline__ DSmem carve(char* smem, int R, int M, int K, int E, int L) {
-  DSmem s;
-  int W = (M + 31) / 32;
-  s.ids = reinterpret_cast<int*>(smem);
-  s.jpos = s.ids + M * K;
-  s.bits = reinterpret_cast<uint32_t*>(s.jpos + M * K);
-  s.nOut = reinterpret_cast<int*>(s.bits + E * W);
-  s.sG = s.nOut + R;
-  s.sT = s.sG + R;
-  s.sCnt = s.sT + R;
-  s.base = s.sCnt + L * R;
-  s.total = s.base + L * R;
-  return s;
-}
 
 // Every block of the send phase: the routing table, in shared memory. Each
 // block builds it itself (8 KB of ids from L2) rather than waiting for one
@@ -128,63 +105,12 @@ __device__ void send_counts(const DispatchParams& p, const DSmem& sm, uint32_t e
                        tagged(epoch, (uint32_t)c));
   }
   for (int d = threadIdx.x; d < R; d += blockDim.x) {
-    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, (uint32_t)p.T | (gridDim.x << kTokenBits)));
+    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine),
+                       tagged(epoch, tword(p.T, gridDim.x, call_mode(p) | (p.weights ? kModeWeights : 0u))));
     st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine + sizeof(uint64_t)), tagged(epoch, (uint32_t)(sm.nOut[d] * C)));
   }
 }
 
-// Cast 16 BF16 channels to e4m3 with the group's scale (8 lanes = 128 channels).
-__device__ __forceinline__ int4 cast_fp8(const int4& v0, const int4& v1, bool roundScale, float* scaleOut) {
-  float f[16];
-  unpack8(v0, f);
-  unpack8(v1, f + 8);
-  float amax = 0.f;
-#pragma unroll
-  for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(f[i]));
-  amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-  amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-  amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 4));
-  amax = fmaxf(amax, 1e-4f);
-  float scale = amax / 448.f, inv;
-  if (roundScale) {
-    scale = pow2_ceil(scale);
-    inv = 1.f / scale;
-  } else {
-    inv = 448.f / amax;
-  }
-  *scaleOut = scale;
-  uint32_t wds[4];
-#pragma unroll
-  for (int q = 0; q < 4; q++) {
-    __nv_fp8x2_storage_t lo =
-        __nv_cvt_float2_to_fp8x2(make_float2(f[4 * q] * inv, f[4 * q + 1] * inv), __NV_SATFINITE, __NV_E4M3);
-    __nv_fp8x2_storage_t hi =
-        __nv_cvt_float2_to_fp8x2(make_float2(f[4 * q + 2] * inv, f[4 * q + 3] * inv), __NV_SATFINITE, __NV_E4M3);
-    wds[q] = (uint32_t)lo | ((uint32_t)hi << 16);
-  }
-  return make_int4((int)wds[0], (int)wds[1], (int)wds[2], (int)wds[3]);
-}
-
-// A warp's first send task: block 0 takes the last tasks, since it starts with
-// the ack release (ll_common.cuh).
-__device__ __forceinline__ int first_task() {
-  const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
-  return vb * (blockDim.x >> 5) + (threadIdx.x >> 5);
-}
-
-// This lane's 16 BF16 channels of task `task` (zero past H or past the tasks).
-__device__ __forceinline__ void load_chunk(const DispatchParams& p, int task, int4* v0, int4* v1) {
-  const int C = (p.H + kChunk - 1) / kChunk;
-  *v0 = make_int4(0, 0, 0, 0);
-  *v1 = *v0;
-  if (task >= p.T * C) return;
-  int t = task / C, c = task - t * C;
-  int ch0 = c * kChunk + (threadIdx.x & 31) * 16;
-  if (ch0 >= p.H) return;
-  const int4* src = reinterpret_cast<const int4*>(p.x + (size_t)t * p.H + ch0);
-  *v0 = dev::ld_nc_na(src);
-  *v1 = dev::ld_nc_na(src + 1);
-}
 
 // pre0/pre1: the first task's channels, loaded before the routing table was
 // built (the x load is independent of the routing: one round trip less).
@@ -273,105 +199,22 @@ __device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epo
       continue;
     }
     if (w == 0) {
-      sm.sT[s] = (int)(v & ((1u << kTokenBits) - 1));
-      sm.sG[s] = (int)(v >> kTokenBits);
+      if (!mode_matches(p, s, tword_mode(v))) {
+        *sFail = 1;
+        continue;
+      }
+      sm.sT[s] = tword_tokens(v);
+      sm.sG[s] = tword_blocks(v);
     } else {
       sm.sCnt[(w - 2) * R + s] = (int)v;
     }
   }
   __syncthreads();
   if (*sFail) return false;
-  for (int e = tid; e < L; e += nt) {
-    int run = 0;
-    for (int s = 0; s < R; s++) {
-      sm.base[e * R + s] = run;
-      run += sm.sCnt[e * R + s];
-    }
-    sm.total[e] = run;
-  }
-  __syncthreads();
-  if (blockIdx.x == 0) {
-    for (int e = tid; e < L; e += nt) {
-      p.recvCount[e] = sm.total[e];
-      if (p.cumStats) p.cumStats[e] += sm.total[e];
-    }
-    if (p.layoutRange) {
-      for (int i = tid; i < L * R; i += nt) {
-        p.layoutRange[i] = ((long long)sm.base[i] << 32) | (long long)(uint32_t)sm.sCnt[i];
-      }
-    }
-    for (int s = tid; s < R; s += nt) p.hSrcT[s] = sm.sT[s];
-  }
+  recv_bases(p, sm);
   return true;
 }
 
-// Loads int4 elements [base, min(base + 32 * kCopyU, end)) of src, lane-strided.
-__device__ __forceinline__ void load_batch(const int4* src, int base, int end, int lane, int4 (&v)[kCopyU]) {
-#pragma unroll
-  for (int u = 0; u < kCopyU; u++) {
-    int i = base + u * 32 + lane;
-    if (i < end) v[u] = dev::ld_nc_na(src + i);
-  }
-}
-
-// Scale entry `i` of a received FP8 message as stored in the output: float
-// bits of group i, or with ue8m0 the packed exponent word i (groups 4i..4i+3).
-__device__ __forceinline__ uint32_t scale_entry(const DispatchParams& p, const float* sc, int G, int i) {
-  if (!p.ue8m0) return __float_as_uint(__ldcg(sc + i));
-  uint32_t word = 0;
-  for (int j = 0; j < 4 && 4 * i + j < G; j++) word |= ((__float_as_uint(__ldcg(sc + 4 * i + j)) >> 23) & 0xffu) << (8 * j);
-  return word;
-}
-
-// Writes int4 elements [lo, hi) of one received message (and its scales if
-// `scales`) to the rows of the local experts in `tmask` (lane k holds flat row
-// `flat` of pick k). v holds the elements [lo, lo + 32 * kCopyU) already.
-template <bool kFp8>
-__device__ __forceinline__ void copy_message(const DispatchParams& p, const char* msg, unsigned tmask, int flat,
-                                             int lane, int lo, int hi, bool scales, int4 (&v)[kCopyU]) {
-  const int H = p.H;
-  const int RM = p.R * p.M;
-  const int n16 = kFp8 ? H / 16 : H / 8;
-  const int4* src = reinterpret_cast<const int4*>(msg);
-  // The first 32 scale entries are read before the row stores, so that their
-  // round trip overlaps the stores instead of following them.
-  const int G = H / 128, S = p.ue8m0 ? (G + 3) / 4 : G;
-  const float* sc = reinterpret_cast<const float*>(msg + H);
-  const bool doScales = kFp8 && scales;
-  uint32_t sc0 = (doScales && lane < S) ? scale_entry(p, sc, G, lane) : 0u;
-  for (int base = lo; base < hi; base += 32 * kCopyU) {
-    if (base != lo) load_batch(src, base, hi, lane, v);
-    unsigned m = tmask;
-    while (m) {
-      int k = __ffs(m) - 1;
-      m &= m - 1;
-      int f = __shfl_sync(0xffffffffu, flat, k);
-      int4* dst = reinterpret_cast<int4*>(static_cast<char*>(p.recvX) + (size_t)f * n16 * 16);
-#pragma unroll
-      for (int u = 0; u < kCopyU; u++) {
-        int i = base + u * 32 + lane;
-        if (i < hi) dst[i] = v[u];
-      }
-    }
-  }
-  if constexpr (kFp8) {
-    if (!doScales) return;
-    for (int wb = 0; wb < S; wb += 32) {
-      const int w = wb + lane;
-      const uint32_t val = wb == 0 ? sc0 : (w < S ? scale_entry(p, sc, G, w) : 0u);
-      unsigned m = tmask;
-      while (m) {
-        int k = __ffs(m) - 1;
-        m &= m - 1;
-        int f = __shfl_sync(0xffffffffu, flat, k);
-        if (w < S) {
-          size_t idx = p.scaleMn ? ((size_t)(f / RM) * S + w) * RM + (f % RM) : (size_t)f * S + w;
-          static_cast<uint32_t*>(p.recvScales)[idx] = val;
-        }
-      }
-    }
-  }
-}
 
 // One (source, token) message is copied by p.recvSplit warps, each owning a
 // contiguous slice of it (more warps in flight: with one warp per message only
@@ -386,7 +229,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
   const int per = ((n16 + P - 1) / P + 31) / 32 * 32;  // a slice: whole warp-wide steps
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const char* data = sa.ps.local + sa.dataOff;
-  const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;  // block 0 last (it publishes acks)
+  const int vb = vblock();
   for (int up = vb * nw + warp; up < RM * P; up += gridDim.x * nw) {
     int u = up / P, part = up - u * P;
     int s = u / M, t = u - s * M;
@@ -401,14 +244,8 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     // on another node was waited for whole in recv_meta (ll_remote.cuh).
     if (!rm_remote(sa, s)) {
       const int C = (H + kChunk - 1) / kChunk, epc = kChunk / (kFp8 ? 16 : 8);  // int4 elements per chunk
-      const int G = sm.sG[s], cLo = lo / epc, cHi = lo < hi ? (hi - 1) / epc : -1;
-      bool ok = true;
-      for (int c = lane; c < C; c += 32) {
-        if (c != 0 && !(c >= cLo && c <= cHi) && !(kFp8 && last)) continue;
-        const int task = t * C + c, bvb = (task % (G * kWarpsPerBlock)) / kWarpsPerBlock;
-        ok &= wait_eq(sa.ps.local_ptr<int>(sa.sigOff + blkDoneRel(R, s, bvb)), epoch, sa, kWaitData, s);
-      }
-      if (!__all_sync(0xffffffffu, ok)) continue;  // timed out (recorded)
+      const int cLo = lo / epc, cHi = lo < hi ? (hi - 1) / epc : -1;
+      if (!wait_src_blocks(sa, R, s, sm.sG[s], t, C, true, cLo, cHi, kFp8 && last, epoch, lane)) continue;  // timed out
     }
     const DispatchHdr* h = sa.ps.local_ptr<DispatchHdr>(sa.hdrOff + (size_t)u * sizeof(DispatchHdr));
     int pk = -1, ep = 0;
@@ -459,7 +296,8 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
   }
 }
 
-template <bool kFp8>
+// kPull: the pull protocol (ll_dispatch_pull.cuh); otherwise push (above).
+template <bool kFp8, bool kPull>
 __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) {
   const unsigned long long tEntry = dev::globaltimer_ns();  // EP_LL_PROFILE: before any parameter
   extern __shared__ __align__(16) char smem[];
@@ -476,18 +314,23 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   if (blockIdx.x == 0) publish_acks(sa, R);
 
   if (doSend) {
-    // Three independent first reads in flight together: ack words, the first
-    // task's x channels, the top-k ids (inside build_table).
+    // Independent first reads in flight together: ack words, the first
+    // task's x channels, (push) the top-k ids inside build_table.
     const int ackPre = ack_prefetch(sa, R);
     int4 pre0, pre1;
     load_chunk(p, first_task(), &pre0, &pre1);
-    build_table(p, sm);
+    if constexpr (!kPull) build_table(p, sm);
     if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
     prof.mark(1);
     if (!sFail) {
-      if (blockIdx.x == gridDim.x - 1) send_counts(p, sm, sendEpoch);
-      send_tokens<kFp8>(p, sm, sendEpoch, pre0, pre1);
+      if constexpr (kPull) {
+        pull_publish_routing(p, sendEpoch);
+        pull_stage<kFp8>(p, pre0, pre1);
+      } else {
+        if (blockIdx.x == gridDim.x - 1) send_counts(p, sm, sendEpoch);
+        send_tokens<kFp8>(p, sm, sendEpoch, pre0, pre1);
+      }
     }
     prof.mark(2);
     // One release per destination, after the barrier: the barrier orders every
@@ -496,17 +339,22 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     __syncthreads();
     // blkDone[me][vb] = epoch at every destination (also where this block sent
     // nothing: a receiver may ask about any block that covers a message's chunks).
-    const int vb = blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1;
+    const int vb = vblock();
     if (!sFail)
       for (int d = tid; d < R; d += nt) sa.ps.signal_set(d, sa.sigOff + blkDoneRel(R, me, vb), (int)sendEpoch);
-    rm_ship_dispatch(p, sendEpoch);  // peers on other nodes: their mirrors go out (ll_remote.cuh)
+    if constexpr (!kPull) rm_ship_dispatch(p, sendEpoch);  // peers on other nodes: their mirrors go out (ll_remote.cuh)
     prof.mark(3);
   } else {
     __syncthreads();
   }
 
   if (doRecv && !sFail) {
-    if (recv_meta(p, sm, recvEpoch, &sFail)) {
+    if constexpr (kPull) {
+      if (pull_recv_meta(p, sm, recvEpoch, &sFail)) {
+        prof.mark(4);
+        pull_recv_units<kFp8>(p, sm, recvEpoch);
+      }
+    } else if (recv_meta(p, sm, recvEpoch, &sFail)) {
       prof.mark(4);
       recv_tokens<kFp8>(p, sm, recvEpoch);
     }
@@ -531,7 +379,8 @@ size_t dispatchSmemBytes(int R, int M, int K, int E) {
 
 epResult_t launchDispatch(const DispatchParams& p, int blocks, cudaStream_t stream) {
   size_t smem = dispatchSmemBytes(p.R, p.M, p.K, p.E);
-  void* fn = p.fp8 ? (void*)dispatchKernel<true> : (void*)dispatchKernel<false>;
+  void* fn = p.pull ? (p.fp8 ? (void*)dispatchKernel<true, true> : (void*)dispatchKernel<false, true>)
+                    : (p.fp8 ? (void*)dispatchKernel<true, false> : (void*)dispatchKernel<false, false>);
   if (smem > 48 * 1024) CUDACHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(blocks);

@@ -42,6 +42,7 @@ struct SetArgs {
   int nb;  // epoch copies per counter (>= any grid size)
   size_t setBytes;  // offset of set 1 (set b's signals are at b * setBytes)
   size_t sigOff, infoOff, hdrOff, dataOff, infoStride;
+  size_t pullOff, stageOff;  // pull dispatch: tagged routing words, this rank's staged messages (ll_layout.h)
   Ctl* ctl;
   epDeviceStatus* status;
   uint64_t timeoutNs;
@@ -58,6 +59,7 @@ struct DispatchParams {
   int topk64;
   const float* weights;
   int fp8, roundScale, ue8m0, scaleMn, dedup;
+  int pull;       // receivers read the messages from the sources' staging (ll_dispatch_pull.cuh); dedup only
   int phases;
   int recvSplit;  // warps per received message (EP_LL_RECV_SPLIT), 1..8
   int coop;       // fused launch is cooperative (EP_LL_COOP, default 1)

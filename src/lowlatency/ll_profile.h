@@ -22,7 +22,7 @@ namespace ll {
 // block 0 start), folded into 8-11 by the last block of the call and reset; 18 sum of block 0's
 // prologue (first instruction -> first stamp).
 constexpr int kProfSlots = 19;
-constexpr int kProfKinds = 4;  // dispatch dedup, dispatch plain, combine reduce, combine plain
+constexpr int kProfKinds = 5;  // dispatch dedup, dispatch plain, combine reduce, combine plain, dispatch pull
 constexpr int kProfPhases = 3; // send, recv, send+recv
 
 static inline size_t profBucket(int kind, int phases, int T, int M) {

@@ -21,12 +21,19 @@ EP_PARAM(LlNumSms, "LL_NUM_SMS", 0)
 EP_PARAM(LlFused, "LL_FUSED", 1)
 EP_PARAM(LlProfile, "LL_PROFILE", 0)
 EP_PARAM(LlRecvSplit, "LL_RECV_SPLIT", 4)
+EP_PARAM(LlPull, "LL_PULL", 1)
 EP_PARAM(LlCoop, "LL_COOP", 1)
 EP_PARAM(LlPollNs, "LL_POLL_NS", 200)
 
 bool epLlFused() { return epParamLlFused() != 0; }
 int epLlRecvSplit() { return (int)std::min<int64_t>(8, std::max<int64_t>(1, epParamLlRecvSplit())); }
 bool epLlCoop() { return epParamLlCoop() != 0; }
+bool epLlPull(const epComm* comm) {
+  // Every peer must be mapped here (one NVLink domain); the routing pass
+  // reads every source's R x M x K words per block, so it is kept to the
+  // rank counts it was measured at.
+  return epParamLlPull() != 0 && comm->ll->remote == nullptr && comm->nranks <= kLlPullMaxRanks;
+}
 
 using ep::ll::Layout;
 
@@ -105,7 +112,8 @@ void printProfile(epComm* comm, epLlState* st) {
   const int M = st->layout.M;
   std::vector<unsigned long long> h(ep::ll::profBytes(M) / sizeof(unsigned long long));
   if (cudaMemcpy(h.data(), st->prof, ep::ll::profBytes(M), cudaMemcpyDeviceToHost) != cudaSuccess) return;
-  static const char* kinds[] = {"dispatch dedup", "dispatch plain", "combine reduce", "combine plain"};
+  static const char* kinds[] = {"dispatch dedup", "dispatch plain", "combine reduce", "combine plain",
+                                "dispatch pull"};
   static const char* phases[] = {"send", "recv", "send+recv"};
   for (int k = 0; k < ep::ll::kProfKinds; k++)
     for (int ph = 1; ph <= ep::ll::kProfPhases; ph++)
@@ -175,6 +183,8 @@ ep::ll::SetArgs epLlSetArgs(epComm* comm, int b) {
   sa.infoOff = l.infoOff(b);
   sa.hdrOff = l.hdrOff(b);
   sa.dataOff = l.dataOff(b);
+  sa.pullOff = l.pullOff(b);
+  sa.stageOff = l.stageOff(b);
   sa.infoStride = l.infoStride;
   sa.ctl = st->ctl;
   sa.prof = nullptr;

@@ -1,0 +1,238 @@
+/*************************************************************************
+ * epcomm LL dispatch: device helpers both dispatch protocols share (push in
+ * ll_dispatch.cu, pull in ll_dispatch_pull.cuh): the shared-memory carve-up,
+ * the FP8 cast, the send task map, and the fan-out copy of a received
+ * message into the per-expert rows. Included by ll_dispatch.cu only.
+ * SPDX-License-Identifier: Apache-2.0
+ *************************************************************************/
+#ifndef EP_LL_DISPATCH_COMMON_CUH_
+#define EP_LL_DISPATCH_COMMON_CUH_
+
+#include "lowlatency/ll_common.cuh"
+
+namespace ep {
+namespace ll {
+
+constexpr int kCopyU = 16;  // int4 per lane per batch of a receive copy (8 KB per warp in flight)
+
+struct DSmem {
+  int* ids;        // [M x K] validated global expert ids, -1 masked (send)
+  int* jpos;       // [M x K] rank of the token among this rank's tokens of the expert (send)
+  uint32_t* bits;  // [E x Wt] token bitmap per expert (send)
+  int* nOut;       // [R] messages to each rank (block 0, send)
+  int* sG;         // [R] blocks each source's send ran with (recv: maps a chunk to the block that wrote it)
+  int* sT;         // [R] tokens of each source (recv)
+  int* sCnt;       // [L x R] tokens of (local expert, source) (recv)
+  int* base;       // [L x R] first row of (local expert, source) (recv)
+  int* total;      // [L] (recv)
+};
+
+__device__ __forceinline__ DSmem carve(char* smem, int R, int M, int K, int E, int L) {
+  DSmem s;
+  int W = (M + 31) / 32;
+  s.ids = reinterpret_cast<int*>(smem);
+  s.jpos = s.ids + M * K;
+  s.bits = reinterpret_cast<uint32_t*>(s.jpos + M * K);
+  s.nOut = reinterpret_cast<int*>(s.bits + E * W);
+  s.sG = s.nOut + R;
+  s.sT = s.sG + R;
+  s.sCnt = s.sT + R;
+  s.base = s.sCnt + L * R;
+  s.total = s.base + L * R;
+  return s;
+}
+
+// The T word a dispatch source stores at every rank (info word 0): its token
+// count, its block count (maps a task to the block that flags it), and the
+// call's mode, so that a receiver detects a peer that made the call with
+// other flags (hook, dedup, FP8) instead of waiting for data never sent.
+enum TWordMode : uint32_t { kModeFp8 = 1, kModeDedup = 2, kModePull = 4, kModeWeights = 8 };
+constexpr int kBlockBits = 9;  // up to kMaxBlocks = 256 blocks
+static_assert(kMaxBlocks < (1 << kBlockBits), "block count fits the T word");
+static_assert(kTokenBits + kBlockBits + 4 <= 32, "T word fields fit 32 bits");
+__device__ __forceinline__ uint32_t tword(int T, int blocks, uint32_t mode) {
+  return (uint32_t)T | ((uint32_t)blocks << kTokenBits) | (mode << (kTokenBits + kBlockBits));
+}
+__device__ __forceinline__ int tword_tokens(uint32_t v) { return (int)(v & ((1u << kTokenBits) - 1)); }
+__device__ __forceinline__ int tword_blocks(uint32_t v) { return (int)((v >> kTokenBits) & ((1u << kBlockBits) - 1)); }
+__device__ __forceinline__ uint32_t tword_mode(uint32_t v) { return v >> (kTokenBits + kBlockBits); }
+// The mode bits both sides must agree on (weights may differ per rank).
+__device__ __forceinline__ uint32_t call_mode(const DispatchParams& p) {
+  return (p.fp8 ? kModeFp8 : 0u) | (p.dedup ? kModeDedup : 0u) | (p.pull ? kModePull : 0u);
+}
+// Checks source s's mode against this rank's; records EP_DEVERR_LL_MODE_MISMATCH if they differ.
+__device__ __forceinline__ bool mode_matches(const DispatchParams& p, int s, uint32_t srcMode) {
+  const uint32_t mine = call_mode(p), theirs = srcMode & (kModeFp8 | kModeDedup | kModePull);
+  if (mine == theirs) return true;
+  dev::record_error(p.sa.status, kFamilyLL, EP_DEVERR_LL_MODE_MISMATCH, p.rank, s, (long long)(mine | (theirs << 8)));
+  return false;
+}
+
+// Cast 16 BF16 channels to e4m3 with the group's scale (8 lanes = 128 channels).
+__device__ __forceinline__ int4 cast_fp8(const int4& v0, const int4& v1, bool roundScale, float* scaleOut) {
+  float f[16];
+  unpack8(v0, f);
+  unpack8(v1, f + 8);
+  float amax = 0.f;
+#pragma unroll
+  for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(f[i]));
+  amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+  amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+  amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 4));
+  amax = fmaxf(amax, 1e-4f);
+  float scale = amax / 448.f, inv;
+  if (roundScale) {
+    scale = pow2_ceil(scale);
+    inv = 1.f / scale;
+  } else {
+    inv = 448.f / amax;
+  }
+  *scaleOut = scale;
+  uint32_t wds[4];
+#pragma unroll
+  for (int q = 0; q < 4; q++) {
+    __nv_fp8x2_storage_t lo =
+        __nv_cvt_float2_to_fp8x2(make_float2(f[4 * q] * inv, f[4 * q + 1] * inv), __NV_SATFINITE, __NV_E4M3);
+    __nv_fp8x2_storage_t hi =
+        __nv_cvt_float2_to_fp8x2(make_float2(f[4 * q + 2] * inv, f[4 * q + 3] * inv), __NV_SATFINITE, __NV_E4M3);
+    wds[q] = (uint32_t)lo | ((uint32_t)hi << 16);
+  }
+  return make_int4((int)wds[0], (int)wds[1], (int)wds[2], (int)wds[3]);
+}
+
+// A warp's first send task (task i runs on virtual block (i mod (blocks * 16)) / 16).
+__device__ __forceinline__ int first_task() {
+  return vblock() * (blockDim.x >> 5) + (threadIdx.x >> 5);
+}
+
+// This lane's 16 BF16 channels of task `task` (zero past H or past the tasks).
+__device__ __forceinline__ void load_chunk(const DispatchParams& p, int task, int4* v0, int4* v1) {
+  const int C = (p.H + kChunk - 1) / kChunk;
+  *v0 = make_int4(0, 0, 0, 0);
+  *v1 = *v0;
+  if (task >= p.T * C) return;
+  int t = task / C, c = task - t * C;
+  int ch0 = c * kChunk + (threadIdx.x & 31) * 16;
+  if (ch0 >= p.H) return;
+  const int4* src = reinterpret_cast<const int4*>(p.x + (size_t)t * p.H + ch0);
+  *v0 = dev::ld_nc_na(src);
+  *v1 = dev::ld_nc_na(src + 1);
+}
+
+// Receive bookkeeping once the per-(local expert, source) token counts are in
+// sm.sCnt (and the sources' T in sm.sT): the first row of each (expert,
+// source) -- sources in rank order -- and, from block 0, the counts, layout
+// ranges, cumulative statistics and the handle's per-source token counts.
+__device__ __forceinline__ void recv_bases(const DispatchParams& p, const DSmem& sm) {
+  const int R = p.R, L = p.L, tid = threadIdx.x, nt = blockDim.x;
+  for (int e = tid; e < L; e += nt) {
+    int run = 0;
+    for (int s = 0; s < R; s++) {
+      sm.base[e * R + s] = run;
+      run += sm.sCnt[e * R + s];
+    }
+    sm.total[e] = run;
+  }
+  __syncthreads();
+  if (blockIdx.x == 0) {
+    for (int e = tid; e < L; e += nt) {
+      p.recvCount[e] = sm.total[e];
+      if (p.cumStats) p.cumStats[e] += sm.total[e];
+    }
+    if (p.layoutRange) {
+      for (int i = tid; i < L * R; i += nt) {
+        p.layoutRange[i] = ((long long)sm.base[i] << 32) | (long long)(uint32_t)sm.sCnt[i];
+      }
+    }
+    for (int s = tid; s < R; s += nt) p.hSrcT[s] = sm.sT[s];
+  }
+}
+
+// Waits until the blocks of source s that wrote the 512-channel chunks of
+// token t this warp reads have flagged them (blkDone = epoch): chunk 0 when
+// `first`, the chunks [cLo, cHi], and every chunk when `all`. The task ->
+// block map is fixed (first_task), G = the source's block count. One lane per
+// chunk, in parallel. Warp-uniform; false on timeout (recorded).
+__device__ __forceinline__ bool wait_src_blocks(const SetArgs& sa, int R, int s, int G, int t, int C, bool first,
+                                                int cLo, int cHi, bool all, uint32_t epoch, int lane) {
+  bool ok = true;
+  for (int c = lane; c < C; c += 32) {
+    if (!(first && c == 0) && !(c >= cLo && c <= cHi) && !all) continue;
+    const int task = t * C + c, bvb = (task % (G * kWarpsPerBlock)) / kWarpsPerBlock;
+    ok &= wait_eq(sa.ps.local_ptr<int>(sa.sigOff + blkDoneRel(R, s, bvb)), epoch, sa, kWaitData, s);
+  }
+  return __all_sync(0xffffffffu, ok);
+}
+
+// Loads int4 elements [base, min(base + 32 * kCopyU, end)) of src, lane-strided.
+__device__ __forceinline__ void load_batch(const int4* src, int base, int end, int lane, int4 (&v)[kCopyU]) {
+#pragma unroll
+  for (int u = 0; u < kCopyU; u++) {
+    int i = base + u * 32 + lane;
+    if (i < end) v[u] = dev::ld_nc_na(src + i);
+  }
+}
+
+// Scale entry `i` of a received FP8 message as stored in the output: float
+// bits of group i, or with ue8m0 the packed exponent word i (groups 4i..4i+3).
+__device__ __forceinline__ uint32_t scale_entry(const DispatchParams& p, const float* sc, int G, int i) {
+  if (!p.ue8m0) return __float_as_uint(__ldcg(sc + i));
+  uint32_t word = 0;
+  for (int j = 0; j < 4 && 4 * i + j < G; j++) word |= ((__float_as_uint(__ldcg(sc + 4 * i + j)) >> 23) & 0xffu) << (8 * j);
+  return word;
+}
+
+// Writes int4 elements [lo, hi) of one received message (and its scales if
+// `scales`) to the rows of the local experts in `tmask` (lane k holds flat row
+// `flat` of pick k). v holds the elements [lo, lo + 32 * kCopyU) already.
+template <bool kFp8>
+__device__ __forceinline__ void copy_message(const DispatchParams& p, const char* msg, unsigned tmask, int flat,
+                                             int lane, int lo, int hi, bool scales, int4 (&v)[kCopyU]) {
+  const int H = p.H;
+  const int RM = p.R * p.M;
+  const int n16 = kFp8 ? H / 16 : H / 8;
+  const int4* src = reinterpret_cast<const int4*>(msg);
+  // The first 32 scale entries are read before the row stores, so that their
+  // round trip overlaps the stores instead of following them.
+  const int G = H / 128, S = p.ue8m0 ? (G + 3) / 4 : G;
+  const float* sc = reinterpret_cast<const float*>(msg + H);
+  const bool doScales = kFp8 && scales;
+  uint32_t sc0 = (doScales && lane < S) ? scale_entry(p, sc, G, lane) : 0u;
+  for (int base = lo; base < hi; base += 32 * kCopyU) {
+    if (base != lo) load_batch(src, base, hi, lane, v);
+    unsigned m = tmask;
+    while (m) {
+      int k = __ffs(m) - 1;
+      m &= m - 1;
+      int f = __shfl_sync(0xffffffffu, flat, k);
+      int4* dst = reinterpret_cast<int4*>(static_cast<char*>(p.recvX) + (size_t)f * n16 * 16);
+#pragma unroll
+      for (int u = 0; u < kCopyU; u++) {
+        int i = base + u * 32 + lane;
+        if (i < hi) dst[i] = v[u];
+      }
+    }
+  }
+  if constexpr (kFp8) {
+    if (!doScales) return;
+    for (int wb = 0; wb < S; wb += 32) {
+      const int w = wb + lane;
+      const uint32_t val = wb == 0 ? sc0 : (w < S ? scale_entry(p, sc, G, w) : 0u);
+      unsigned m = tmask;
+      while (m) {
+        int k = __ffs(m) - 1;
+        m &= m - 1;
+        int f = __shfl_sync(0xffffffffu, flat, k);
+        if (w < S) {
+          size_t idx = p.scaleMn ? ((size_t)(f / RM) * S + w) * RM + (f % RM) : (size_t)f * S + w;
+          static_cast<uint32_t*>(p.recvScales)[idx] = val;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace ll
+}  // namespace ep
+
+#endif  // EP_LL_DISPATCH_COMMON_CUH_
