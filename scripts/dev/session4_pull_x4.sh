@@ -5,8 +5,8 @@
 # at 2 ranks. Logs under $OUT.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
-LL_SUITE_RANKS="4" LL_SUITE_EXTRA="EP_LL_PULL=0" LL_SWEEP=1,8,32,64,128 LL_PROF=1 \
-  LL_AB="EP_LL_PULL=0 EP_LL_PULL=1 EP_LL_RECV_SPLIT=2 EP_LL_RECV_SPLIT=8" LL_AB_TOKENS=1,32,128 \
+LL_SUITE_RANKS="4" LL_SUITE_EXTRA="EP_LL_PULL=0" LL_SWEEP=${LL_SWEEP:-1,8,32,64,128} LL_PROF=1 \
+  LL_AB=${LL_AB:-"EP_LL_PULL=0 EP_LL_PULL=1 EP_LL_RECV_SPLIT=2 EP_LL_RECV_SPLIT=8"} LL_AB_TOKENS=1,32,128 \
   timeout 420 bash scripts/dev/ll_gpu_diag.sh
 O=${OUT:-$PWD/ll_out}
 NL=$(find / -name 'libnccl.so.2' -not -path '*/proc/*' 2>/dev/null | head -1)

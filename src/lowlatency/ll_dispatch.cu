@@ -282,7 +282,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
     if (p.dedup) {
-      copy_message<kFp8>(p, msg0, lmask, flat, lane, lo, hi, last, v);
+      copy_message<kFp8>(p, msg0, lmask, flat, lane, lo, hi, last, v, first_scale<kFp8>(p, msg0, last, lane));
     } else {
       unsigned m = lmask;
       while (m) {
@@ -290,7 +290,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
         m &= m - 1;
         const char* msg = msg0 + (size_t)k * p.msgStride;
         load_batch(reinterpret_cast<const int4*>(msg), lo, hi, lane, v);
-        copy_message<kFp8>(p, msg, 1u << k, flat, lane, lo, hi, last, v);
+        copy_message<kFp8>(p, msg, 1u << k, flat, lane, lo, hi, last, v, first_scale<kFp8>(p, msg, last, lane));
       }
     }
   }
@@ -374,7 +374,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
 
 size_t dispatchSmemBytes(int R, int M, int K, int E) {
   int L = E / R, W = (M + 31) / 32;
-  return sizeof(int) * (2 * (size_t)M * K + (size_t)E * W + 3 * (size_t)R + 2 * (size_t)L * R + L);
+  return sizeof(int) * (2 * (size_t)M * K + (size_t)E * W + 3 * (size_t)R + 2 * (size_t)L * R + L + (size_t)R * W);
 }
 
 epResult_t launchDispatch(const DispatchParams& p, int blocks, cudaStream_t stream) {

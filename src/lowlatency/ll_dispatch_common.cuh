@@ -13,7 +13,11 @@
 namespace ep {
 namespace ll {
 
-constexpr int kCopyU = 16;  // int4 per lane per batch of a receive copy (8 KB per warp in flight)
+// int4 per lane per batch of a receive copy: push 16 (8 KB per warp in
+// flight); pull 8, a whole slice of a 7168-channel message in one batch with
+// less unrolled code (each launch starts with a cold instruction cache).
+constexpr int kCopyU = 16;
+constexpr int kPullCopyU = 8;
 
 struct DSmem {
   int* ids;        // [M x K] validated global expert ids, -1 masked (send)
@@ -25,6 +29,7 @@ struct DSmem {
   int* sCnt;       // [L x R] tokens of (local expert, source) (recv)
   int* base;       // [L x R] first row of (local expert, source) (recv)
   int* total;      // [L] (recv)
+  uint32_t* hasLocal;  // [R x Wt] (pull recv) token t of source s has a local expert here
 };
 
 __device__ __forceinline__ DSmem carve(char* smem, int R, int M, int K, int E, int L) {
@@ -39,6 +44,7 @@ __device__ __forceinline__ DSmem carve(char* smem, int R, int M, int K, int E, i
   s.sCnt = s.sT + R;
   s.base = s.sCnt + L * R;
   s.total = s.base + L * R;
+  s.hasLocal = reinterpret_cast<uint32_t*>(s.total + L);
   return s;
 }
 
@@ -164,10 +170,11 @@ __device__ __forceinline__ bool wait_src_blocks(const SetArgs& sa, int R, int s,
   return __all_sync(0xffffffffu, ok);
 }
 
-// Loads int4 elements [base, min(base + 32 * kCopyU, end)) of src, lane-strided.
-__device__ __forceinline__ void load_batch(const int4* src, int base, int end, int lane, int4 (&v)[kCopyU]) {
+// Loads int4 elements [base, min(base + 32 * U, end)) of src, lane-strided.
+template <int U>
+__device__ __forceinline__ void load_batch(const int4* src, int base, int end, int lane, int4 (&v)[U]) {
 #pragma unroll
-  for (int u = 0; u < kCopyU; u++) {
+  for (int u = 0; u < U; u++) {
     int i = base + u * 32 + lane;
     if (i < end) v[u] = dev::ld_nc_na(src + i);
   }
@@ -182,23 +189,31 @@ __device__ __forceinline__ uint32_t scale_entry(const DispatchParams& p, const f
   return word;
 }
 
+// This lane's first scale entry of a received FP8 message (0 unless `scales`):
+// read before the row stores (or with the data), so that its round trip
+// overlaps them instead of following them.
+template <bool kFp8>
+__device__ __forceinline__ uint32_t first_scale(const DispatchParams& p, const char* msg, bool scales, int lane) {
+  if (!kFp8 || !scales) return 0u;
+  const int G = p.H / 128, S = p.ue8m0 ? (G + 3) / 4 : G;
+  return lane < S ? scale_entry(p, reinterpret_cast<const float*>(msg + p.H), G, lane) : 0u;
+}
+
 // Writes int4 elements [lo, hi) of one received message (and its scales if
 // `scales`) to the rows of the local experts in `tmask` (lane k holds flat row
-// `flat` of pick k). v holds the elements [lo, lo + 32 * kCopyU) already.
-template <bool kFp8>
+// `flat` of pick k). v holds the elements [lo, lo + 32 * U) already, sc0
+// this lane's first_scale.
+template <bool kFp8, int U>
 __device__ __forceinline__ void copy_message(const DispatchParams& p, const char* msg, unsigned tmask, int flat,
-                                             int lane, int lo, int hi, bool scales, int4 (&v)[kCopyU]) {
+                                             int lane, int lo, int hi, bool scales, int4 (&v)[U], uint32_t sc0) {
   const int H = p.H;
   const int RM = p.R * p.M;
   const int n16 = kFp8 ? H / 16 : H / 8;
   const int4* src = reinterpret_cast<const int4*>(msg);
-  // The first 32 scale entries are read before the row stores, so that their
-  // round trip overlaps the stores instead of following them.
   const int G = H / 128, S = p.ue8m0 ? (G + 3) / 4 : G;
   const float* sc = reinterpret_cast<const float*>(msg + H);
   const bool doScales = kFp8 && scales;
-  uint32_t sc0 = (doScales && lane < S) ? scale_entry(p, sc, G, lane) : 0u;
-  for (int base = lo; base < hi; base += 32 * kCopyU) {
+  for (int base = lo; base < hi; base += 32 * U) {
     if (base != lo) load_batch(src, base, hi, lane, v);
     unsigned m = tmask;
     while (m) {
@@ -207,7 +222,7 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
       int f = __shfl_sync(0xffffffffu, flat, k);
       int4* dst = reinterpret_cast<int4*>(static_cast<char*>(p.recvX) + (size_t)f * n16 * 16);
 #pragma unroll
-      for (int u = 0; u < kCopyU; u++) {
+      for (int u = 0; u < U; u++) {
         int i = base + u * 32 + lane;
         if (i < hi) dst[i] = v[u];
       }

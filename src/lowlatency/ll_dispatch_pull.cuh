@@ -100,16 +100,22 @@ __device__ void pull_stage(const DispatchParams& p, int4 pre0, int4 pre1) {
   }
 }
 
-// Receive bookkeeping, every block: the sources' T words, then all their
-// routing words into sm.bits[(le * R + s) * Wt + word] (token bitmap of local
-// expert le from source s), then counts and bases (recv_bases). sm.nOut[s]
-// holds whether source s sent weights. Returns false (block-uniform) on a
-// timeout or a mode mismatch (recorded).
+constexpr int kPollBatch = 8;  // routing words one thread loads before it looks at any
+
+// Receive bookkeeping, every block, in two dependent steps: the sources' T
+// words; then, in one batch per thread, all their routing words (loaded
+// first, checked after; sources store them first thing, so they are there
+// well before the staged messages); then counts and bases (recv_bases). The routing
+// goes into sm.bits[(le * R + s) * Wt + word] (token bitmap of local expert
+// le from source s) and sm.hasLocal[s * Wt + word]; sm.nOut[s] holds whether
+// source s sent weights. Returns false (block-uniform) on a timeout or a mode
+// mismatch (recorded).
 __device__ bool pull_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int* sFail) {
   const SetArgs& sa = p.sa;
-  const int R = p.R, M = p.M, K = p.K, L = p.L, me = p.rank, MK = M * K;
+  const int R = p.R, M = p.M, K = p.K, L = p.L, me = p.rank, MK = M * K, RMK = R * MK;
   const int Wt = (M + 31) / 32, tid = threadIdx.x, nt = blockDim.x;
   for (int i = tid; i < L * R * Wt; i += nt) sm.bits[i] = 0;
+  for (int i = tid; i < R * Wt; i += nt) sm.hasLocal[i] = 0;
   for (int s = tid; s < R; s += nt) {
     uint32_t v = 0;
     if (!wait_tag(sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)s * sa.infoStride), epoch, sa, kWaitMeta, s, &v) ||
@@ -124,16 +130,28 @@ __device__ bool pull_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_
   __syncthreads();
   if (*sFail) return false;
   const uint64_t* ids = sa.ps.local_ptr<uint64_t>(sa.pullOff);
-  for (int i = tid; i < R * MK; i += nt) {
-    const int s = i / MK, tk = i - s * MK, t = tk / K;
-    if (t >= sm.sT[s]) continue;
-    uint32_t id = 0;
-    if (!wait_tag<false>(ids + 2 * (size_t)s * MK + tk, epoch, sa, kWaitMeta, s, &id)) {
-      *sFail = 1;
-      continue;
+  for (int i0 = tid; i0 < RMK; i0 += nt * kPollBatch) {
+    uint64_t w[kPollBatch];
+#pragma unroll
+    for (int q = 0; q < kPollBatch; q++) {
+      const int i = i0 + q * nt, s = i / MK, t = (i - s * MK) / K;
+      w[q] = (i < RMK && t < sm.sT[s]) ? ld_relaxed_sys_u64(ids + 2 * (size_t)s * MK + (i - s * MK)) : 0;
     }
-    const int le = (int)id - me * L;  // an invalid (-1) id is 0xffffffff: never local
-    if (id != 0xffffffffu && le >= 0 && le < L) atomicOr(&sm.bits[(le * R + s) * Wt + (t >> 5)], 1u << (t & 31));
+#pragma unroll
+    for (int q = 0; q < kPollBatch; q++) {
+      const int i = i0 + q * nt, s = i / MK, tk = i - s * MK, t = tk / K;
+      if (i >= RMK || t >= sm.sT[s]) continue;
+      uint32_t id = (uint32_t)w[q];
+      if ((uint32_t)(w[q] >> 32) != epoch && !wait_tag<false>(ids + 2 * (size_t)s * MK + tk, epoch, sa, kWaitMeta, s, &id)) {
+        *sFail = 1;
+        continue;
+      }
+      const int le = (int)id - me * L;  // an invalid (-1) id is 0xffffffff: never local
+      if (id != 0xffffffffu && le >= 0 && le < L) {
+        atomicOr(&sm.bits[(le * R + s) * Wt + (t >> 5)], 1u << (t & 31));
+        atomicOr(&sm.hasLocal[s * Wt + (t >> 5)], 1u << (t & 31));
+      }
+    }
   }
   __syncthreads();
   if (*sFail) return false;
@@ -148,8 +166,10 @@ __device__ bool pull_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_
 }
 
 // The (source, token, part) units of this block (p.recvSplit parts per
-// message, as in the push receive): routing from the tagged words, the
-// source blocks' flags, then the slice from the source's staging.
+// message, as in the push receive). A unit waits for the source blocks that
+// staged its slice (one poll round, lane-parallel), then issues its one NVLink
+// round trip -- the slice and, for the last part, the scales -- and reads its
+// routing words (local) while that is in flight.
 template <bool kFp8>
 __device__ void pull_recv_units(const DispatchParams& p, const DSmem& sm, uint32_t epoch) {
   const SetArgs& sa = p.sa;
@@ -166,15 +186,31 @@ __device__ void pull_recv_units(const DispatchParams& p, const DSmem& sm, uint32
     if (t >= sm.sT[s]) continue;
     const int lo = min(n16, part * per), hi = min(n16, lo + per);
     const bool last = part == P - 1;
+    const bool local = (sm.hasLocal[s * Wt + (t >> 5)] >> (t & 31)) & 1u;
+    if (!local) {  // nothing here: only the handle entries (part 0)
+      if (part == 0 && lane < K) {
+        p.hFlatRow[(size_t)u * K + lane] = -1;
+        p.hW[(size_t)u * K + lane] = 0.f;
+      }
+      continue;
+    }
     if (lo >= hi && part != 0 && !last) continue;
-    // Slot `lane` of (s, t): its local expert and weight (the table pass saw
-    // these words already; the weight word is a separate store: polled too).
+    const int cLo = lo / epc, cHi = lo < hi ? (hi - 1) / epc : -1;
+    if (!wait_src_blocks(sa, R, s, sm.sG[s], t, C, false, cLo, cHi, kFp8 && last, epoch, lane)) continue;  // timed out
+    const char* msg = sa.ps.ptr<const char>(s, sa.stageOff + (size_t)t * p.msgStride);
+    int4 v[kPullCopyU];
+    load_batch(reinterpret_cast<const int4*>(msg), lo, hi, lane, v);
+    const uint32_t sc0 = first_scale<kFp8>(p, msg, last, lane);
+    // Slot `lane` of (s, t): its local expert and weight (the meta pass saw
+    // the id words; the weight word is a separate store: checked too).
     int flat = -1;
     float w = 0.f;
     bool ok = true;
     if (lane < K) {
-      uint32_t id = 0, wb = 0;
-      ok = wait_tag<false>(words + 2 * (size_t)s * MK + t * K + lane, epoch, sa, kWaitMeta, s, &id);
+      const uint64_t* wid = words + 2 * (size_t)s * MK + t * K + lane;
+      uint64_t iw = ld_relaxed_sys_u64(wid), ww = sm.nOut[s] ? ld_relaxed_sys_u64(wid + MK) : 0;
+      uint32_t id = (uint32_t)iw, wb = (uint32_t)ww;
+      if ((uint32_t)(iw >> 32) != epoch) ok = wait_tag<false>(wid, epoch, sa, kWaitMeta, s, &id);
       const int le = (int)id - me * L;
       if (ok && id != 0xffffffffu && le >= 0 && le < L) {
         const uint32_t* row = sm.bits + (le * R + s) * Wt;
@@ -182,7 +218,7 @@ __device__ void pull_recv_units(const DispatchParams& p, const DSmem& sm, uint32
         for (int q = 0; q < (t >> 5); q++) j += __popc(row[q]);
         flat = le * RM + sm.base[le * R + s] + j;
         if (sm.nOut[s]) {
-          ok = wait_tag<false>(words + (2 * (size_t)s + 1) * MK + t * K + lane, epoch, sa, kWaitMeta, s, &wb);
+          if ((uint32_t)(ww >> 32) != epoch) ok = wait_tag<false>(wid + MK, epoch, sa, kWaitMeta, s, &wb);
           w = __uint_as_float(wb);
         }
       }
@@ -200,13 +236,7 @@ __device__ void pull_recv_units(const DispatchParams& p, const DSmem& sm, uint32
       }
     }
     const unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
-    if (lmask == 0) continue;
-    const int cLo = lo / epc, cHi = lo < hi ? (hi - 1) / epc : -1;
-    if (!wait_src_blocks(sa, R, s, sm.sG[s], t, C, false, cLo, cHi, kFp8 && last, epoch, lane)) continue;
-    const char* msg = sa.ps.ptr<const char>(s, sa.stageOff + (size_t)t * p.msgStride);
-    int4 v[kCopyU];
-    load_batch(reinterpret_cast<const int4*>(msg), lo, hi, lane, v);
-    copy_message<kFp8>(p, msg, lmask, flat, lane, lo, hi, last, v);
+    copy_message<kFp8>(p, msg, lmask, flat, lane, lo, hi, last, v, sc0);
   }
 }
 
