@@ -212,7 +212,7 @@ __device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epo
 // and tail (ll_profile.h), so the event time can be split into "inside the
 // kernel" and "launch + teardown". Profiling only: it adds a grid-wide atomic.
 struct Prof {
-  unsigned long long t0, t[6], entry;
+  unsigned long long t0, t[8], entry;  // t[6], t[7]: pull meta pass (T words seen, routing words seen)
   bool on, any;
   // tEntry: %globaltimer read as the kernel's first instruction, before any
   // parameter is used (slot 18 sums block 0's t0 - tEntry: the prologue).
@@ -220,7 +220,7 @@ struct Prof {
       : entry(tEntry), on(sa.prof && blockIdx.x == 0 && threadIdx.x == 0), any(sa.prof && threadIdx.x == 0) {
     t0 = any ? dev::globaltimer_ns() : 0;
 #pragma unroll
-    for (int i = 0; i < 6; i++) t[i] = t0;
+    for (int i = 0; i < 8; i++) t[i] = t0;
   }
   __device__ __forceinline__ void mark(int i) {
     if (on) t[i] = dev::globaltimer_ns();
@@ -235,6 +235,8 @@ struct Prof {
       atomicAdd(p, 1ull);
 #pragma unroll
       for (int i = 1; i < 6; i++) atomicAdd(p + i, t[i] - t0);
+      atomicAdd(p + 19, t[6] - t0);
+      atomicAdd(p + 20, t[7] - t0);
       atomicExch(p + 17, t0);
       atomicAdd(p + 18, t0 - entry);
     }

@@ -350,7 +350,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
 
   if (doRecv && !sFail) {
     if constexpr (kPull) {
-      if (pull_recv_meta(p, sm, recvEpoch, &sFail)) {
+      if (pull_recv_meta(p, sm, recvEpoch, &sFail, prof)) {
         prof.mark(4);
         pull_recv_units<kFp8>(p, sm, recvEpoch);
       }

@@ -110,7 +110,7 @@ constexpr int kPollBatch = 8;  // routing words one thread loads before it looks
 // le from source s) and sm.hasLocal[s * Wt + word]; sm.nOut[s] holds whether
 // source s sent weights. Returns false (block-uniform) on a timeout or a mode
 // mismatch (recorded).
-__device__ bool pull_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int* sFail) {
+__device__ bool pull_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int* sFail, Prof& prof) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, L = p.L, me = p.rank, MK = M * K, RMK = R * MK;
   const int Wt = (M + 31) / 32, tid = threadIdx.x, nt = blockDim.x;
@@ -118,7 +118,8 @@ __device__ bool pull_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_
   for (int i = tid; i < R * Wt; i += nt) sm.hasLocal[i] = 0;
   for (int s = tid; s < R; s += nt) {
     uint32_t v = 0;
-    if (!wait_tag(sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)s * sa.infoStride), epoch, sa, kWaitMeta, s, &v) ||
+    // Relaxed: the T word orders nothing after it (routing words carry their own tags, data has its flags).
+    if (!wait_tag<false>(sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)s * sa.infoStride), epoch, sa, kWaitMeta, s, &v) ||
         !mode_matches(p, s, tword_mode(v))) {
       *sFail = 1;
       continue;
@@ -128,6 +129,7 @@ __device__ bool pull_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_
     sm.nOut[s] = (tword_mode(v) & kModeWeights) != 0;
   }
   __syncthreads();
+  prof.mark(6);
   if (*sFail) return false;
   const uint64_t* ids = sa.ps.local_ptr<uint64_t>(sa.pullOff);
   for (int i0 = tid; i0 < RMK; i0 += nt * kPollBatch) {
@@ -154,6 +156,7 @@ __device__ bool pull_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_
     }
   }
   __syncthreads();
+  prof.mark(7);
   if (*sFail) return false;
   for (int i = tid; i < L * R; i += nt) {
     int c = 0;

@@ -21,7 +21,8 @@ namespace ll {
 // 12-17 per-call scratch (max of ~start, max end, sum of starts, sum of ends, blocks arrived,
 // block 0 start), folded into 8-11 by the last block of the call and reset; 18 sum of block 0's
 // prologue (first instruction -> first stamp).
-constexpr int kProfSlots = 19;
+// 19-20 sums of block 0's pull meta stamps (T words seen, routing words seen).
+constexpr int kProfSlots = 21;
 constexpr int kProfKinds = 5;  // dispatch dedup, dispatch plain, combine reduce, combine plain, dispatch pull
 constexpr int kProfPhases = 3; // send, recv, send+recv
 

@@ -124,10 +124,10 @@ void printProfile(epComm* comm, epLlState* st) {
         fprintf(stderr,
                 "[rank %d] EP_LL_PROFILE %s %s T=%d calls=%llu block0 us: setup %.2f stores %.2f release %.2f "
                 "ready %.2f end %.2f | mean block %.2f | span %.2f (launch skew %.2f, tail %.2f, block0 starts "
-                "+%.2f, block0 prologue %.2f)\n",
+                "+%.2f, block0 prologue %.2f; pull meta: T words %.2f, routing %.2f)\n",
                 comm->rank, kinds[k], phases[ph - 1], T, b[0], b[1] / n / 1e3, b[2] / n / 1e3, b[3] / n / 1e3,
                 b[4] / n / 1e3, b[5] / n / 1e3, b[7] ? (double)b[6] / (double)b[7] / 1e3 : 0.0, b[8] / n / 1e3,
-                b[9] / n / 1e3, b[10] / n / 1e3, b[11] / n / 1e3, b[18] / n / 1e3);
+                b[9] / n / 1e3, b[10] / n / 1e3, b[11] / n / 1e3, b[18] / n / 1e3, b[19] / n / 1e3, b[20] / n / 1e3);
       }
 }
 
