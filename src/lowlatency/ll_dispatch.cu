@@ -350,9 +350,11 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
 
   if (doRecv && !sFail) {
     if constexpr (kPull) {
+      PullPre<kFp8> pre;
+      pull_prefetch<kFp8>(p, recvEpoch, pre);
       if (pull_recv_meta(p, sm, recvEpoch, &sFail, prof)) {
         prof.mark(4);
-        pull_recv_units<kFp8>(p, sm, recvEpoch);
+        pull_recv_units<kFp8>(p, sm, recvEpoch, pre);
       }
     } else if (recv_meta(p, sm, recvEpoch, &sFail)) {
       prof.mark(4);

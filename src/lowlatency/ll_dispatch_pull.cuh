@@ -102,24 +102,107 @@ __device__ void pull_stage(const DispatchParams& p, int4 pre0, int4 pre1) {
 
 constexpr int kPollBatch = 8;  // routing words one thread loads before it looks at any
 
-// Receive bookkeeping, every block, in two dependent steps: the sources' T
-// words; then, in one batch per thread, all their routing words (loaded
-// first, checked after; sources store them first thing, so they are there
-// well before the staged messages); then counts and bases (recv_bases). The routing
-// goes into sm.bits[(le * R + s) * Wt + word] (token bitmap of local expert
-// le from source s) and sm.hasLocal[s * Wt + word]; sm.nOut[s] holds whether
-// source s sent weights. Returns false (block-uniform) on a timeout or a mode
-// mismatch (recorded).
+// The first unit of a warp, started before the block's meta pass: its source's
+// T word and its K routing words in one round trip, then its source blocks'
+// flags, then its slice and scales loads, left in flight. The meta pass and
+// this NVLink round trip overlap; the rows are known (and stored) after it.
+template <bool kFp8>
+struct PullPre {
+  int up = -1;       // the unit (-1: this warp has none)
+  bool loaded = false;
+  uint32_t id = 0xffffffffu, wbits = 0;  // lane k < K: routing word values of slot k
+  uint32_t sc0 = 0;
+  int4 v[kPullCopyU];
+};
+
+// Unit `up` = (source s, token t, part): the slice [lo, hi) of the message in int4.
+struct PullUnit {
+  int u, part, s, t, lo, hi;
+  bool last;
+  __device__ __forceinline__ PullUnit(const DispatchParams& p, int up, int n16, int per) {
+    const int P = p.recvSplit;
+    u = up / P;
+    part = up - u * P;
+    s = u / p.M;
+    t = u - s * p.M;
+    lo = min(n16, part * per);
+    hi = min(n16, lo + per);
+    last = part == P - 1;
+  }
+};
+
+__device__ __forceinline__ int pull_slice(const DispatchParams& p, bool fp8) {
+  const int n16 = fp8 ? p.H / 16 : p.H / 8, P = p.recvSplit;
+  return ((n16 + P - 1) / P + 31) / 32 * 32;  // whole warp-wide steps
+}
+
+template <bool kFp8>
+__device__ void pull_prefetch(const DispatchParams& p, uint32_t epoch, PullPre<kFp8>& pre) {
+  const SetArgs& sa = p.sa;
+  const int R = p.R, K = p.K, L = p.L, me = p.rank, MK = p.M * K;
+  const int n16 = kFp8 ? p.H / 16 : p.H / 8, per = pull_slice(p, kFp8);
+  const int C = (p.H + kChunk - 1) / kChunk, epc = kChunk / (kFp8 ? 16 : 8);
+  const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  const int up = vblock() * nw + (threadIdx.x >> 5);
+  if (up >= R * p.M * p.recvSplit) return;
+  const PullUnit w(p, up, n16, per);
+  pre.up = up;
+  const uint64_t* tw = sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)w.s * sa.infoStride);
+  const uint64_t* ids = sa.ps.local_ptr<uint64_t>(sa.pullOff) + 2 * (size_t)w.s * MK + w.t * K;
+  uint64_t tv = lane == 31 ? ld_relaxed_sys_u64(tw) : 0, iv = lane < K ? ld_relaxed_sys_u64(ids + lane) : 0;
+  uint32_t tword = (uint32_t)tv;
+  bool ok = true;
+  if (lane == 31 && (uint32_t)(tv >> 32) != epoch) ok = wait_tag<false>(tw, epoch, sa, kWaitMeta, w.s, &tword);
+  tword = __shfl_sync(0xffffffffu, tword, 31);
+  if (!__all_sync(0xffffffffu, ok) || tword_mode(tword) != (call_mode(p) | (tword_mode(tword) & kModeWeights)) ||
+      w.t >= tword_tokens(tword))
+    return;  // nothing to fetch (or an error the meta pass reports)
+  uint32_t id = (uint32_t)iv;
+  if (lane < K && (uint32_t)(iv >> 32) != epoch) ok = wait_tag<false>(ids + lane, epoch, sa, kWaitMeta, w.s, &id);
+  const int le = (int)id - me * L;
+  const bool mine = lane < K && ok && id != 0xffffffffu && le >= 0 && le < L;
+  if ((tword_mode(tword) & kModeWeights) && mine) {
+    const uint64_t wv = ld_relaxed_sys_u64(ids + MK + lane);
+    pre.wbits = (uint32_t)wv;
+    if ((uint32_t)(wv >> 32) != epoch) ok = wait_tag<false>(ids + MK + lane, epoch, sa, kWaitMeta, w.s, &pre.wbits);
+  }
+  pre.id = id;
+  if (!__all_sync(0xffffffffu, ok) || !__any_sync(0xffffffffu, mine)) return;
+  if (w.lo >= w.hi && w.part != 0 && !w.last) return;
+  const int cLo = w.lo / epc, cHi = w.lo < w.hi ? (w.hi - 1) / epc : -1;
+  if (!wait_src_blocks(sa, R, w.s, tword_blocks(tword), w.t, C, false, cLo, cHi, kFp8 && w.last, epoch, lane)) return;
+  const char* msg = sa.ps.ptr<const char>(w.s, sa.stageOff + (size_t)w.t * p.msgStride);
+  load_batch(reinterpret_cast<const int4*>(msg), w.lo, w.hi, lane, pre.v);
+  pre.sc0 = first_scale<kFp8>(p, msg, w.last, lane);
+  pre.loaded = true;
+}
+
+// Receive bookkeeping, every block, in one round trip: warp 1 polls the
+// sources' T words (warp 0 may still be in its flag releases) while every
+// thread has its first batch of routing words in flight; then the routing goes
+// into sm.bits[(le * R + s) * Wt + word] (token bitmap of local expert le from
+// source s) and sm.hasLocal[s * Wt + word], then counts and bases
+// (recv_bases). sm.nOut[s] holds whether source s sent weights. Returns false
+// (block-uniform) on a timeout or a mode mismatch (recorded).
 __device__ bool pull_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int* sFail, Prof& prof) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, L = p.L, me = p.rank, MK = M * K, RMK = R * MK;
   const int Wt = (M + 31) / 32, tid = threadIdx.x, nt = blockDim.x;
+  const int tpoll = nt > 32 ? 32 : 0;  // first T-word poller
+  const uint64_t* ids = sa.ps.local_ptr<uint64_t>(sa.pullOff);
+  uint64_t w[kPollBatch];
+#pragma unroll
+  for (int q = 0; q < kPollBatch; q++) {
+    const int i = tid + q * nt;
+    w[q] = i < RMK ? ld_relaxed_sys_u64(ids + 2 * (size_t)(i / MK) * MK + i % MK) : 0;
+  }
   for (int i = tid; i < L * R * Wt; i += nt) sm.bits[i] = 0;
   for (int i = tid; i < R * Wt; i += nt) sm.hasLocal[i] = 0;
-  for (int s = tid; s < R; s += nt) {
+  for (int s = tid - tpoll; s >= 0 && s < R; s += nt) {
     uint32_t v = 0;
     // Relaxed: the T word orders nothing after it (routing words carry their own tags, data has its flags).
-    if (!wait_tag<false>(sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)s * sa.infoStride), epoch, sa, kWaitMeta, s, &v) ||
+    if (!wait_tag<false>(sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)s * sa.infoStride), epoch, sa, kWaitMeta, s,
+                         &v) ||
         !mode_matches(p, s, tword_mode(v))) {
       *sFail = 1;
       continue;
@@ -131,13 +214,13 @@ __device__ bool pull_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_
   __syncthreads();
   prof.mark(6);
   if (*sFail) return false;
-  const uint64_t* ids = sa.ps.local_ptr<uint64_t>(sa.pullOff);
   for (int i0 = tid; i0 < RMK; i0 += nt * kPollBatch) {
-    uint64_t w[kPollBatch];
+    if (i0 != tid) {  // later batches (large R x M x K): loaded now
 #pragma unroll
-    for (int q = 0; q < kPollBatch; q++) {
-      const int i = i0 + q * nt, s = i / MK, t = (i - s * MK) / K;
-      w[q] = (i < RMK && t < sm.sT[s]) ? ld_relaxed_sys_u64(ids + 2 * (size_t)s * MK + (i - s * MK)) : 0;
+      for (int q = 0; q < kPollBatch; q++) {
+        const int i = i0 + q * nt;
+        w[q] = i < RMK ? ld_relaxed_sys_u64(ids + 2 * (size_t)(i / MK) * MK + i % MK) : 0;
+      }
     }
 #pragma unroll
     for (int q = 0; q < kPollBatch; q++) {
@@ -169,77 +252,76 @@ __device__ bool pull_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_
 }
 
 // The (source, token, part) units of this block (p.recvSplit parts per
-// message, as in the push receive). A unit waits for the source blocks that
-// staged its slice (one poll round, lane-parallel), then issues its one NVLink
-// round trip -- the slice and, for the last part, the scales -- and reads its
-// routing words (local) while that is in flight.
+// message, as in the push receive); the first one of each warp was started by
+// pull_prefetch. For the others: the source blocks' flags (one poll round,
+// lane-parallel), then the one NVLink round trip -- the slice and, for the
+// last part, the scales -- with the routing words (local) read while it is in
+// flight.
 template <bool kFp8>
-__device__ void pull_recv_units(const DispatchParams& p, const DSmem& sm, uint32_t epoch) {
+__device__ void pull_recv_units(const DispatchParams& p, const DSmem& sm, uint32_t epoch, PullPre<kFp8>& pre) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, H = p.H, L = p.L, me = p.rank;
   const int RM = R * M, P = p.recvSplit, MK = M * K, Wt = (M + 31) / 32;
-  const int n16 = kFp8 ? H / 16 : H / 8;
-  const int per = ((n16 + P - 1) / P + 31) / 32 * 32;  // a slice: whole warp-wide steps
+  const int n16 = kFp8 ? H / 16 : H / 8, per = pull_slice(p, kFp8);
   const int C = (H + kChunk - 1) / kChunk, epc = kChunk / (kFp8 ? 16 : 8);  // int4 elements per chunk
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const uint64_t* words = sa.ps.local_ptr<uint64_t>(sa.pullOff);
   for (int up = vblock() * nw + warp; up < RM * P; up += gridDim.x * nw) {
-    const int u = up / P, part = up - u * P;
-    const int s = u / M, t = u - s * M;
+    const PullUnit w(p, up, n16, per);
+    const int u = w.u, s = w.s, t = w.t;
     if (t >= sm.sT[s]) continue;
-    const int lo = min(n16, part * per), hi = min(n16, lo + per);
-    const bool last = part == P - 1;
     const bool local = (sm.hasLocal[s * Wt + (t >> 5)] >> (t & 31)) & 1u;
     if (!local) {  // nothing here: only the handle entries (part 0)
-      if (part == 0 && lane < K) {
+      if (w.part == 0 && lane < K) {
         p.hFlatRow[(size_t)u * K + lane] = -1;
         p.hW[(size_t)u * K + lane] = 0.f;
       }
       continue;
     }
-    if (lo >= hi && part != 0 && !last) continue;
-    const int cLo = lo / epc, cHi = lo < hi ? (hi - 1) / epc : -1;
-    if (!wait_src_blocks(sa, R, s, sm.sG[s], t, C, false, cLo, cHi, kFp8 && last, epoch, lane)) continue;  // timed out
+    if (w.lo >= w.hi && w.part != 0 && !w.last) continue;
     const char* msg = sa.ps.ptr<const char>(s, sa.stageOff + (size_t)t * p.msgStride);
-    int4 v[kPullCopyU];
-    load_batch(reinterpret_cast<const int4*>(msg), lo, hi, lane, v);
-    const uint32_t sc0 = first_scale<kFp8>(p, msg, last, lane);
-    // Slot `lane` of (s, t): its local expert and weight (the meta pass saw
-    // the id words; the weight word is a separate store: checked too).
-    int flat = -1;
-    float w = 0.f;
+    const bool prefetched = up == pre.up && pre.loaded;
+    uint32_t id = pre.id, wb = pre.wbits;
     bool ok = true;
-    if (lane < K) {
-      const uint64_t* wid = words + 2 * (size_t)s * MK + t * K + lane;
-      uint64_t iw = ld_relaxed_sys_u64(wid), ww = sm.nOut[s] ? ld_relaxed_sys_u64(wid + MK) : 0;
-      uint32_t id = (uint32_t)iw, wb = (uint32_t)ww;
-      if ((uint32_t)(iw >> 32) != epoch) ok = wait_tag<false>(wid, epoch, sa, kWaitMeta, s, &id);
-      const int le = (int)id - me * L;
-      if (ok && id != 0xffffffffu && le >= 0 && le < L) {
-        const uint32_t* row = sm.bits + (le * R + s) * Wt;
-        int j = __popc(row[t >> 5] & ((1u << (t & 31)) - 1u));
-        for (int q = 0; q < (t >> 5); q++) j += __popc(row[q]);
-        flat = le * RM + sm.base[le * R + s] + j;
-        if (sm.nOut[s]) {
-          if ((uint32_t)(ww >> 32) != epoch) ok = wait_tag<false>(wid + MK, epoch, sa, kWaitMeta, s, &wb);
-          w = __uint_as_float(wb);
-        }
+    if (!prefetched) {
+      const int cLo = w.lo / epc, cHi = w.lo < w.hi ? (w.hi - 1) / epc : -1;
+      if (!wait_src_blocks(sa, R, s, sm.sG[s], t, C, false, cLo, cHi, kFp8 && w.last, epoch, lane)) continue;
+      load_batch(reinterpret_cast<const int4*>(msg), w.lo, w.hi, lane, pre.v);
+      pre.sc0 = first_scale<kFp8>(p, msg, w.last, lane);
+      // Slot `lane` of (s, t): the meta pass saw the id words; the weight word is a separate store: checked too.
+      if (lane < K) {
+        const uint64_t* wid = words + 2 * (size_t)s * MK + t * K + lane;
+        const uint64_t iw = ld_relaxed_sys_u64(wid), ww = sm.nOut[s] ? ld_relaxed_sys_u64(wid + MK) : 0;
+        id = (uint32_t)iw;
+        wb = (uint32_t)ww;
+        if ((uint32_t)(iw >> 32) != epoch) ok = wait_tag<false>(wid, epoch, sa, kWaitMeta, s, &id);
+        if (ok && sm.nOut[s] && (uint32_t)(ww >> 32) != epoch) ok = wait_tag<false>(wid + MK, epoch, sa, kWaitMeta, s, &wb);
       }
     }
+    int flat = -1;
+    float wv = 0.f;
+    const int le = (int)id - me * L;
+    if (lane < K && ok && id != 0xffffffffu && le >= 0 && le < L) {
+      const uint32_t* row = sm.bits + (le * R + s) * Wt;
+      int j = __popc(row[t >> 5] & ((1u << (t & 31)) - 1u));
+      for (int q = 0; q < (t >> 5); q++) j += __popc(row[q]);
+      flat = le * RM + sm.base[le * R + s] + j;
+      wv = sm.nOut[s] ? __uint_as_float(wb) : 0.f;
+    }
     if (!__all_sync(0xffffffffu, ok)) continue;  // timed out (recorded)
-    if (part == 0) {
+    if (w.part == 0) {
       if (lane < K) {
         const size_t hi2 = (size_t)u * K + lane;
         p.hFlatRow[hi2] = flat;
-        p.hW[hi2] = w;
+        p.hW[hi2] = wv;
       }
       if (flat >= 0) {
         if (p.srcInfo) p.srcInfo[flat] = t;
-        if (p.recvW) p.recvW[flat] = w;
+        if (p.recvW) p.recvW[flat] = wv;
       }
     }
     const unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
-    copy_message<kFp8>(p, msg, lmask, flat, lane, lo, hi, last, v, sc0);
+    copy_message<kFp8>(p, msg, lmask, flat, lane, w.lo, w.hi, w.last, pre.v, pre.sc0);
   }
 }
 
