@@ -6,5 +6,7 @@ HT_FILTER='*HtLayout*:*HtDispatchCombine*:HtStress.*:HtBadInput*'
 # Cases that exist for the intranode direct path (registered buffers): a multi-node comm runs the
 # internode path instead, so the internode pass leaves them out.
 HT_DIRECT_ONLY='*_direct:*Direct*:HtBadInputRegister.*:*RegisteredOnOneRankOnly*'
-LL_FILTER='Ll*'
+# LlLinesStress drives every GPU from one process: it runs on its own (LL_STRESS_FILTER), not under mpirun.
+LL_FILTER='Ll*:-LlLinesStress.*'
+LL_STRESS_FILTER='LlLinesStress.*'
 INTERNODE_FILTER='Internode/*:InternodeHtSequence.*'

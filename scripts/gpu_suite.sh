@@ -34,7 +34,7 @@
 # Exit status: 0 if every step passed or was skipped, 1 otherwise.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-. scripts/gpu_filters.sh  # HT_FILTER, HT_DIRECT_ONLY, LL_FILTER, INTERNODE_FILTER
+. scripts/gpu_filters.sh  # HT_FILTER, HT_DIRECT_ONLY, LL_FILTER, LL_STRESS_FILTER, INTERNODE_FILTER
 
 SECTIONS="info topo comm ht sanitizer eplb net perf-ht ll internode"
 only="" skip="" ranks_arg="2 4" quick=0 perf_args=""
@@ -193,9 +193,12 @@ section_ll() {
       run_step ll "LL GPU suite, $n ranks" "ll_np$n.log" \
         "${MPIRUN[@]}" -np "$n" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no
     done
-    # Non-hooked dedup dispatches pull by default; the push protocol for them too.
-    run_step ll "LL GPU suite with EP_LL_PULL=0 (push only), $MAXR ranks" "ll_push_np$MAXR.log" \
-      "${MPIRUN[@]}" -x EP_LL_PULL=0 -np "$MAXR" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no
+    # FP8 dedup dispatches use flagged lines by default; the release protocol for them too.
+    run_step ll "LL GPU suite with EP_LL_LINES=0 (release protocol only), $MAXR ranks" "ll_release_np$MAXR.log" \
+      "${MPIRUN[@]}" -x EP_LL_LINES=0 -np "$MAXR" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no
+    # The 128-byte NVLink line property the lines protocol relies on (one process, every GPU).
+    run_step ll "LlLinesStress (flagged 128-byte lines, every GPU pair)" ll_lines_stress.log \
+      build/test/ep_gpu_tests --gtest_filter="$LL_STRESS_FILTER" --gtest_color=no
   else
     skip_step ll "LL GPU suite" "build/test/ep_gpu_tests not built or no rank count <= $NGPU GPUs"
   fi

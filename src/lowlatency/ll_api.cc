@@ -131,7 +131,8 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   p.ue8m0 = in->useFp8 && in->ue8m0;
   p.scaleMn = in->scaleLayout == epLlScalesMnMajor;
   p.dedup = in->dedup != 0;
-  p.pull = p.dedup && !in->hook && epLlPull(comm);
+  p.lines = p.fp8 && p.dedup && epLlLines(comm);
+  p.sendBlocks = epLlSendSms();
   p.recvSplit = epLlRecvSplit();
   p.coop = epLlCoop();
   p.msgStride = ep::ll::dispatchMsgStride(p.H, p.fp8);
@@ -148,7 +149,7 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   p.sa = epLlSetArgs(comm, b);
   const int blocks = epLlBlocks(comm, in->numSms);
 
-  const int profKind = p.pull ? 4 : p.dedup ? 0 : 1;
+  const int profKind = p.lines ? 4 : p.dedup ? 0 : 1;
   EPCHECK(launchCall(comm, p, profKind, in->hook, blocks, stream, &ep::ll::launchDispatch));
   st->seq++;
   handle->filled = true;
@@ -169,8 +170,8 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
     handle->recvPending = true;
     makeHook(comm, seq, 1, hook);
   }
-  EP_TRACE(EP_LOG_LL, "%s: call #%llu set %d T=%d H=%d K=%d E=%d fp8=%d dedup=%d pull=%d hook=%d blocks=%d", fn,
-           (unsigned long long)seq, b, p.T, p.H, p.K, p.E, p.fp8, p.dedup, p.pull, in->hook, blocks);
+  EP_TRACE(EP_LOG_LL, "%s: call #%llu set %d T=%d H=%d K=%d E=%d fp8=%d dedup=%d lines=%d hook=%d blocks=%d", fn,
+           (unsigned long long)seq, b, p.T, p.H, p.K, p.E, p.fp8, p.dedup, p.lines, in->hook, blocks);
   return epSuccess;
 }
 

@@ -212,7 +212,7 @@ __device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epo
 // and tail (ll_profile.h), so the event time can be split into "inside the
 // kernel" and "launch + teardown". Profiling only: it adds a grid-wide atomic.
 struct Prof {
-  unsigned long long t0, t[8], entry;  // t[6], t[7]: pull meta pass (T words seen, routing words seen)
+  unsigned long long t0, t[8], entry;  // t[6], t[7]: lines routing pass (T words seen, routing words seen)
   bool on, any;
   // tEntry: %globaltimer read as the kernel's first instruction, before any
   // parameter is used (slot 18 sums block 0's t0 - tEntry: the prologue).

@@ -3,9 +3,10 @@
  * receive phase (fan-out into the per-expert layout).
  * SPDX-License-Identifier: Apache-2.0
  *
- * Two protocols share this kernel (a template flag): push, described here,
- * for hooked calls, per-expert sends and peers on other nodes; and pull
- * (ll_dispatch_pull.cuh) for non-hooked dedup calls among NVLink peers.
+ * Two protocols share this kernel (a template flag): the release protocol,
+ * described here, for BF16 and per-expert sends and peers on other nodes;
+ * and flagged lines (ll_dispatch_lines.cuh) for FP8 dedup calls among NVLink
+ * peers.
  *
  * The critical path of a call is a chain of dependent round trips, so the
  * protocol keeps it to the fewest:
@@ -37,7 +38,7 @@
 
 #include "core/checks.h"
 #include "lowlatency/ll_dispatch_common.cuh"
-#include "lowlatency/ll_dispatch_pull.cuh"
+#include "lowlatency/ll_dispatch_lines.cuh"
 
 namespace ep {
 namespace ll {
@@ -296,16 +297,21 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
   }
 }
 
-// kPull: the pull protocol (ll_dispatch_pull.cuh); otherwise push (above).
-template <bool kFp8, bool kPull>
+// kLines: the flagged-line protocol (ll_dispatch_lines.cuh, FP8 only);
+// otherwise the release protocol (above).
+template <bool kFp8, bool kLines>
 __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) {
   const unsigned long long tEntry = dev::globaltimer_ns();  // EP_LL_PROFILE: before any parameter
   extern __shared__ __align__(16) char smem[];
   __shared__ int sFail;
   const SetArgs& sa = p.sa;
   const int R = p.R, me = p.rank;
-  const int tid = threadIdx.x, nt = blockDim.x;
+  const int tid = threadIdx.x, nt = blockDim.x, vb = vblock();
   const bool doSend = (p.phases & kPhaseSend) != 0, doRecv = (p.phases & kPhaseRecv) != 0;
+  // Lines, fused call: the virtual blocks below nsend send, the others receive
+  // (nsend == grid: every block does both phases).
+  const int nsend = kLines ? lines_send_blocks(p, doSend && doRecv) : (int)gridDim.x;
+  const bool sender = vb < nsend, receiver = nsend == (int)gridDim.x || vb >= nsend;
   DSmem sm = carve(smem, R, p.M, p.K, p.E, p.L);
   const uint32_t sendEpoch = doSend ? epoch_read(sa, sa.set) + 1 : 0;
   const uint32_t recvEpoch = doRecv ? epoch_read(sa, 2 + sa.set) + 1 : 0;
@@ -315,46 +321,45 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
 
   if (doSend) {
     // Independent first reads in flight together: ack words, the first
-    // task's x channels, (push) the top-k ids inside build_table.
+    // task's x channels, (release protocol) the top-k ids inside build_table.
     const int ackPre = ack_prefetch(sa, R);
-    int4 pre0, pre1;
-    load_chunk(p, first_task(), &pre0, &pre1);
-    if constexpr (!kPull) build_table(p, sm);
+    int4 pre0 = make_int4(0, 0, 0, 0), pre1 = pre0;
+    if (sender) load_chunk(p, first_task(), &pre0, &pre1);
+    if constexpr (!kLines) build_table(p, sm);
     if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
     prof.mark(1);
     if (!sFail) {
-      if constexpr (kPull) {
-        pull_publish_routing(p, sendEpoch);
-        pull_stage<kFp8>(p, pre0, pre1);
+      if constexpr (kLines) {
+        publish_routing(p, sendEpoch);
+        if (sender) send_lines(p, sendEpoch, nsend, pre0, pre1);
       } else {
         if (blockIdx.x == gridDim.x - 1) send_counts(p, sm, sendEpoch);
         send_tokens<kFp8>(p, sm, sendEpoch, pre0, pre1);
       }
     }
     prof.mark(2);
-    // One release per destination, after the barrier: the barrier orders every
-    // warp's stores before it, and release is cumulative (per-warp system
-    // fences instead cost ~1 us each, serialised per SM).
-    __syncthreads();
-    // blkDone[me][vb] = epoch at every destination (also where this block sent
-    // nothing: a receiver may ask about any block that covers a message's chunks).
-    const int vb = vblock();
-    if (!sFail)
-      for (int d = tid; d < R; d += nt) sa.ps.signal_set(d, sa.sigOff + blkDoneRel(R, me, vb), (int)sendEpoch);
-    if constexpr (!kPull) rm_ship_dispatch(p, sendEpoch);  // peers on other nodes: their mirrors go out (ll_remote.cuh)
+    if constexpr (!kLines) {
+      // One release per destination, after the barrier: the barrier orders every
+      // warp's stores before it, and release is cumulative (per-warp system
+      // fences instead cost ~1 us each, serialised per SM).
+      __syncthreads();
+      // blkDone[me][vb] = epoch at every destination (also where this block sent
+      // nothing: a receiver may ask about any block that covers a message's chunks).
+      if (!sFail)
+        for (int d = tid; d < R; d += nt) sa.ps.signal_set(d, sa.sigOff + blkDoneRel(R, me, vb), (int)sendEpoch);
+      rm_ship_dispatch(p, sendEpoch);  // peers on other nodes: their mirrors go out (ll_remote.cuh)
+    }
     prof.mark(3);
   } else {
     __syncthreads();
   }
 
-  if (doRecv && !sFail) {
-    if constexpr (kPull) {
-      PullPre<kFp8> pre;
-      pull_prefetch<kFp8>(p, recvEpoch, pre);
-      if (pull_recv_meta(p, sm, recvEpoch, &sFail, prof)) {
+  if (doRecv && !sFail && receiver) {
+    if constexpr (kLines) {
+      if (routing_recv_meta(p, sm, recvEpoch, &sFail, prof)) {
         prof.mark(4);
-        pull_recv_units<kFp8>(p, sm, recvEpoch, pre);
+        recv_lines(p, sm, recvEpoch, nsend == (int)gridDim.x ? 0 : nsend);
       }
     } else if (recv_meta(p, sm, recvEpoch, &sFail)) {
       prof.mark(4);
@@ -381,8 +386,8 @@ size_t dispatchSmemBytes(int R, int M, int K, int E) {
 
 epResult_t launchDispatch(const DispatchParams& p, int blocks, cudaStream_t stream) {
   size_t smem = dispatchSmemBytes(p.R, p.M, p.K, p.E);
-  void* fn = p.pull ? (p.fp8 ? (void*)dispatchKernel<true, true> : (void*)dispatchKernel<false, true>)
-                    : (p.fp8 ? (void*)dispatchKernel<true, false> : (void*)dispatchKernel<false, false>);
+  void* fn = p.lines ? (void*)dispatchKernel<true, true>  // lines: FP8 only (ll_api.cc)
+                     : (p.fp8 ? (void*)dispatchKernel<true, false> : (void*)dispatchKernel<false, false>);
   if (smem > 48 * 1024) CUDACHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(blocks);

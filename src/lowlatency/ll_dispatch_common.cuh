@@ -1,6 +1,6 @@
 /*************************************************************************
  * epcomm LL dispatch: device helpers both dispatch protocols share (push in
- * ll_dispatch.cu, pull in ll_dispatch_pull.cuh): the shared-memory carve-up,
+ * ll_dispatch.cu, flagged lines in ll_dispatch_lines.cuh): the shared-memory carve-up,
  * the FP8 cast, the send task map, and the fan-out copy of a received
  * message into the per-expert rows. Included by ll_dispatch.cu only.
  * SPDX-License-Identifier: Apache-2.0
@@ -13,11 +13,7 @@
 namespace ep {
 namespace ll {
 
-// int4 per lane per batch of a receive copy: push 16 (8 KB per warp in
-// flight); pull 8, a whole slice of a 7168-channel message in one batch with
-// less unrolled code (each launch starts with a cold instruction cache).
-constexpr int kCopyU = 16;
-constexpr int kPullCopyU = 8;
+constexpr int kCopyU = 16;  // int4 per lane per batch of a receive copy (8 KB per warp in flight)
 
 struct DSmem {
   int* ids;        // [M x K] validated global expert ids, -1 masked (send)
@@ -29,7 +25,7 @@ struct DSmem {
   int* sCnt;       // [L x R] tokens of (local expert, source) (recv)
   int* base;       // [L x R] first row of (local expert, source) (recv)
   int* total;      // [L] (recv)
-  uint32_t* hasLocal;  // [R x Wt] (pull recv) token t of source s has a local expert here
+  uint32_t* hasLocal;  // [R x Wt] (lines recv) token t of source s has a local expert here
 };
 
 __device__ __forceinline__ DSmem carve(char* smem, int R, int M, int K, int E, int L) {
@@ -51,8 +47,8 @@ __device__ __forceinline__ DSmem carve(char* smem, int R, int M, int K, int E, i
 // The T word a dispatch source stores at every rank (info word 0): its token
 // count, its block count (maps a task to the block that flags it), and the
 // call's mode, so that a receiver detects a peer that made the call with
-// other flags (hook, dedup, FP8) instead of waiting for data never sent.
-enum TWordMode : uint32_t { kModeFp8 = 1, kModeDedup = 2, kModePull = 4, kModeWeights = 8 };
+// other flags (dedup, FP8, protocol) instead of waiting for data never sent.
+enum TWordMode : uint32_t { kModeFp8 = 1, kModeDedup = 2, kModeLines = 4, kModeWeights = 8 };
 constexpr int kBlockBits = 9;  // up to kMaxBlocks = 256 blocks
 static_assert(kMaxBlocks < (1 << kBlockBits), "block count fits the T word");
 static_assert(kTokenBits + kBlockBits + 4 <= 32, "T word fields fit 32 bits");
@@ -64,11 +60,11 @@ __device__ __forceinline__ int tword_blocks(uint32_t v) { return (int)((v >> kTo
 __device__ __forceinline__ uint32_t tword_mode(uint32_t v) { return v >> (kTokenBits + kBlockBits); }
 // The mode bits both sides must agree on (weights may differ per rank).
 __device__ __forceinline__ uint32_t call_mode(const DispatchParams& p) {
-  return (p.fp8 ? kModeFp8 : 0u) | (p.dedup ? kModeDedup : 0u) | (p.pull ? kModePull : 0u);
+  return (p.fp8 ? kModeFp8 : 0u) | (p.dedup ? kModeDedup : 0u) | (p.lines ? kModeLines : 0u);
 }
 // Checks source s's mode against this rank's; records EP_DEVERR_LL_MODE_MISMATCH if they differ.
 __device__ __forceinline__ bool mode_matches(const DispatchParams& p, int s, uint32_t srcMode) {
-  const uint32_t mine = call_mode(p), theirs = srcMode & (kModeFp8 | kModeDedup | kModePull);
+  const uint32_t mine = call_mode(p), theirs = srcMode & (kModeFp8 | kModeDedup | kModeLines);
   if (mine == theirs) return true;
   dev::record_error(p.sa.status, kFamilyLL, EP_DEVERR_LL_MODE_MISMATCH, p.rank, s, (long long)(mine | (theirs << 8)));
   return false;

@@ -42,7 +42,7 @@ struct SetArgs {
   int nb;  // epoch copies per counter (>= any grid size)
   size_t setBytes;  // offset of set 1 (set b's signals are at b * setBytes)
   size_t sigOff, infoOff, hdrOff, dataOff, infoStride;
-  size_t pullOff, stageOff;  // pull dispatch: tagged routing words, this rank's staged messages (ll_layout.h)
+  size_t routeOff, lineOff, lineStride;  // lines dispatch: tagged routing words, line slots (ll_layout.h)
   Ctl* ctl;
   epDeviceStatus* status;
   uint64_t timeoutNs;
@@ -59,7 +59,8 @@ struct DispatchParams {
   int topk64;
   const float* weights;
   int fp8, roundScale, ue8m0, scaleMn, dedup;
-  int pull;       // receivers read the messages from the sources' staging (ll_dispatch_pull.cuh); dedup only
+  int lines;      // flagged-line protocol (ll_dispatch_lines.cuh): FP8 + dedup among NVLink peers
+  int sendBlocks; // lines, fused call: blocks that send (token order), the others receive; 0 or >= grid: all do both
   int phases;
   int recvSplit;  // warps per received message (EP_LL_RECV_SPLIT), 1..8
   int coop;       // fused launch is cooperative (EP_LL_COOP, default 1)

@@ -22,19 +22,20 @@
  *   headers: [s][t] one DispatchHdr per (source, token) that has an expert
  *            here: epoch, and per top-k slot the local row (le * M + j) or
  *            -1, and the top-k weight (dispatch only).
- *   pull ids: (pull dispatch, ll_dispatch_pull.cuh) per source s, [M x K]
+ *   routing: (lines dispatch, ll_dispatch_lines.cuh) per source s, [M x K]
  *            tagged 64-bit words (epoch << 32) | expert id, then [M x K]
  *            tagged weight words: source s stores its whole routing here at
  *            the start of the call; the receiver derives its rows from it.
+ *   lines:   (lines dispatch) slots [s][t], per 512-channel chunk
+ *            kLinesPerChunk flagged 128-byte lines: 7 payload units of 16
+ *            bytes (the chunk's 512 FP8 bytes, then its 4 scales) and a flag
+ *            unit holding the epoch of the use (ll_lines.cuh). The receiver
+ *            takes a line as soon as its flag shows the epoch: no release.
  *   data:    dispatch slots [s][t] (dedup) or [s][t][k] (plain), one message
  *            each; combine slots [d][t] (reduced) or [t][k] (plain), 2H bytes.
- *   stage:   (pull dispatch) THIS rank's own messages [t], cast once, which
- *            the peers read over NVLink. Only its owner writes it, and only
- *            after every peer acknowledged the previous use of the set, so a
- *            slow reader never sees it overwritten (it is not in `data`,
- *            which peers' pushes of later calls may overwrite).
- * Signals, info, headers and pull ids form the "control" part that
- * epLowLatencyClean zeroes (stale tags must not match the restarted epochs). Slots are addressed by token index, so a sender never allocates a
+ * Signals, info, headers, routing words and lines form the "control" part
+ * that epLowLatencyClean zeroes (a stale tag or line flag must never match
+ * an epoch of the restarted sequence). Slots are addressed by token index, so a sender never allocates a
  * slot (no atomics, and the receive order is deterministic).
  *************************************************************************/
 #ifndef EP_LL_LAYOUT_H_
@@ -59,6 +60,9 @@ constexpr int kWarpsPerBlock = kThreads / 32;  // send work item i is on virtual
 constexpr int kMaxRanks = 1024;
 constexpr int kMaxBlocks = 256;     // blocks an LL kernel may use (blkDone slots per source)
 constexpr int kTokenBits = 16;      // the T word: T in the low bits, the sender's block count and mode above
+constexpr int kLineBytes = 128;     // a flagged line: 7 payload units of 16 bytes + 1 flag unit
+constexpr int kLineUnits = 7;       // payload units per line
+constexpr int kLinesPerChunk = 5;   // 512 FP8 bytes (32 units) + 4 scales (1 unit) = 33 units -> 5 lines
 
 // Per-(source, token) routing header of a dispatch message.
 struct DispatchHdr {
@@ -75,8 +79,9 @@ struct Layout {
   int R = 0, M = 0, K = 0, H = 0, E = 0, L = 0;  // maxima the buffer is sized for
   size_t sigBytes = 0;                            // per set
   size_t infoStride = 0;                          // per source
-  size_t infoBytes = 0, hdrBytes = 0, pullBytes = 0, ctrlBytes = 0;
-  size_t dataBytes = 0, stageBytes = 0;           // per set
+  size_t infoBytes = 0, hdrBytes = 0, routeBytes = 0, ctrlBytes = 0;
+  size_t lineStride = 0, lineBytes = 0;           // a (source, token) line slot; the region, per set
+  size_t dataBytes = 0;                           // per set
   size_t setBytes = 0;
   size_t total = 0;
 
@@ -84,9 +89,9 @@ struct Layout {
   size_t sigOff(int b) const { return setOff(b); }
   size_t infoOff(int b) const { return setOff(b) + sigBytes; }
   size_t hdrOff(int b) const { return infoOff(b) + infoBytes; }
-  size_t pullOff(int b) const { return hdrOff(b) + hdrBytes; }
+  size_t routeOff(int b) const { return hdrOff(b) + hdrBytes; }
+  size_t lineOff(int b) const { return routeOff(b) + routeBytes; }
   size_t dataOff(int b) const { return setOff(b) + ctrlBytes; }
-  size_t stageOff(int b) const { return dataOff(b) + dataBytes; }
 };
 
 static inline Layout makeLayout(int R, int M, int H, int E, int K) {
@@ -96,15 +101,16 @@ static inline Layout makeLayout(int R, int M, int H, int E, int K) {
   l.infoStride = sizeof(uint64_t) * (2 + (size_t)l.L);
   l.infoBytes = alignUp(l.infoStride * R, 128);
   l.hdrBytes = alignUp(sizeof(DispatchHdr) * (size_t)R * M, 128);
-  l.pullBytes = alignUp(2 * sizeof(uint64_t) * (size_t)R * M * K, 128);
-  l.ctrlBytes = l.sigBytes + l.infoBytes + l.hdrBytes + l.pullBytes;
+  l.routeBytes = alignUp(2 * sizeof(uint64_t) * (size_t)R * M * K, 128);
+  l.lineStride = (size_t)kLineBytes * kLinesPerChunk * (((size_t)H + kChunk - 1) / kChunk);
+  l.lineBytes = l.lineStride * (size_t)R * M;
+  l.ctrlBytes = l.sigBytes + l.infoBytes + l.hdrBytes + l.routeBytes + l.lineBytes;
   size_t row2 = 2 * (size_t)H;  // a BF16 row; an FP8 message (H + H/32 bytes) is never larger
   size_t dispatchBytes = (size_t)R * M * K * row2;
   size_t combineSlots = (size_t)M * K > (size_t)R * M ? (size_t)M * K : (size_t)R * M;
   size_t combineBytes = combineSlots * row2;
   l.dataBytes = alignUp(dispatchBytes > combineBytes ? dispatchBytes : combineBytes, 128);
-  l.stageBytes = alignUp((size_t)M * row2, 128);
-  l.setBytes = l.ctrlBytes + l.dataBytes + l.stageBytes;
+  l.setBytes = l.ctrlBytes + l.dataBytes;
   l.total = 2 * l.setBytes;
   return l;
 }
@@ -117,12 +123,12 @@ EP_LL_HD static inline size_t blkDoneRel(int R, int s, int vb) {
   return sizeof(int) * (2 * (size_t)R + (size_t)s * kMaxBlocks + (size_t)vb);
 }
 
-// Pull dispatch: source s's tagged id word of (token t, slot k), and its weight word, relative to the pull region.
-EP_LL_HD static inline size_t pullIdRel(int M, int K, int s, int t, int k) {
+// Lines dispatch: source s's tagged id word of (token t, slot k), and its weight word, relative to the routing region.
+EP_LL_HD static inline size_t routeIdRel(int M, int K, int s, int t, int k) {
   return sizeof(uint64_t) * (2 * (size_t)s * M * K + (size_t)t * K + k);
 }
-EP_LL_HD static inline size_t pullWeightRel(int M, int K, int s, int t, int k) {
-  return pullIdRel(M, K, s, t, k) + sizeof(uint64_t) * (size_t)M * K;
+EP_LL_HD static inline size_t routeWeightRel(int M, int K, int s, int t, int k) {
+  return routeIdRel(M, K, s, t, k) + sizeof(uint64_t) * (size_t)M * K;
 }
 
 // Bytes of one dispatch message for a call.

@@ -21,9 +21,9 @@ namespace ll {
 // 12-17 per-call scratch (max of ~start, max end, sum of starts, sum of ends, blocks arrived,
 // block 0 start), folded into 8-11 by the last block of the call and reset; 18 sum of block 0's
 // prologue (first instruction -> first stamp).
-// 19-20 sums of block 0's pull meta stamps (T words seen, routing words seen).
+// 19-20 sums of block 0's lines meta stamps (T words seen, routing words seen).
 constexpr int kProfSlots = 21;
-constexpr int kProfKinds = 5;  // dispatch dedup, dispatch plain, combine reduce, combine plain, dispatch pull
+constexpr int kProfKinds = 5;  // dispatch dedup, dispatch plain, combine reduce, combine plain, dispatch lines
 constexpr int kProfPhases = 3; // send, recv, send+recv
 
 static inline size_t profBucket(int kind, int phases, int T, int M) {

@@ -21,19 +21,22 @@ EP_PARAM(LlNumSms, "LL_NUM_SMS", 0)
 EP_PARAM(LlFused, "LL_FUSED", 1)
 EP_PARAM(LlProfile, "LL_PROFILE", 0)
 EP_PARAM(LlRecvSplit, "LL_RECV_SPLIT", 4)
-EP_PARAM(LlPull, "LL_PULL", 1)
+EP_PARAM(LlLines, "LL_LINES", 1)
+EP_PARAM(LlSendSms, "LL_SEND_SMS", 16)
 EP_PARAM(LlCoop, "LL_COOP", 1)
 EP_PARAM(LlPollNs, "LL_POLL_NS", 200)
 
 bool epLlFused() { return epParamLlFused() != 0; }
 int epLlRecvSplit() { return (int)std::min<int64_t>(8, std::max<int64_t>(1, epParamLlRecvSplit())); }
 bool epLlCoop() { return epParamLlCoop() != 0; }
-bool epLlPull(const epComm* comm) {
-  // Every peer must be mapped here (one NVLink domain); the routing pass
-  // reads every source's R x M x K words per block, so it is kept to the
-  // rank counts it was measured at.
-  return epParamLlPull() != 0 && comm->ll->remote == nullptr && comm->nranks <= kLlPullMaxRanks;
+bool epLlLines(const epComm* comm) {
+  // Every peer must be written with NVLink stores (one NVLink domain: a
+  // 128-byte line arrives whole, see ll_lines.cuh); the routing pass reads
+  // every source's M x K words per block, so it is kept to the rank counts it
+  // was measured at.
+  return epParamLlLines() != 0 && comm->ll->remote == nullptr && comm->nranks <= kLlLinesMaxRanks;
 }
+int epLlSendSms() { return (int)std::min<int64_t>(ep::ll::kMaxBlocks, std::max<int64_t>(0, epParamLlSendSms())); }
 
 using ep::ll::Layout;
 
@@ -113,7 +116,7 @@ void printProfile(epComm* comm, epLlState* st) {
   std::vector<unsigned long long> h(ep::ll::profBytes(M) / sizeof(unsigned long long));
   if (cudaMemcpy(h.data(), st->prof, ep::ll::profBytes(M), cudaMemcpyDeviceToHost) != cudaSuccess) return;
   static const char* kinds[] = {"dispatch dedup", "dispatch plain", "combine reduce", "combine plain",
-                                "dispatch pull"};
+                                "dispatch lines"};
   static const char* phases[] = {"send", "recv", "send+recv"};
   for (int k = 0; k < ep::ll::kProfKinds; k++)
     for (int ph = 1; ph <= ep::ll::kProfPhases; ph++)
@@ -124,7 +127,7 @@ void printProfile(epComm* comm, epLlState* st) {
         fprintf(stderr,
                 "[rank %d] EP_LL_PROFILE %s %s T=%d calls=%llu block0 us: setup %.2f stores %.2f release %.2f "
                 "ready %.2f end %.2f | mean block %.2f | span %.2f (launch skew %.2f, tail %.2f, block0 starts "
-                "+%.2f, block0 prologue %.2f; pull meta: T words %.2f, routing %.2f)\n",
+                "+%.2f, block0 prologue %.2f; routing: T words %.2f, routing %.2f)\n",
                 comm->rank, kinds[k], phases[ph - 1], T, b[0], b[1] / n / 1e3, b[2] / n / 1e3, b[3] / n / 1e3,
                 b[4] / n / 1e3, b[5] / n / 1e3, b[7] ? (double)b[6] / (double)b[7] / 1e3 : 0.0, b[8] / n / 1e3,
                 b[9] / n / 1e3, b[10] / n / 1e3, b[11] / n / 1e3, b[18] / n / 1e3, b[19] / n / 1e3, b[20] / n / 1e3);
@@ -183,8 +186,9 @@ ep::ll::SetArgs epLlSetArgs(epComm* comm, int b) {
   sa.infoOff = l.infoOff(b);
   sa.hdrOff = l.hdrOff(b);
   sa.dataOff = l.dataOff(b);
-  sa.pullOff = l.pullOff(b);
-  sa.stageOff = l.stageOff(b);
+  sa.routeOff = l.routeOff(b);
+  sa.lineOff = l.lineOff(b);
+  sa.lineStride = l.lineStride;
   sa.infoStride = l.infoStride;
   sa.ctl = st->ctl;
   sa.prof = nullptr;

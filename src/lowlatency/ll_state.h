@@ -73,18 +73,20 @@ ep::ll::SetArgs epLlSetArgs(epComm* comm, int b);
 /* Blocks to launch for a call asking for numSms (0: EP_LL_NUM_SMS or all). */
 int epLlBlocks(epComm* comm, int numSms);
 /* EP_LL_PROFILE=1: the bucket of phase sums for one launch (nullptr when off).
- * kind: 0 dispatch dedup (push), 1 dispatch plain, 2 combine reduce, 3 combine plain, 4 dispatch pull. */
+ * kind: 0 dispatch dedup (push), 1 dispatch plain, 2 combine reduce, 3 combine plain, 4 dispatch lines. */
 unsigned long long* epLlProfSlot(epComm* comm, int kind, int phases, int T);
 /* EP_LL_FUSED (default 1): a non-hooked call runs its send and receive phases
  * in one cooperative launch; 0: two ordinary launches (send, then receive). */
 bool epLlFused();
 /* EP_LL_RECV_SPLIT (default 4, 1..8): warps that copy one received dispatch message. */
 int epLlRecvSplit();
-/* EP_LL_PULL (default 1): a non-hooked dedup dispatch uses the pull protocol
- * (ll_dispatch_pull.cuh) when every peer is an NVLink peer and there are at
- * most kLlPullMaxRanks ranks; otherwise (and always for hooked calls) push. */
-constexpr int kLlPullMaxRanks = 16;
-bool epLlPull(const epComm* comm);
+/* EP_LL_LINES (default 1): an FP8 dedup dispatch uses the flagged-line
+ * protocol (ll_dispatch_lines.cuh) when every peer is an NVLink peer and there
+ * are at most kLlLinesMaxRanks ranks; otherwise the release protocol. */
+constexpr int kLlLinesMaxRanks = 16;
+bool epLlLines(const epComm* comm);
+/* EP_LL_SEND_SMS (default 16): blocks of a fused lines dispatch that send; the others receive. */
+int epLlSendSms();
 /* EP_LL_COOP (default 1): the fused launch is cooperative (co-residency guaranteed);
  * 0 only to measure its cost (blocks then rely on fitting on the GPU at once). */
 bool epLlCoop();

@@ -285,9 +285,9 @@ TEST(LlFault, TimeoutThenClean) {
 // Ranks that make the same dispatch with different modes: every rank ends
 // with epInvalidUsage naming the mismatch (no hang, no data taken from the
 // mismatched peer), and epLowLatencyClean makes the comm usable again.
-// 1. FP8 on rank 0, BF16 elsewhere (detected by either protocol);
-// 2. hooked on rank 0, not hooked elsewhere: push against pull (only when
-//    EP_LL_PULL is on; with it off both calls push and agree).
+// 1. FP8 on rank 0, BF16 elsewhere;
+// 2. per-expert sends on rank 0, dedup elsewhere (with EP_LL_LINES on, also
+//    the release protocol against flagged lines).
 TEST(LlFault, ModeMismatchReportedThenClean) {
   EP_LL_REQUIRE_GPU();
   LlEnv& env = llEnv();
@@ -300,28 +300,20 @@ TEST(LlFault, ModeMismatchReportedThenClean) {
   LlCase c = caseOf(16, 512, 810);
   LlPlan plan = llMakePlan(c, env.nranks);
   ASSERT_TRUE(llUploadInputs(env, plan));
-  const char* pullEnv = getenv("EP_LL_PULL");
-  const bool pullOn = pullEnv == nullptr || strcmp(pullEnv, "0") != 0;
   for (int variant = 0; variant < 2; variant++) {
-    if (variant == 1 && !pullOn) {
-      printf("[ SKIPPED  ] hook mismatch: EP_LL_PULL=0, hooked and non-hooked calls both push and agree\n");
-      continue;
-    }
-    SCOPED_TRACE(variant == 0 ? "fp8 on rank 0 only" : "hook on rank 0 only");
+    SCOPED_TRACE(variant == 0 ? "fp8 on rank 0 only" : "per-expert on rank 0 only");
     epLlDispatchInput_t in;
     epLlDispatchOutput_t out;
     llFillDispatchArgs(env, plan, &in, &out);
-    epLlHook_t hook;
     if (variant == 0 && env.rank != 0) in.useFp8 = 0;
-    if (variant == 1 && env.rank == 0) in.hook = 1;
-    LL_ASSERT_OK(epLowLatencyDispatch(fc, &in, &out, fh, in.hook ? &hook : nullptr, env.stream), fc);
-    if (in.hook) LL_ASSERT_OK(epLowLatencyRecv(fc, hook, env.stream), fc);
+    if (variant == 1 && env.rank == 0) in.dedup = 0;
+    LL_ASSERT_OK(epLowLatencyDispatch(fc, &in, &out, fh, nullptr, env.stream), fc);
     ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
     epResult_t async = epSuccess;
     ASSERT_EQ(epSuccess, epCommGetAsyncError(fc, &async));
     const std::string text = epTestErrText(async, fc);
     EXPECT_EQ(epInvalidUsage, async) << text;
-    EXPECT_NE(std::string::npos, text.find(variant == 0 ? "fp8=" : "protocol=")) << text;
+    EXPECT_NE(std::string::npos, text.find(variant == 0 ? "fp8=" : "dedup=")) << text;
     LL_ASSERT_OK(epLowLatencyClean(fc, env.stream), fc);
   }
   // Usable again: the same dispatch on every rank, checked.

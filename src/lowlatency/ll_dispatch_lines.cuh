@@ -1,0 +1,396 @@
+/*************************************************************************
+ * epcomm LL dispatch, flagged-line protocol: FP8 dedup messages as 128-byte
+ * lines that carry their own epoch flag, routing derived by the receiver.
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * Why (measurements in bench/results/ll_notes.md): with the release protocol
+ * (ll_dispatch.cu) a message is usable only once its sender released it, and
+ * a system-scope release completes when ALL of the GPU's NVLink writes have
+ * drained, i.e. at the end of the link phase; the receiver's fan-out copy
+ * then follows the link phase, and the sender first builds its routing table
+ * (j of every pick) before its first store. Here:
+ *  - nothing waits on a release: a line is taken as soon as its flag unit
+ *    shows the epoch (ll_lines.cuh; the 128-byte property is checked by the
+ *    LlLinesStress GPU test);
+ *  - the sender needs no table: it stores its routing (one tagged word per
+ *    (token, top-k slot): expert id, and one for the weight) into every
+ *    rank's routing region first thing, and each receiving block derives
+ *    counts, row bases and each token's row from all sources' words while the
+ *    data is on the link;
+ *  - in a fused call a few blocks send (EP_LL_SEND_SMS), token-major, and the
+ *    others receive token-major, so early tokens are copied into their rows
+ *    while later ones are still on the link.
+ *
+ * Source (phase bit 1), after flow control (every peer has finished
+ * receiving the previous use of this set):
+ *  - the top virtual blocks: the T word (T, blocks, mode) and the routing
+ *    words, to every rank; self-validating tagged words, no flag;
+ *  - the sending blocks: (token, 512-channel chunk) tasks, token-major: the
+ *    token's K ids give its destination ranks (dedup: one copy per rank),
+ *    the chunk is cast to e4m3 and stored as kLinesPerChunk lines into slot
+ *    [me][t] of each destination.
+ * Receiver (phase bit 2), the receiving blocks: routing_recv_meta (T words
+ * and routing words -> bitmaps per (local expert, source), counts, bases),
+ * then units (token, source, part), sources fastest: a token with no local
+ * expert only writes its handle entries; otherwise the rows of its local
+ * picks from the bitmaps, then the part's lines, polled until every flag
+ * shows the epoch, are written into each row (scales converted as the output
+ * format asks). Same outputs, row order and handle as the release protocol.
+ *************************************************************************/
+#ifndef EP_LL_DISPATCH_LINES_CUH_
+#define EP_LL_DISPATCH_LINES_CUH_
+
+#include "lowlatency/ll_dispatch_common.cuh"
+#include "lowlatency/ll_lines.cuh"
+
+namespace ep {
+namespace ll {
+
+// Blocks of a fused lines call that send (the others receive); every block
+// does both when the knob is 0 or not below the grid, and in a call that runs
+// one phase only.
+__device__ __forceinline__ int lines_send_blocks(const DispatchParams& p, bool fused) {
+  return (fused && p.sendBlocks > 0 && p.sendBlocks < (int)gridDim.x) ? p.sendBlocks : (int)gridDim.x;
+}
+
+// The T word and the routing words of this rank, to every rank. Work items
+// go to the virtual blocks from the top down (vb = G-2, G-3, ...: receivers
+// in a fused call); block 0 (vb = G-1, busy with the ack release first) last.
+__device__ void publish_routing(const DispatchParams& p, uint32_t epoch) {
+  const SetArgs& sa = p.sa;
+  const int R = p.R, M = p.M, K = p.K, E = p.E, me = p.rank, TK = p.T * K;
+  const int G = gridDim.x, vb = vblock();
+  const int order = G == 1 ? 0 : (vb == G - 1 ? G - 1 : G - 2 - vb);
+  const size_t mine = sa.infoOff + (size_t)me * sa.infoStride;
+  if (order == 0) {
+    const uint32_t tw = tword(p.T, G, call_mode(p) | (p.weights ? kModeWeights : 0u));
+    for (int d = threadIdx.x; d < R; d += blockDim.x) st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, tw));
+  }
+  for (int i = order * blockDim.x + threadIdx.x; i < R * TK; i += G * blockDim.x) {
+    const int d = i / TK, tk = i - d * TK, t = tk / K, k = tk - t * K;
+    const long long id = load_topk(p.topk, p.topk64, tk);
+    const bool valid = id >= 0 && id < E;
+    if (!valid && id != -1 && d == 0) dev::record_error(sa.status, kFamilyLL, EP_DEVERR_BAD_EXPERT_ID, t, k, id);
+    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.routeOff + routeIdRel(M, K, me, t, k)),
+                       tagged(epoch, valid ? (uint32_t)id : 0xffffffffu));
+    if (p.weights)
+      st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.routeOff + routeWeightRel(M, K, me, t, k)),
+                         tagged(epoch, __float_as_uint(__ldg(p.weights + tk))));
+  }
+}
+
+// Lane k < K: the validated expert of top-k slot k of token t (-1: masked,
+// out of range -- publish_routing reports that -- or no such lane).
+__device__ __forceinline__ int token_expert(const DispatchParams& p, int t) {
+  const int lane = threadIdx.x & 31;
+  if (t >= p.T || lane >= p.K) return -1;
+  const long long id = load_topk(p.topk, p.topk64, t * p.K + lane);
+  return (id >= 0 && id < p.E) ? (int)id : -1;
+}
+
+// Destinations of a token whose top-k slot `lane` holds expert e (-1: none):
+// each lane's rank, and one lane per distinct rank (dedup).
+__device__ __forceinline__ unsigned dest_lanes(int e, int L, int* dest) {
+  const int lane = threadIdx.x & 31;
+  const bool valid = e >= 0;
+  *dest = valid ? e / L : -1;
+  const unsigned peers = __match_any_sync(0xffffffffu, valid ? *dest : (0x40000000 | lane));
+  return __ballot_sync(0xffffffffu, valid && (__ffs(peers) - 1 == lane));
+}
+
+// Casts chunk c of token t (this lane's 16 channels in v0/v1) and stores its
+// kLinesPerChunk lines to every rank in umask (lane k of umask holds that
+// rank in dest). The lane groups 8g..8g+7 write line g of an instruction.
+__device__ __forceinline__ void send_chunk_lines(const DispatchParams& p, int t, int c, unsigned umask, int dest,
+                                                 int4 v0, int4 v1, uint32_t epoch) {
+  const SetArgs& sa = p.sa;
+  const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
+  // Units of the chunk's two line store instructions: lines 0-3 (all lanes), line 4 (lanes 0-7).
+  const int src0 = i < kLineUnits ? g * kLineUnits + i : 0;
+  const int src1 = 4 * kLineUnits + (i & 3);
+  float scale = 0.f;
+  const int4 q = cast_fp8(v0, v1, p.roundScale, &scale);
+  int4 a = shfl_unit(q, src0);
+  int4 b = shfl_unit(q, src1);
+  const int s0 = __shfl_sync(0xffffffffu, __float_as_int(scale), 0);
+  const int s1 = __shfl_sync(0xffffffffu, __float_as_int(scale), 8);
+  const int s2 = __shfl_sync(0xffffffffu, __float_as_int(scale), 16);
+  const int s3 = __shfl_sync(0xffffffffu, __float_as_int(scale), 24);
+  if (i == 4) b = make_int4(s0, s1, s2, s3);
+  if (i == 5 || i == 6) b = make_int4(0, 0, 0, 0);
+  if (i == 7) a = b = flag_unit(epoch);
+  const size_t off = sa.lineOff + ((size_t)p.rank * p.M + t) * sa.lineStride + (size_t)kLinesPerChunk * c * kLineBytes;
+  while (umask) {
+    const int k = __ffs(umask) - 1;
+    umask &= umask - 1;
+    const int d = __shfl_sync(0xffffffffu, dest, k);
+    int4* line = sa.ps.ptr<int4>(d, off);
+    line_st(line + lane, a);
+    if (lane < 8) line_st(line + 32 + lane, b);
+  }
+}
+
+// The sending blocks' tasks (token t, chunk c), token-major; pre0/pre1 the
+// first task's channels (loaded before flow control). A warp loads its next
+// task's channels and ids before it stores the current task's lines.
+__device__ void send_lines(const DispatchParams& p, uint32_t epoch, int nsend, int4 pre0, int4 pre1) {
+  const int C = (p.H + kChunk - 1) / kChunk, nw = blockDim.x >> 5;
+  const int ntask = p.T * C, task0 = first_task(), stride = nsend * nw;
+  int4 v0 = pre0, v1 = pre1;
+  int e = token_expert(p, task0 / C);
+  for (int task = task0; task < ntask; task += stride) {
+    int4 n0, n1;
+    load_chunk(p, task + stride, &n0, &n1);
+    const int ne = token_expert(p, (task + stride) / C);
+    const int t = task / C, c = task - t * C;
+    int dest;
+    const unsigned umask = dest_lanes(e, p.L, &dest);
+    if (umask != 0) send_chunk_lines(p, t, c, umask, dest, v0, v1, epoch);
+    v0 = n0;
+    v1 = n1;
+    e = ne;
+  }
+}
+
+constexpr int kPollBatch = 8;  // routing words one thread loads before it looks at any
+
+// Receive bookkeeping of a receiving block, in one round trip: warp 1 polls
+// the sources' T words (warp 0 may be in the ack release) while every thread
+// has its first batch of routing words in flight; then the routing goes into
+// sm.bits[(le * R + s) * Wt + word] (token bitmap of local expert le from
+// source s) and sm.hasLocal[s * Wt + word], then counts and bases
+// (recv_bases). sm.nOut[s] holds whether source s sent weights. Returns false
+// (block-uniform) on a timeout or a mode mismatch (recorded).
+__device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int* sFail, Prof& prof) {
+  const SetArgs& sa = p.sa;
+  const int R = p.R, M = p.M, K = p.K, L = p.L, me = p.rank, MK = M * K, RMK = R * MK;
+  const int Wt = (M + 31) / 32, tid = threadIdx.x, nt = blockDim.x;
+  const int tpoll = nt > 32 ? 32 : 0;  // first T-word poller
+  const uint64_t* ids = sa.ps.local_ptr<uint64_t>(sa.routeOff);
+  uint64_t w[kPollBatch];
+#pragma unroll
+  for (int q = 0; q < kPollBatch; q++) {
+    const int i = tid + q * nt;
+    w[q] = i < RMK ? ld_relaxed_sys_u64(ids + 2 * (size_t)(i / MK) * MK + i % MK) : 0;
+  }
+  for (int i = tid; i < L * R * Wt; i += nt) sm.bits[i] = 0;
+  for (int i = tid; i < R * Wt; i += nt) sm.hasLocal[i] = 0;
+  for (int s = tid - tpoll; s >= 0 && s < R; s += nt) {
+    uint32_t v = 0;
+    // Relaxed: the T word orders nothing after it (routing words and lines carry their own tags).
+    if (!wait_tag<false>(sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)s * sa.infoStride), epoch, sa, kWaitMeta, s,
+                         &v) ||
+        !mode_matches(p, s, tword_mode(v))) {
+      *sFail = 1;
+      continue;
+    }
+    sm.sT[s] = tword_tokens(v);
+    sm.sG[s] = tword_blocks(v);
+    sm.nOut[s] = (tword_mode(v) & kModeWeights) != 0;
+  }
+  __syncthreads();
+  prof.mark(6);
+  if (*sFail) return false;
+  for (int i0 = tid; i0 < RMK; i0 += nt * kPollBatch) {
+    if (i0 != tid) {  // later batches (large R x M x K): loaded now
+#pragma unroll
+      for (int q = 0; q < kPollBatch; q++) {
+        const int i = i0 + q * nt;
+        w[q] = i < RMK ? ld_relaxed_sys_u64(ids + 2 * (size_t)(i / MK) * MK + i % MK) : 0;
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < kPollBatch; q++) {
+      const int i = i0 + q * nt, s = i / MK, tk = i - s * MK, t = tk / K;
+      if (i >= RMK || t >= sm.sT[s]) continue;
+      uint32_t id = (uint32_t)w[q];
+      if ((uint32_t)(w[q] >> 32) != epoch &&
+          !wait_tag<false>(ids + 2 * (size_t)s * MK + tk, epoch, sa, kWaitMeta, s, &id)) {
+        *sFail = 1;
+        continue;
+      }
+      const int le = (int)id - me * L;  // an invalid (-1) id is 0xffffffff: never local
+      if (id != 0xffffffffu && le >= 0 && le < L) {
+        atomicOr(&sm.bits[(le * R + s) * Wt + (t >> 5)], 1u << (t & 31));
+        atomicOr(&sm.hasLocal[s * Wt + (t >> 5)], 1u << (t & 31));
+      }
+    }
+  }
+  __syncthreads();
+  prof.mark(7);
+  if (*sFail) return false;
+  for (int i = tid; i < L * R; i += nt) {
+    int c = 0;
+    for (int q = 0; q < Wt; q++) c += __popc(sm.bits[i * Wt + q]);
+    sm.sCnt[i] = c;
+  }
+  __syncthreads();
+  recv_bases(p, sm);
+  return true;
+}
+
+// The 4 scales of chunk c (one unit) into row f's scale entries.
+__device__ __forceinline__ void store_chunk_scales(const DispatchParams& p, int f, int c, int4 sv) {
+  const int RM = p.R * p.M, G = p.H / 128, S = p.ue8m0 ? (G + 3) / 4 : G;
+  if (p.ue8m0) {
+    uint32_t word = 0;
+    for (int q = 0; q < 4; q++)
+      if (4 * c + q < G) word |= (((uint32_t)comp(sv, q) >> 23) & 0xffu) << (8 * q);
+    const size_t idx = p.scaleMn ? ((size_t)(f / RM) * S + c) * RM + (f % RM) : (size_t)f * S + c;
+    static_cast<uint32_t*>(p.recvScales)[idx] = word;
+    return;
+  }
+  for (int q = 0; q < 4 && 4 * c + q < G; q++) {
+    const int gi = 4 * c + q;
+    const size_t idx = p.scaleMn ? ((size_t)(f / RM) * S + gi) * RM + (f % RM) : (size_t)f * S + gi;
+    static_cast<uint32_t*>(p.recvScales)[idx] = (uint32_t)comp(sv, q);
+  }
+}
+
+// Line loads per lane in flight (4 lines each). With 5, a lane's group holds
+// lines lb + g, lb + 4 + g, ..., 5 consecutive residues mod kLinesPerChunk:
+// at most ONE of them is a chunk's scale line.
+constexpr int kLineLoads = 5;
+static_assert(kLineLoads <= kLinesPerChunk, "one scale unit per lane per batch");
+
+// Polls lines [lb, le) of a slot until every flag shows the epoch (lane group
+// g holds lines lb + g + 4r); false (warp-uniform) on a timeout.
+__device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, int lb, int le, uint32_t epoch, int s,
+                                           int4 (&v)[kLineLoads]) {
+  const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
+  unsigned need = 0;
+#pragma unroll
+  for (int r = 0; r < kLineLoads; r++) {
+    v[r] = make_int4(0, 0, 0, 0);
+    if (lb + 4 * r + g < le) need |= 1u << r;
+  }
+  dev::Deadline dl(sa.timeoutNs);
+  int spins = 0;
+  while (true) {
+#pragma unroll
+    for (int r = 0; r < kLineLoads; r++)
+      if (need >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
+#pragma unroll
+    for (int r = 0; r < kLineLoads; r++)
+      if (line_ok(v[r], epoch)) need &= ~(1u << r);
+    if (__all_sync(0xffffffffu, need == 0)) return true;
+    if (sa.pollNs) __nanosleep(sa.pollNs);
+    if (++spins == 1024) {
+      spins = 0;
+      if (__any_sync(0xffffffffu, timed_out(sa.status))) return false;
+      if (__any_sync(0xffffffffu, dl.expired())) {
+        if (lane == 0) dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, kWaitData, s, (long long)epoch);
+        return false;
+      }
+    }
+  }
+}
+
+// The receiving blocks' units (token t, source s, part), sources fastest (the
+// senders go token-major); consecutive units on different blocks, so the few
+// units of a small T spread over many SMs. nsend: sending blocks of this
+// kernel (its receivers are the virtual blocks from nsend up), 0 in a
+// receive-only kernel.
+__device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int nsend) {
+  const SetArgs& sa = p.sa;
+  const int R = p.R, M = p.M, K = p.K, H = p.H, L = p.L, me = p.rank;
+  const int RM = R * M, P = p.recvSplit, MK = M * K, Wt = (M + 31) / 32;
+  const int C = (H + kChunk - 1) / kChunk, cpp = (C + P - 1) / P;  // chunks per part
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, g = lane >> 3, i = lane & 7;
+  const int nrb = (int)gridDim.x - nsend, vb = vblock() - nsend;
+  const uint64_t* words = sa.ps.local_ptr<uint64_t>(sa.routeOff);
+  char* const outX = static_cast<char*>(p.recvX);
+  for (int up = warp * nrb + vb; up < RM * P; up += nrb * nw) {
+    const int uu = up / P, part = up - uu * P;
+    const int t = uu / R, s = uu - t * R;
+    if (t >= sm.sT[s]) continue;
+    const int u = s * M + t;
+    if (!((sm.hasLocal[s * Wt + (t >> 5)] >> (t & 31)) & 1u)) {  // nothing here: only the handle entries
+      if (part == 0 && lane < K) {
+        p.hFlatRow[(size_t)u * K + lane] = -1;
+        p.hW[(size_t)u * K + lane] = 0.f;
+      }
+      continue;
+    }
+    const int c0 = min(C, part * cpp), c1 = min(C, c0 + cpp);
+    if (c0 >= c1 && part != 0) continue;
+    // Slot `lane` of (s, t): its row and weight (routing_recv_meta saw the id
+    // words; the weight word is a separate store: checked too).
+    int flat = -1;
+    float wv = 0.f;
+    bool ok = true;
+    if (lane < K) {
+      const uint64_t* wid = words + 2 * (size_t)s * MK + t * K + lane;
+      const uint64_t iw = ld_relaxed_sys_u64(wid);
+      uint32_t id = (uint32_t)iw;
+      if ((uint32_t)(iw >> 32) != epoch) ok = wait_tag<false>(wid, epoch, sa, kWaitMeta, s, &id);
+      const int le = (int)id - me * L;
+      if (ok && id != 0xffffffffu && le >= 0 && le < L) {
+        const uint32_t* row = sm.bits + (le * R + s) * Wt;
+        int j = __popc(row[t >> 5] & ((1u << (t & 31)) - 1u));
+        for (int q = 0; q < (t >> 5); q++) j += __popc(row[q]);
+        flat = le * RM + sm.base[le * R + s] + j;
+        if (sm.nOut[s]) {
+          const uint64_t ww = ld_relaxed_sys_u64(wid + MK);
+          uint32_t wb = (uint32_t)ww;
+          if ((uint32_t)(ww >> 32) != epoch) ok = wait_tag<false>(wid + MK, epoch, sa, kWaitMeta, s, &wb);
+          wv = __uint_as_float(wb);
+        }
+      }
+    }
+    if (!__all_sync(0xffffffffu, ok)) continue;  // timed out (recorded)
+    if (part == 0) {
+      if (lane < K) {
+        const size_t hi2 = (size_t)u * K + lane;
+        p.hFlatRow[hi2] = flat;
+        p.hW[hi2] = wv;
+      }
+      if (flat >= 0) {
+        if (p.srcInfo) p.srcInfo[flat] = t;
+        if (p.recvW) p.recvW[flat] = wv;
+      }
+    }
+    const unsigned tmask = __ballot_sync(0xffffffffu, flat >= 0);
+    const int4* slot = sa.ps.local_ptr<int4>(sa.lineOff + (size_t)u * sa.lineStride);
+    const int dHi = kLinesPerChunk * c1;
+    for (int lb = kLinesPerChunk * c0; lb < dHi; lb += 4 * kLineLoads) {
+      const int le = min(dHi, lb + 4 * kLineLoads);
+      int4 v[kLineLoads];
+      if (!poll_lines(sa, slot, lb, le, epoch, s, v)) return;
+      // Where each loaded unit goes: a byte offset in the row (>= 0) or
+      // nowhere (-1); the one scale unit this lane may hold (chunk sc, unit sv).
+      int dst[kLineLoads];
+      int sc = -1;
+      int4 sv = make_int4(0, 0, 0, 0);
+#pragma unroll
+      for (int r = 0; r < kLineLoads; r++) {
+        const int ln = lb + 4 * r + g;
+        const int c = ln / kLinesPerChunk, pu = (ln - c * kLinesPerChunk) * kLineUnits + i;
+        dst[r] = -1;
+        if (ln < le && i != 7) {
+          if (pu < 32 && c * kChunk + pu * 16 < H) dst[r] = c * kChunk + pu * 16;
+          else if (pu == 32) {
+            sc = c;
+            sv = v[r];
+          }
+        }
+      }
+      unsigned m = tmask;
+      while (m) {
+        const int k = __ffs(m) - 1;
+        m &= m - 1;
+        const int f = __shfl_sync(0xffffffffu, flat, k);
+        char* row = outX + (size_t)f * H;
+#pragma unroll
+        for (int r = 0; r < kLineLoads; r++)
+          if (dst[r] >= 0) *reinterpret_cast<int4*>(row + dst[r]) = v[r];
+        if (sc >= 0) store_chunk_scales(p, f, sc, sv);
+      }
+    }
+  }
+}
+
+}  // namespace ll
+}  // namespace ep
+
+#endif  // EP_LL_DISPATCH_LINES_CUH_
