@@ -216,8 +216,10 @@ struct Prof {
   bool on, any;
   // tEntry: %globaltimer read as the kernel's first instruction, before any
   // parameter is used (slot 18 sums block 0's t0 - tEntry: the prologue).
-  __device__ __forceinline__ Prof(const SetArgs& sa, unsigned long long tEntry)
-      : entry(tEntry), on(sa.prof && blockIdx.x == 0 && threadIdx.x == 0), any(sa.prof && threadIdx.x == 0) {
+  // stampBlock: the block whose stamps are summed (block 0 unless a kernel
+  // names a more typical one; the line printed still says "block0").
+  __device__ __forceinline__ Prof(const SetArgs& sa, unsigned long long tEntry, unsigned stampBlock = 0)
+      : entry(tEntry), on(sa.prof && blockIdx.x == stampBlock && threadIdx.x == 0), any(sa.prof && threadIdx.x == 0) {
     t0 = any ? dev::globaltimer_ns() : 0;
 #pragma unroll
     for (int i = 0; i < 8; i++) t[i] = t0;

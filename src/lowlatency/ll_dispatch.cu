@@ -315,7 +315,8 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   DSmem sm = carve(smem, R, p.M, p.K, p.E, p.L);
   const uint32_t sendEpoch = doSend ? epoch_read(sa, sa.set) + 1 : 0;
   const uint32_t recvEpoch = doRecv ? epoch_read(sa, 2 + sa.set) + 1 : 0;
-  Prof prof(sa, tEntry);
+  // Lines: stamps from the last block (a receiver that publishes routing), not block 0 (the ack release).
+  Prof prof(sa, tEntry, kLines ? gridDim.x - 1 : 0);
   if (tid == 0) sFail = 0;
   if (blockIdx.x == 0) publish_acks(sa, R);
 

@@ -191,7 +191,8 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   __syncthreads();
   prof.mark(6);
   if (*sFail) return false;
-  for (int i0 = tid; i0 < RMK; i0 += nt * kPollBatch) {
+  // Warp-uniform trip count (the warp combines its bits with match / reduce).
+  for (int i0 = tid; i0 - (tid & 31) < RMK; i0 += nt * kPollBatch) {
     if (i0 != tid) {  // later batches (large R x M x K): loaded now
 #pragma unroll
       for (int q = 0; q < kPollBatch; q++) {
@@ -201,19 +202,26 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
     }
 #pragma unroll
     for (int q = 0; q < kPollBatch; q++) {
+      // No early exit: the whole warp combines its bits below (consecutive
+      // lanes hold consecutive slots, mostly of the same token word: a plain
+      // shared atomic per lane would serialise up to 32 x K of them).
       const int i = i0 + q * nt, s = i / MK, tk = i - s * MK, t = tk / K;
-      if (i >= RMK || t >= sm.sT[s]) continue;
+      const bool item = i < RMK && t < sm.sT[s];
       uint32_t id = (uint32_t)w[q];
-      if ((uint32_t)(w[q] >> 32) != epoch &&
+      if (item && (uint32_t)(w[q] >> 32) != epoch &&
           !wait_tag<false>(ids + 2 * (size_t)s * MK + tk, epoch, sa, kWaitMeta, s, &id)) {
         *sFail = 1;
-        continue;
+        id = 0xffffffffu;
       }
       const int le = (int)id - me * L;  // an invalid (-1) id is 0xffffffff: never local
-      if (id != 0xffffffffu && le >= 0 && le < L) {
-        atomicOr(&sm.bits[(le * R + s) * Wt + (t >> 5)], 1u << (t & 31));
-        atomicOr(&sm.hasLocal[s * Wt + (t >> 5)], 1u << (t & 31));
-      }
+      const bool local = item && id != 0xffffffffu && le >= 0 && le < L;
+      const uint32_t bit = local ? 1u << (t & 31) : 0u;
+      const int hw = local ? s * Wt + (t >> 5) : -1, bw = local ? (le * R + s) * Wt + (t >> 5) : -1;
+      const unsigned hg = __match_any_sync(0xffffffffu, hw), bg = __match_any_sync(0xffffffffu, bw);
+      const uint32_t hv = __reduce_or_sync(hg, bit), bv = __reduce_or_sync(bg, bit);
+      const int lane = tid & 31;
+      if (local && lane == __ffs(hg) - 1) atomicOr(&sm.hasLocal[hw], hv);
+      if (local && lane == __ffs(bg) - 1) atomicOr(&sm.bits[bw], bv);
     }
   }
   __syncthreads();
