@@ -6,9 +6,9 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/dev/lib_x4.sh
 MPI=(mpirun --allow-run-as-root --oversubscribe --bind-to none -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -x EP_TIMEOUT_MS)
-timeout 60 "${MPI[@]}" -np 4 build/test/ep_gpu_tests --gtest_filter='LlSmall.*:LlDispatchCombine.Formats' --gtest_color=no > "$O/suite.log" 2>&1
+timeout 60 "${MPI[@]}" -np 4 build/test/ep_gpu_tests --gtest_filter='LlSmall.*:LlDispatchCombine.*' --gtest_color=no > "$O/suite.log" 2>&1
 echo "== suite rc=$?"; grep -E "^\[  (PASSED|FAILED)" "$O/suite.log"
-for X in EP_LL_PULL=1 EP_LL_PULL=0 ${PROF_ENV:-}; do
+for X in ${PROF_SET:-EP_LL_LINES=1 EP_LL_LINES=0} ${PROF_ENV:-}; do
   timeout 60 "${MPI[@]}" -np 4 -x EP_LL_PROFILE=1 -x $X build/bin/ep_ll_perf --tokens 1,128 --iters 30 --warmup 10 --no-nccl \
     --no-hook --reduce 1 > "$O/prof_$X.log" 2>&1
   echo "== $X rc=$?"; grep -E "^\| (1|128) \| dispatch \|" "$O/prof_$X.log" | cut -c1-70
