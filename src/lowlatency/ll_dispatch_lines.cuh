@@ -174,7 +174,6 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
     w[q] = i < RMK ? ld_relaxed_sys_u64(ids + 2 * (size_t)(i / MK) * MK + i % MK) : 0;
   }
   for (int i = tid; i < L * R * Wt; i += nt) sm.bits[i] = 0;
-  for (int i = tid; i < R * Wt; i += nt) sm.hasLocal[i] = 0;
   for (int s = tid - tpoll; s >= 0 && s < R; s += nt) {
     uint32_t v = 0;
     // Relaxed: the T word orders nothing after it (routing words and lines carry their own tags).
@@ -191,8 +190,7 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   __syncthreads();
   prof.mark(6);
   if (*sFail) return false;
-  // Warp-uniform trip count (the warp combines its bits with match / reduce).
-  for (int i0 = tid; i0 - (tid & 31) < RMK; i0 += nt * kPollBatch) {
+  for (int i0 = tid; i0 < RMK; i0 += nt * kPollBatch) {
     if (i0 != tid) {  // later batches (large R x M x K): loaded now
 #pragma unroll
       for (int q = 0; q < kPollBatch; q++) {
@@ -202,26 +200,16 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
     }
 #pragma unroll
     for (int q = 0; q < kPollBatch; q++) {
-      // No early exit: the whole warp combines its bits below (consecutive
-      // lanes hold consecutive slots, mostly of the same token word: a plain
-      // shared atomic per lane would serialise up to 32 x K of them).
       const int i = i0 + q * nt, s = i / MK, tk = i - s * MK, t = tk / K;
-      const bool item = i < RMK && t < sm.sT[s];
+      if (i >= RMK || t >= sm.sT[s]) continue;
       uint32_t id = (uint32_t)w[q];
-      if (item && (uint32_t)(w[q] >> 32) != epoch &&
+      if ((uint32_t)(w[q] >> 32) != epoch &&
           !wait_tag<false>(ids + 2 * (size_t)s * MK + tk, epoch, sa, kWaitMeta, s, &id)) {
         *sFail = 1;
-        id = 0xffffffffu;
+        continue;
       }
       const int le = (int)id - me * L;  // an invalid (-1) id is 0xffffffff: never local
-      const bool local = item && id != 0xffffffffu && le >= 0 && le < L;
-      const uint32_t bit = local ? 1u << (t & 31) : 0u;
-      const int hw = local ? s * Wt + (t >> 5) : -1, bw = local ? (le * R + s) * Wt + (t >> 5) : -1;
-      const unsigned hg = __match_any_sync(0xffffffffu, hw), bg = __match_any_sync(0xffffffffu, bw);
-      const uint32_t hv = __reduce_or_sync(hg, bit), bv = __reduce_or_sync(bg, bit);
-      const int lane = tid & 31;
-      if (local && lane == __ffs(hg) - 1) atomicOr(&sm.hasLocal[hw], hv);
-      if (local && lane == __ffs(bg) - 1) atomicOr(&sm.bits[bw], bv);
+      if (id != 0xffffffffu && le >= 0 && le < L) atomicOr(&sm.bits[(le * R + s) * Wt + (t >> 5)], 1u << (t & 31));
     }
   }
   __syncthreads();
@@ -231,6 +219,15 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
     int c = 0;
     for (int q = 0; q < Wt; q++) c += __popc(sm.bits[i * Wt + q]);
     sm.sCnt[i] = c;
+  }
+  // hasLocal[s][word] = OR over local experts, one warp per word (a shared
+  // atomic per routing word instead would put up to 32 x K lanes on one word).
+  for (int hw = tid >> 5; hw < R * Wt; hw += nt >> 5) {
+    const int s = hw / Wt, wd = hw - s * Wt;
+    uint32_t v = 0;
+    for (int le = tid & 31; le < L; le += 32) v |= sm.bits[(le * R + s) * Wt + wd];
+    v = __reduce_or_sync(0xffffffffu, v);
+    if ((tid & 31) == 0) sm.hasLocal[hw] = v;
   }
   __syncthreads();
   recv_bases(p, sm);
