@@ -332,8 +332,10 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     prof.mark(1);
     if (!sFail) {
       if constexpr (kLines) {
-        publish_routing(p, sendEpoch);
-        if (sender) send_lines(p, sendEpoch, nsend, pre0, pre1);
+        if (sender) {
+          publish_routing(p, sendEpoch, nsend);
+          send_lines(p, sendEpoch, nsend, pre0, pre1);
+        }
       } else {
         if (blockIdx.x == gridDim.x - 1) send_counts(p, sm, sendEpoch);
         send_tokens<kFp8>(p, sm, sendEpoch, pre0, pre1);

@@ -23,9 +23,9 @@
  *
  * Source (phase bit 1), after flow control (every peer has finished
  * receiving the previous use of this set):
- *  - the top virtual blocks: the T word (T, blocks, mode) and the routing
+ *  - the sending blocks, first: the T word (T, blocks, mode) and the routing
  *    words, to every rank; self-validating tagged words, no flag;
- *  - the sending blocks: (token, 512-channel chunk) tasks, token-major: the
+ *  - then their (token, 512-channel chunk) tasks, token-major: the
  *    token's K ids give its destination ranks (dedup: one copy per rank),
  *    the chunk is cast to e4m3 and stored as kLinesPerChunk lines into slot
  *    [me][t] of each destination.
@@ -53,20 +53,20 @@ __device__ __forceinline__ int lines_send_blocks(const DispatchParams& p, bool f
   return (fused && p.sendBlocks > 0 && p.sendBlocks < (int)gridDim.x) ? p.sendBlocks : (int)gridDim.x;
 }
 
-// The T word and the routing words of this rank, to every rank. Work items
-// go to the virtual blocks from the top down (vb = G-2, G-3, ...: receivers
-// in a fused call); block 0 (vb = G-1, busy with the ack release first) last.
-__device__ void publish_routing(const DispatchParams& p, uint32_t epoch) {
+// The T word and the routing words of this rank, to every rank, by the
+// sending blocks before their first line: each SM's NVLink stores leave
+// roughly in issue order, so the routing (~16 KB per destination) lands
+// ahead of the data flood instead of queueing behind it -- the receivers need
+// it before they can place any row. Items over the sending blocks' threads.
+__device__ void publish_routing(const DispatchParams& p, uint32_t epoch, int nsend) {
   const SetArgs& sa = p.sa;
-  const int R = p.R, M = p.M, K = p.K, E = p.E, me = p.rank, TK = p.T * K;
-  const int G = gridDim.x, vb = vblock();
-  const int order = G == 1 ? 0 : (vb == G - 1 ? G - 1 : G - 2 - vb);
+  const int R = p.R, M = p.M, K = p.K, E = p.E, me = p.rank, TK = p.T * K, vb = vblock();
   const size_t mine = sa.infoOff + (size_t)me * sa.infoStride;
-  if (order == 0) {
-    const uint32_t tw = tword(p.T, G, call_mode(p) | (p.weights ? kModeWeights : 0u));
+  if (vb == 0) {
+    const uint32_t tw = tword(p.T, gridDim.x, call_mode(p) | (p.weights ? kModeWeights : 0u));
     for (int d = threadIdx.x; d < R; d += blockDim.x) st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, tw));
   }
-  for (int i = order * blockDim.x + threadIdx.x; i < R * TK; i += G * blockDim.x) {
+  for (int i = vb * blockDim.x + threadIdx.x; i < R * TK; i += nsend * blockDim.x) {
     const int d = i / TK, tk = i - d * TK, t = tk / K, k = tk - t * K;
     const long long id = load_topk(p.topk, p.topk64, tk);
     const bool valid = id >= 0 && id < E;
@@ -259,7 +259,13 @@ constexpr int kLineLoads = 5;
 static_assert(kLineLoads <= kLinesPerChunk, "one scale unit per lane per batch");
 
 // Polls lines [lb, le) of a slot until every flag shows the epoch (lane group
-// g holds lines lb + g + 4r); false (warp-uniform) on a timeout.
+// g holds lines lb + g + 4r); false (warp-uniform) on a timeout. The first
+// look loads whole lines (the common case once the link phase is under way:
+// they are there); while some are missing, only their flag units are polled
+// (an eighth of the L2 traffic of thousands of waiting warps, which slows
+// the landing lines themselves), and the missing lines are loaded whole once
+// their flags show the epoch (nothing rewrites a line before this rank
+// acknowledges the use, so the payload is final then).
 __device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, int lb, int le, uint32_t epoch, int s,
                                            int4 (&v)[kLineLoads]) {
   const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
@@ -269,17 +275,28 @@ __device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, 
     v[r] = make_int4(0, 0, 0, 0);
     if (lb + 4 * r + g < le) need |= 1u << r;
   }
+#pragma unroll
+  for (int r = 0; r < kLineLoads; r++)
+    if (need >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
+#pragma unroll
+  for (int r = 0; r < kLineLoads; r++)
+    if (line_ok(v[r], epoch)) need &= ~(1u << r);
+  if (__all_sync(0xffffffffu, need == 0)) return true;
+  const unsigned missing = need;  // lines to load whole once their flags are there
   dev::Deadline dl(sa.timeoutNs);
   int spins = 0;
   while (true) {
-#pragma unroll
-    for (int r = 0; r < kLineLoads; r++)
-      if (need >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
-#pragma unroll
-    for (int r = 0; r < kLineLoads; r++)
-      if (line_ok(v[r], epoch)) need &= ~(1u << r);
-    if (__all_sync(0xffffffffu, need == 0)) return true;
     if (sa.pollNs) __nanosleep(sa.pollNs);
+    int4 f[kLineLoads];
+#pragma unroll
+    for (int r = 0; r < kLineLoads; r++) {
+      f[r] = make_int4(0, 0, 0, 0);
+      if ((need >> r & 1) && i == 7) f[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + 7);
+    }
+#pragma unroll
+    for (int r = 0; r < kLineLoads; r++)
+      if (line_ok(f[r], epoch)) need &= ~(1u << r);
+    if (__all_sync(0xffffffffu, need == 0)) break;
     if (++spins == 1024) {
       spins = 0;
       if (__any_sync(0xffffffffu, timed_out(sa.status))) return false;
@@ -289,6 +306,10 @@ __device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, 
       }
     }
   }
+#pragma unroll
+  for (int r = 0; r < kLineLoads; r++)
+    if (missing >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
+  return true;
 }
 
 // The receiving blocks' units (token t, source s, part), sources fastest (the
