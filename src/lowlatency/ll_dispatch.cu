@@ -334,6 +334,16 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
       if constexpr (kLines) {
         if (sender) {
           publish_routing(p, sendEpoch, nsend);
+          // Small stores issued at the start of a flood land at its end (the
+          // routing then completed at ~9.6 us at T=128): the routing must be
+          // delivered BEFORE the first line leaves. A system-scope fence
+          // completes once the GPU's NVLink writes have drained -- cheap
+          // here, nothing else is in flight yet.
+          if (p.routeFence) {
+            __syncthreads();
+            if (tid == 0) dev::fence_acq_rel_sys();
+            __syncthreads();
+          }
           send_lines(p, sendEpoch, nsend, pre0, pre1);
         }
       } else {

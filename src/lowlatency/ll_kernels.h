@@ -61,6 +61,7 @@ struct DispatchParams {
   int fp8, roundScale, ue8m0, scaleMn, dedup;
   int lines;      // flagged-line protocol (ll_dispatch_lines.cuh): FP8 + dedup among NVLink peers
   int sendBlocks; // lines, fused call: blocks that send (token order), the others receive; 0 or >= grid: all do both
+  int routeFence; // lines: the sending blocks fence their routing stores before the first line (EP_LL_ROUTE_FENCE)
   int phases;
   int recvSplit;  // warps per received message (EP_LL_RECV_SPLIT), 1..8
   int coop;       // fused launch is cooperative (EP_LL_COOP, default 1)
