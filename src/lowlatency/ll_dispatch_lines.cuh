@@ -167,12 +167,6 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   const int Wt = (M + 31) / 32, tid = threadIdx.x, nt = blockDim.x;
   const int tpoll = nt > 32 ? 32 : 0;  // first T-word poller
   const uint64_t* ids = sa.ps.local_ptr<uint64_t>(sa.routeOff);
-  uint64_t w[kPollBatch];
-#pragma unroll
-  for (int q = 0; q < kPollBatch; q++) {
-    const int i = tid + q * nt;
-    w[q] = i < RMK ? ld_relaxed_sys_u64(ids + 2 * (size_t)(i / MK) * MK + i % MK) : 0;
-  }
   for (int i = tid; i < L * R * Wt; i += nt) sm.bits[i] = 0;
   for (int s = tid - tpoll; s >= 0 && s < R; s += nt) {
     uint32_t v = 0;
@@ -190,26 +184,46 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   __syncthreads();
   prof.mark(6);
   if (*sFail) return false;
+  // This thread's routing words, kPollBatch at a time, polled as a batch: every
+  // round re-loads all the words still stale together (one round trip per
+  // round, not one per word: the words land within a microsecond of each other).
   for (int i0 = tid; i0 < RMK; i0 += nt * kPollBatch) {
-    if (i0 != tid) {  // later batches (large R x M x K): loaded now
+    uint64_t w[kPollBatch];
+    unsigned pending = 0;
+#pragma unroll
+    for (int q = 0; q < kPollBatch; q++) {
+      const int i = i0 + q * nt, s = i / MK, t = (i - s * MK) / K;
+      if (i < RMK && t < sm.sT[s]) pending |= 1u << q;
+    }
+    dev::Deadline dl(sa.timeoutNs);
+    int rounds = 0;
+    while (pending) {
 #pragma unroll
       for (int q = 0; q < kPollBatch; q++) {
         const int i = i0 + q * nt;
-        w[q] = i < RMK ? ld_relaxed_sys_u64(ids + 2 * (size_t)(i / MK) * MK + i % MK) : 0;
+        if (pending >> q & 1) w[q] = ld_relaxed_sys_u64(ids + 2 * (size_t)(i / MK) * MK + i % MK);
       }
-    }
 #pragma unroll
-    for (int q = 0; q < kPollBatch; q++) {
-      const int i = i0 + q * nt, s = i / MK, tk = i - s * MK, t = tk / K;
-      if (i >= RMK || t >= sm.sT[s]) continue;
-      uint32_t id = (uint32_t)w[q];
-      if ((uint32_t)(w[q] >> 32) != epoch &&
-          !wait_tag<false>(ids + 2 * (size_t)s * MK + tk, epoch, sa, kWaitMeta, s, &id)) {
-        *sFail = 1;
-        continue;
+      for (int q = 0; q < kPollBatch; q++) {
+        if (!(pending >> q & 1) || (uint32_t)(w[q] >> 32) != epoch) continue;
+        pending &= ~(1u << q);
+        const int i = i0 + q * nt, s = i / MK, t = (i - s * MK) / K;
+        const uint32_t id = (uint32_t)w[q];
+        const int le = (int)id - me * L;  // an invalid (-1) id is 0xffffffff: never local
+        if (id != 0xffffffffu && le >= 0 && le < L) atomicOr(&sm.bits[(le * R + s) * Wt + (t >> 5)], 1u << (t & 31));
       }
-      const int le = (int)id - me * L;  // an invalid (-1) id is 0xffffffff: never local
-      if (id != 0xffffffffu && le >= 0 && le < L) atomicOr(&sm.bits[(le * R + s) * Wt + (t >> 5)], 1u << (t & 31));
+      if (pending && ++rounds % 256 == 0) {
+        if (timed_out(sa.status)) {
+          *sFail = 1;
+          break;
+        }
+        if (dl.expired()) {
+          const int i = i0 + (__ffs(pending) - 1) * nt;
+          dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, kWaitMeta, i / MK, (long long)epoch);
+          *sFail = 1;
+          break;
+        }
+      }
     }
   }
   __syncthreads();

@@ -87,7 +87,7 @@ constexpr int kLlLinesMaxRanks = 16;
 bool epLlLines(const epComm* comm);
 /* EP_LL_SEND_SMS (default 16): blocks of a fused lines dispatch that send; the others receive. */
 int epLlSendSms();
-/* EP_LL_ROUTE_FENCE (default 1): lines senders deliver their routing words before their first line. */
+/* EP_LL_ROUTE_FENCE (default 0): lines senders deliver their routing words before their first line. */
 bool epLlRouteFence();
 /* EP_LL_COOP (default 1): the fused launch is cooperative (co-residency guaranteed);
  * 0 only to measure its cost (blocks then rely on fitting on the GPU at once). */
