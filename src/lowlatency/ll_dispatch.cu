@@ -326,6 +326,13 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     const int ackPre = ack_prefetch(sa, R);
     int4 pre0 = make_int4(0, 0, 0, 0), pre1 = pre0;
     if (sender) load_chunk(p, first_task(), &pre0, &pre1);
+    // Lines: the first routing item and the first task's ids, loaded with it.
+    RoutePre rpre;
+    int e0 = -1;
+    if (kLines && sender) {
+      rpre = prefetch_routing(p);
+      e0 = token_expert(p, first_task() / ((p.H + kChunk - 1) / kChunk));
+    }
     if constexpr (!kLines) build_table(p, sm);
     if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
@@ -333,7 +340,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     if (!sFail) {
       if constexpr (kLines) {
         if (sender) {
-          publish_routing(p, sendEpoch, nsend);
+          publish_routing(p, sendEpoch, nsend, rpre);
           // Small stores issued at the start of a flood land at its end (the
           // routing then completed at ~9.6 us at T=128): the routing must be
           // delivered BEFORE the first line leaves. A system-scope fence
@@ -344,7 +351,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
             if (tid == 0) dev::fence_acq_rel_sys();
             __syncthreads();
           }
-          send_lines(p, sendEpoch, nsend, pre0, pre1);
+          send_lines(p, sendEpoch, nsend, pre0, pre1, e0);
         }
       } else {
         if (blockIdx.x == gridDim.x - 1) send_counts(p, sm, sendEpoch);

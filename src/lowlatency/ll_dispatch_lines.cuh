@@ -53,12 +53,31 @@ __device__ __forceinline__ int lines_send_blocks(const DispatchParams& p, bool f
   return (fused && p.sendBlocks > 0 && p.sendBlocks < (int)gridDim.x) ? p.sendBlocks : (int)gridDim.x;
 }
 
+// A sending thread's first routing item (destination d, slot tk): its id and
+// weight, loaded at kernel start together with the first task's channels, so
+// the routing stores leave right after flow control (a load of the user's
+// top-k first put them ~4 us behind the T word).
+struct RoutePre {
+  long long id = -1;
+  uint32_t w = 0;
+};
+__device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p) {
+  RoutePre r;
+  const int TK = p.T * p.K, i = vblock() * blockDim.x + threadIdx.x;
+  if (i < p.R * TK) {
+    const int tk = i % TK;
+    r.id = load_topk(p.topk, p.topk64, tk);
+    if (p.weights) r.w = __float_as_uint(__ldg(p.weights + tk));
+  }
+  return r;
+}
+
 // The T word and the routing words of this rank, to every rank, by the
 // sending blocks before their first line: each SM's NVLink stores leave
-// roughly in issue order, so the routing (~16 KB per destination) lands
-// ahead of the data flood instead of queueing behind it -- the receivers need
-// it before they can place any row. Items over the sending blocks' threads.
-__device__ void publish_routing(const DispatchParams& p, uint32_t epoch, int nsend) {
+// roughly in issue order, so the routing (~16 KB per destination) goes out
+// ahead of the data -- the receivers need it before they can place any row.
+// Items over the sending blocks' threads; pre: the first item, prefetched.
+__device__ void publish_routing(const DispatchParams& p, uint32_t epoch, int nsend, const RoutePre& pre) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, E = p.E, me = p.rank, TK = p.T * K, vb = vblock();
   const size_t mine = sa.infoOff + (size_t)me * sa.infoStride;
@@ -66,16 +85,17 @@ __device__ void publish_routing(const DispatchParams& p, uint32_t epoch, int nse
     const uint32_t tw = tword(p.T, gridDim.x, call_mode(p) | (p.weights ? kModeWeights : 0u));
     for (int d = threadIdx.x; d < R; d += blockDim.x) st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, tw));
   }
-  for (int i = vb * blockDim.x + threadIdx.x; i < R * TK; i += nsend * blockDim.x) {
+  const int first = vb * blockDim.x + threadIdx.x;
+  for (int i = first; i < R * TK; i += nsend * blockDim.x) {
     const int d = i / TK, tk = i - d * TK, t = tk / K, k = tk - t * K;
-    const long long id = load_topk(p.topk, p.topk64, tk);
+    const long long id = i == first ? pre.id : load_topk(p.topk, p.topk64, tk);
     const bool valid = id >= 0 && id < E;
     if (!valid && id != -1 && d == 0) dev::record_error(sa.status, kFamilyLL, EP_DEVERR_BAD_EXPERT_ID, t, k, id);
     st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.routeOff + routeIdRel(M, K, me, t, k)),
                        tagged(epoch, valid ? (uint32_t)id : 0xffffffffu));
     if (p.weights)
       st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.routeOff + routeWeightRel(M, K, me, t, k)),
-                         tagged(epoch, __float_as_uint(__ldg(p.weights + tk))));
+                         tagged(epoch, i == first ? pre.w : __float_as_uint(__ldg(p.weights + tk))));
   }
 }
 
@@ -133,11 +153,12 @@ __device__ __forceinline__ void send_chunk_lines(const DispatchParams& p, int t,
 // The sending blocks' tasks (token t, chunk c), token-major; pre0/pre1 the
 // first task's channels (loaded before flow control). A warp loads its next
 // task's channels and ids before it stores the current task's lines.
-__device__ void send_lines(const DispatchParams& p, uint32_t epoch, int nsend, int4 pre0, int4 pre1) {
+// e0: token_expert of the first task's token (prefetched with its channels).
+__device__ void send_lines(const DispatchParams& p, uint32_t epoch, int nsend, int4 pre0, int4 pre1, int e0) {
   const int C = (p.H + kChunk - 1) / kChunk, nw = blockDim.x >> 5;
   const int ntask = p.T * C, task0 = first_task(), stride = nsend * nw;
   int4 v0 = pre0, v1 = pre1;
-  int e = token_expert(p, task0 / C);
+  int e = e0;
   for (int task = task0; task < ntask; task += stride) {
     int4 n0, n1;
     load_chunk(p, task + stride, &n0, &n1);
