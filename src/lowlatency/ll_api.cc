@@ -134,6 +134,7 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   p.lines = p.fp8 && p.dedup && epLlLines(comm);
   p.sendBlocks = epLlSendSms();
   p.routeFence = epLlRouteFence();
+  p.pollFlags = epLlPollFlags();
   p.recvSplit = epLlRecvSplit();
   p.coop = epLlCoop();
   p.msgStride = ep::ll::dispatchMsgStride(p.H, p.fp8);

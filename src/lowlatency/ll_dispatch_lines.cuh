@@ -295,14 +295,13 @@ static_assert(kLineLoads <= kLinesPerChunk, "one scale unit per lane per batch")
 
 // Polls lines [lb, le) of a slot until every flag shows the epoch (lane group
 // g holds lines lb + g + 4r); false (warp-uniform) on a timeout. The first
-// look loads whole lines (the common case once the link phase is under way:
-// they are there); while some are missing, only their flag units are polled
-// (an eighth of the L2 traffic of thousands of waiting warps, which slows
-// the landing lines themselves), and the missing lines are loaded whole once
+// look loads whole lines; while some are missing they are loaded whole again
+// (pollFlags = 0), or only their flag units are polled (an eighth of the L2
+// traffic of thousands of waiting warps) and the lines loaded whole once
 // their flags show the epoch (nothing rewrites a line before this rank
 // acknowledges the use, so the payload is final then).
 __device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, int lb, int le, uint32_t epoch, int s,
-                                           int4 (&v)[kLineLoads]) {
+                                           bool pollFlags, int4 (&v)[kLineLoads]) {
   const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
   unsigned need = 0;
 #pragma unroll
@@ -317,6 +316,28 @@ __device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, 
   for (int r = 0; r < kLineLoads; r++)
     if (line_ok(v[r], epoch)) need &= ~(1u << r);
   if (__all_sync(0xffffffffu, need == 0)) return true;
+  if (!pollFlags) {  // keep loading the missing lines whole until their flags show the epoch
+    dev::Deadline dl(sa.timeoutNs);
+    int spins = 0;
+    while (true) {
+      if (sa.pollNs) __nanosleep(sa.pollNs);
+#pragma unroll
+      for (int r = 0; r < kLineLoads; r++)
+        if (need >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
+#pragma unroll
+      for (int r = 0; r < kLineLoads; r++)
+        if (line_ok(v[r], epoch)) need &= ~(1u << r);
+      if (__all_sync(0xffffffffu, need == 0)) return true;
+      if (++spins == 1024) {
+        spins = 0;
+        if (__any_sync(0xffffffffu, timed_out(sa.status))) return false;
+        if (__any_sync(0xffffffffu, dl.expired())) {
+          if (lane == 0) dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, kWaitData, s, (long long)epoch);
+          return false;
+        }
+      }
+    }
+  }
   const unsigned missing = need;  // lines to load whole once their flags are there
   dev::Deadline dl(sa.timeoutNs);
   int spins = 0;
@@ -417,7 +438,7 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
     for (int lb = kLinesPerChunk * c0; lb < dHi; lb += 4 * kLineLoads) {
       const int le = min(dHi, lb + 4 * kLineLoads);
       int4 v[kLineLoads];
-      if (!poll_lines(sa, slot, lb, le, epoch, s, v)) return;
+      if (!poll_lines(sa, slot, lb, le, epoch, s, p.pollFlags, v)) return;
       // Where each loaded unit goes: a byte offset in the row (>= 0) or
       // nowhere (-1); the one scale unit this lane may hold (chunk sc, unit sv).
       int dst[kLineLoads];

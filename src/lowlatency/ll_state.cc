@@ -22,8 +22,9 @@ EP_PARAM(LlFused, "LL_FUSED", 1)
 EP_PARAM(LlProfile, "LL_PROFILE", 0)
 EP_PARAM(LlRecvSplit, "LL_RECV_SPLIT", 4)
 EP_PARAM(LlLines, "LL_LINES", 1)
-EP_PARAM(LlSendSms, "LL_SEND_SMS", 16)
+EP_PARAM(LlSendSms, "LL_SEND_SMS", 24)
 EP_PARAM(LlRouteFence, "LL_ROUTE_FENCE", 0)
+EP_PARAM(LlPollFlags, "LL_POLL_FLAGS", 0)
 EP_PARAM(LlCoop, "LL_COOP", 1)
 EP_PARAM(LlPollNs, "LL_POLL_NS", 200)
 
@@ -38,6 +39,7 @@ bool epLlLines(const epComm* comm) {
   return epParamLlLines() != 0 && comm->ll->remote == nullptr && comm->nranks <= kLlLinesMaxRanks;
 }
 bool epLlRouteFence() { return epParamLlRouteFence() != 0; }
+bool epLlPollFlags() { return epParamLlPollFlags() != 0; }
 int epLlSendSms() { return (int)std::min<int64_t>(ep::ll::kMaxBlocks, std::max<int64_t>(0, epParamLlSendSms())); }
 
 using ep::ll::Layout;

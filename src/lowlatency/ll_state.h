@@ -85,10 +85,12 @@ int epLlRecvSplit();
  * are at most kLlLinesMaxRanks ranks; otherwise the release protocol. */
 constexpr int kLlLinesMaxRanks = 16;
 bool epLlLines(const epComm* comm);
-/* EP_LL_SEND_SMS (default 16): blocks of a fused lines dispatch that send; the others receive. */
+/* EP_LL_SEND_SMS (default 24): blocks of a fused lines dispatch that send; the others receive. */
 int epLlSendSms();
 /* EP_LL_ROUTE_FENCE (default 0): lines senders deliver their routing words before their first line. */
 bool epLlRouteFence();
+/* EP_LL_POLL_FLAGS (default 0): a waiting lines unit polls only the flag units of its missing lines. */
+bool epLlPollFlags();
 /* EP_LL_COOP (default 1): the fused launch is cooperative (co-residency guaranteed);
  * 0 only to measure its cost (blocks then rely on fitting on the GPU at once). */
 bool epLlCoop();
