@@ -46,11 +46,13 @@
 namespace ep {
 namespace ll {
 
-// Blocks of a fused lines call that send (the others receive); every block
-// does both when the knob is 0 or not below the grid, and in a call that runs
+// Blocks of a fused lines call that send (the others receive): the knob, at
+// most half the grid (a small numSms keeps receivers); every block does both
+// when the knob is 0 or the grid has a single block, and in a call that runs
 // one phase only.
 __device__ __forceinline__ int lines_send_blocks(const DispatchParams& p, bool fused) {
-  return (fused && p.sendBlocks > 0 && p.sendBlocks < (int)gridDim.x) ? p.sendBlocks : (int)gridDim.x;
+  const int S = min(p.sendBlocks, (int)gridDim.x / 2);
+  return (fused && S > 0) ? S : (int)gridDim.x;
 }
 
 // A sending thread's first routing item (destination d, slot tk): its id and
