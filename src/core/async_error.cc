@@ -63,14 +63,14 @@ epResult_t epDeviceStatusDescribe(const epDeviceStatus& s, char* msg, size_t n) 
       // Mode bits of ll_dispatch_common.cuh: 1 FP8, 2 dedup, 4 flagged lines.
       auto mode = [](long long m, char* b, size_t bn) {
         snprintf(b, bn, "fp8=%d dedup=%d protocol=%s", (int)(m & 1), (int)((m >> 1) & 1),
-                 (m & 4) ? "lines" : "release");
+                 (m & 4) ? "lines (non-hooked)" : "release");
       };
       char mine[64], theirs[64];
       mode(s.value & 0xff, mine, sizeof(mine));
       mode((s.value >> 8) & 0xff, theirs, sizeof(theirs));
       snprintf(msg, n,
                "%s: rank %d made this dispatch with %s but rank %d with %s; nothing was received from it. HINT: every "
-               "rank must pass the same useFp8 and dedup flags, call by call, and set the same EP_LL_LINES",
+               "rank must pass the same useFp8, dedup and hook flags, call by call, and set the same EP_LL_LINES",
                fam, s.a, mine, s.b, theirs);
       return epInvalidUsage;
     }

@@ -131,7 +131,10 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   p.ue8m0 = in->useFp8 && in->ue8m0;
   p.scaleMn = in->scaleLayout == epLlScalesMnMajor;
   p.dedup = in->dedup != 0;
-  p.lines = p.fp8 && p.dedup && epLlLines(comm);
+  // Flagged lines for non-hooked calls only: a hooked call's receive runs on
+  // its own, with every line long there, and the lines receive (routing pass
+  // + line copy) measured 19.1 us against the release protocol's 13.3.
+  p.lines = p.fp8 && p.dedup && !in->hook && epLlLines(comm);
   p.sendBlocks = epLlSendSms();
   p.routeFence = epLlRouteFence();
   p.pollFlags = epLlPollFlags();

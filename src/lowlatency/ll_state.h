@@ -80,7 +80,7 @@ unsigned long long* epLlProfSlot(epComm* comm, int kind, int phases, int T);
 bool epLlFused();
 /* EP_LL_RECV_SPLIT (default 4, 1..8): warps that copy one received dispatch message. */
 int epLlRecvSplit();
-/* EP_LL_LINES (default 1): an FP8 dedup dispatch uses the flagged-line
+/* EP_LL_LINES (default 1): a non-hooked FP8 dedup dispatch uses the flagged-line
  * protocol (ll_dispatch_lines.cuh) when every peer is an NVLink peer and there
  * are at most kLlLinesMaxRanks ranks; otherwise the release protocol. */
 constexpr int kLlLinesMaxRanks = 16;
