@@ -318,42 +318,18 @@ __device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, 
   for (int r = 0; r < kLineLoads; r++)
     if (line_ok(v[r], epoch)) need &= ~(1u << r);
   if (__all_sync(0xffffffffu, need == 0)) return true;
-  if (!pollFlags) {  // keep loading the missing lines whole until their flags show the epoch
-    dev::Deadline dl(sa.timeoutNs);
-    int spins = 0;
-    while (true) {
-      if (sa.pollNs) __nanosleep(sa.pollNs);
-#pragma unroll
-      for (int r = 0; r < kLineLoads; r++)
-        if (need >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
-#pragma unroll
-      for (int r = 0; r < kLineLoads; r++)
-        if (line_ok(v[r], epoch)) need &= ~(1u << r);
-      if (__all_sync(0xffffffffu, need == 0)) return true;
-      if (++spins == 1024) {
-        spins = 0;
-        if (__any_sync(0xffffffffu, timed_out(sa.status))) return false;
-        if (__any_sync(0xffffffffu, dl.expired())) {
-          if (lane == 0) dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, kWaitData, s, (long long)epoch);
-          return false;
-        }
-      }
-    }
-  }
-  const unsigned missing = need;  // lines to load whole once their flags are there
+  const unsigned missing = need;
   dev::Deadline dl(sa.timeoutNs);
   int spins = 0;
   while (true) {
     if (sa.pollNs) __nanosleep(sa.pollNs);
-    int4 f[kLineLoads];
-#pragma unroll
-    for (int r = 0; r < kLineLoads; r++) {
-      f[r] = make_int4(0, 0, 0, 0);
-      if ((need >> r & 1) && i == 7) f[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + 7);
-    }
+    // pollFlags: only the flag lane of each missing line loads (line_ok reads that lane).
 #pragma unroll
     for (int r = 0; r < kLineLoads; r++)
-      if (line_ok(f[r], epoch)) need &= ~(1u << r);
+      if ((need >> r & 1) && (!pollFlags || i == 7)) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
+#pragma unroll
+    for (int r = 0; r < kLineLoads; r++)
+      if (line_ok(v[r], epoch)) need &= ~(1u << r);
     if (__all_sync(0xffffffffu, need == 0)) break;
     if (++spins == 1024) {
       spins = 0;
@@ -364,9 +340,11 @@ __device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, 
       }
     }
   }
+  if (pollFlags) {  // the payload of the lines that were missing, now final
 #pragma unroll
-  for (int r = 0; r < kLineLoads; r++)
-    if (missing >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
+    for (int r = 0; r < kLineLoads; r++)
+      if (missing >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
+  }
   return true;
 }
 

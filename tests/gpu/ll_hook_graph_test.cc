@@ -29,6 +29,21 @@ LlCase caseOf(int T, int H, uint64_t seed) {
     ASSERT_EQ(epSuccess, r_) << #call << " -> " << epTestErrText(r_, comm); \
   } while (0)
 
+// After a fault and epLowLatencyClean: the comm works again (the same
+// dispatch on every rank, outputs poisoned first, checked bitwise).
+void expectUsableAgain(LlEnv& env, epComm_t fc, epLlHandle_t fh, const LlPlan& plan) {
+  epLlDispatchInput_t in;
+  epLlDispatchOutput_t out;
+  llFillDispatchArgs(env, plan, &in, &out);
+  ASSERT_TRUE(llPoisonOutputs(env));
+  LL_ASSERT_OK(epLowLatencyDispatch(fc, &in, &out, fh, nullptr, env.stream), fc);
+  ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
+  epResult_t async = epSuccess;
+  ASSERT_EQ(epSuccess, epCommGetAsyncError(fc, &async));
+  ASSERT_EQ(epSuccess, async) << epTestErrText(async, fc);
+  ASSERT_TRUE(llCheckDispatch(env, plan));
+}
+
 }  // namespace
 
 // Two micro-batches: send A, send B, then receive A and B (the overlap of
@@ -270,14 +285,8 @@ TEST(LlFault, TimeoutThenClean) {
     EXPECT_EQ(epTimeout, async) << epTestErrText(async, fc);
   }
   LL_ASSERT_OK(epLowLatencyClean(fc, env.stream), fc);
-  // Usable again: a full dispatch on every rank.
-  ASSERT_TRUE(llPoisonOutputs(env));
-  LL_ASSERT_OK(epLowLatencyDispatch(fc, &in, &out, fh, nullptr, env.stream), fc);
-  ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
-  epResult_t async = epSuccess;
-  ASSERT_EQ(epSuccess, epCommGetAsyncError(fc, &async));
-  ASSERT_EQ(epSuccess, async) << epTestErrText(async, fc);
-  ASSERT_TRUE(llCheckDispatch(env, plan));
+  expectUsableAgain(env, fc, fh, plan);
+  if (HasFatalFailure()) return;
   LL_ASSERT_OK(epLowLatencyHandleDestroy(fh), fc);
   llResetFaultComm();
 }
@@ -316,17 +325,8 @@ TEST(LlFault, ModeMismatchReportedThenClean) {
     EXPECT_NE(std::string::npos, text.find(variant == 0 ? "fp8=" : "dedup=")) << text;
     LL_ASSERT_OK(epLowLatencyClean(fc, env.stream), fc);
   }
-  // Usable again: the same dispatch on every rank, checked.
-  epLlDispatchInput_t in;
-  epLlDispatchOutput_t out;
-  llFillDispatchArgs(env, plan, &in, &out);
-  ASSERT_TRUE(llPoisonOutputs(env));
-  LL_ASSERT_OK(epLowLatencyDispatch(fc, &in, &out, fh, nullptr, env.stream), fc);
-  ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
-  epResult_t async = epSuccess;
-  ASSERT_EQ(epSuccess, epCommGetAsyncError(fc, &async));
-  ASSERT_EQ(epSuccess, async) << epTestErrText(async, fc);
-  ASSERT_TRUE(llCheckDispatch(env, plan));
+  expectUsableAgain(env, fc, fh, plan);
+  if (HasFatalFailure()) return;
   LL_ASSERT_OK(epLowLatencyHandleDestroy(fh), fc);
   llResetFaultComm();
 }
