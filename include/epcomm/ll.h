@@ -47,10 +47,18 @@
  * A dispatch's outputs (and its handle) stay valid until the caller
  * overwrites them: they are the caller's buffers, not the library's.
  *
+ * Every rank must make the same sequence of LL calls with the same useFp8,
+ * dedup and hook flags (and the same EP_LL_* protocol knobs): a non-hooked
+ * FP8 dedup dispatch among NVLink peers moves its rows as flagged 128-byte
+ * lines (EP_LL_LINES, docs/env.md), the other calls with release-ordered
+ * stores, and a peer on the other protocol or format is detected and reported
+ * (epInvalidUsage) instead of waiting for data it never sends.
+ *
  * Errors detected on the device (expert id out of range: reported, and that
  * slot treated as masked; a peer that does not answer within
- * epConfig_t.timeoutMs: epTimeout) are read with epCommGetAsyncError. After a
- * device timeout call epLowLatencyClean before the next LL call.
+ * epConfig_t.timeoutMs: epTimeout; a peer that made the call with other
+ * flags: epInvalidUsage) are read with epCommGetAsyncError. After a device
+ * timeout or a mismatch call epLowLatencyClean before the next LL call.
  *************************************************************************/
 #ifndef EPCOMM_LL_H_
 #define EPCOMM_LL_H_
