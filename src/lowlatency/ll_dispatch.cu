@@ -326,21 +326,25 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     const int ackPre = ack_prefetch(sa, R);
     int4 pre0 = make_int4(0, 0, 0, 0), pre1 = pre0;
     if (sender) load_chunk(p, first_task(), &pre0, &pre1);
-    // Lines: the first routing item and the first task's ids, loaded with it.
+    // Lines: the routing publishers (the senders, or with EP_LL_ROUTE_BY=1 the
+    // receivers of a fused call); their first item and the senders' first
+    // task ids are loaded with the x channels.
+    const bool routeRecv = kLines && p.routeBy != 0 && nsend < (int)gridDim.x;
+    const int rFirst = routeRecv ? nsend : 0;
+    const RouteMap rmap{vb - rFirst, routeRecv ? (int)gridDim.x - nsend : nsend, routeRecv};
+    const bool publisher = kLines && rmap.j >= 0 && rmap.j < rmap.count;
     RoutePre rpre;
     int e0 = -1;
-    if (kLines && sender) {
-      rpre = prefetch_routing(p);
-      e0 = token_expert(p, first_task() / ((p.H + kChunk - 1) / kChunk));
-    }
+    if (publisher) rpre = prefetch_routing(p, rmap);
+    if (kLines && sender) e0 = token_expert(p, first_task() / ((p.H + kChunk - 1) / kChunk));
     if constexpr (!kLines) build_table(p, sm);
     if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
     prof.mark(1);
     if (!sFail) {
       if constexpr (kLines) {
+        if (publisher) publish_routing(p, sendEpoch, rmap, rpre);
         if (sender) {
-          publish_routing(p, sendEpoch, nsend, rpre);
           // Small stores issued at the start of a flood land at its end (the
           // routing then completed at ~9.6 us at T=128): the routing must be
           // delivered BEFORE the first line leaves. A system-scope fence

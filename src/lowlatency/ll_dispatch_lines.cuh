@@ -23,8 +23,9 @@
  *
  * Source (phase bit 1), after flow control (every peer has finished
  * receiving the previous use of this set):
- *  - the sending blocks, first: the T word (T, blocks, mode) and the routing
- *    words, to every rank; self-validating tagged words, no flag;
+ *  - the sending blocks (or, EP_LL_ROUTE_BY=1, the receiving ones), first:
+ *    the T word (T, blocks, mode) and the routing words, to every rank;
+ *    self-validating tagged words, no flag;
  *  - then their (token, 512-channel chunk) tasks, token-major: the
  *    token's K ids give its destination ranks (dedup: one copy per rank),
  *    the chunk is cast to e4m3 and stored as kLinesPerChunk lines into slot
@@ -55,17 +56,33 @@ __device__ __forceinline__ int lines_send_blocks(const DispatchParams& p, bool f
   return (fused && S > 0) ? S : (int)gridDim.x;
 }
 
-// A sending thread's first routing item (destination d, slot tk): its id and
-// weight, loaded at kernel start together with the first task's channels, so
-// the routing stores leave right after flow control (a load of the user's
-// top-k first put them ~4 us behind the T word).
+// Which threads store the routing words: `count` publishing blocks, this
+// one the j-th of them. Block-major (item i on block i / blockDim): the
+// measured default, the sending blocks publish; block-cyclic (item i on
+// block i mod count): EP_LL_ROUTE_BY=1, the receiving blocks of a fused call
+// publish, a few words per SM. Why the second exists: an SM's NVLink stores
+// leave through that SM, so routing words stored by a block that also sends
+// lines queue behind its lines (hypothesis for the ~5 us between the T words
+// and the routing words, ll_notes.md round 6; not yet measured).
+struct RouteMap {
+  int j, count;
+  bool cyclic;
+  __device__ __forceinline__ int first() const {
+    return cyclic ? j + count * (int)threadIdx.x : j * (int)blockDim.x + (int)threadIdx.x;
+  }
+  __device__ __forceinline__ int stride() const { return count * (int)blockDim.x; }
+};
+
+// A publishing thread's first routing item (destination d, slot tk): its id
+// and weight, loaded at kernel start together with the first task's channels,
+// so the routing stores leave right after flow control.
 struct RoutePre {
   long long id = -1;
   uint32_t w = 0;
 };
-__device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p) {
+__device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p, const RouteMap& m) {
   RoutePre r;
-  const int TK = p.T * p.K, i = vblock() * blockDim.x + threadIdx.x;
+  const int TK = p.T * p.K, i = m.first();
   if (i < p.R * TK) {
     const int tk = i % TK;
     r.id = load_topk(p.topk, p.topk64, tk);
@@ -74,21 +91,18 @@ __device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p) {
   return r;
 }
 
-// The T word and the routing words of this rank, to every rank, by the
-// sending blocks before their first line: each SM's NVLink stores leave
-// roughly in issue order, so the routing (~16 KB per destination) goes out
-// ahead of the data -- the receivers need it before they can place any row.
-// Items over the sending blocks' threads; pre: the first item, prefetched.
-__device__ void publish_routing(const DispatchParams& p, uint32_t epoch, int nsend, const RoutePre& pre) {
+// The T word (from the first publishing block) and the routing words of this
+// rank, to every rank; pre: this thread's first item, prefetched.
+__device__ void publish_routing(const DispatchParams& p, uint32_t epoch, const RouteMap& m, const RoutePre& pre) {
   const SetArgs& sa = p.sa;
-  const int R = p.R, M = p.M, K = p.K, E = p.E, me = p.rank, TK = p.T * K, vb = vblock();
+  const int R = p.R, M = p.M, K = p.K, E = p.E, me = p.rank, TK = p.T * K;
   const size_t mine = sa.infoOff + (size_t)me * sa.infoStride;
-  if (vb == 0) {
+  if (m.j == 0) {
     const uint32_t tw = tword(p.T, gridDim.x, call_mode(p) | (p.weights ? kModeWeights : 0u));
     for (int d = threadIdx.x; d < R; d += blockDim.x) st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, tw));
   }
-  const int first = vb * blockDim.x + threadIdx.x;
-  for (int i = first; i < R * TK; i += nsend * blockDim.x) {
+  const int first = m.first();
+  for (int i = first; i < R * TK; i += m.stride()) {
     const int d = i / TK, tk = i - d * TK, t = tk / K, k = tk - t * K;
     const long long id = i == first ? pre.id : load_topk(p.topk, p.topk64, tk);
     const bool valid = id >= 0 && id < E;

@@ -63,6 +63,7 @@ struct DispatchParams {
   int sendBlocks; // lines, fused call: blocks that send (token order), the others receive; 0 or >= grid: all do both
   int routeFence; // lines: the sending blocks fence their routing stores before the first line (EP_LL_ROUTE_FENCE)
   int pollFlags;  // lines: a waiting unit polls only the flag units of its missing lines (EP_LL_POLL_FLAGS)
+  int routeBy;    // lines, fused call: 0 the sending blocks store the routing words, 1 the receiving ones (EP_LL_ROUTE_BY)
   int phases;
   int recvSplit;  // warps per received message (EP_LL_RECV_SPLIT), 1..8
   int coop;       // fused launch is cooperative (EP_LL_COOP, default 1)

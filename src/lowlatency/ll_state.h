@@ -91,6 +91,8 @@ int epLlSendSms();
 bool epLlRouteFence();
 /* EP_LL_POLL_FLAGS (default 0): a waiting lines unit polls only the flag units of its missing lines. */
 bool epLlPollFlags();
+/* EP_LL_ROUTE_BY (default 0): 1 = the receiving blocks of a fused lines call store the routing words. */
+int epLlRouteBy();
 /* EP_LL_COOP (default 1): the fused launch is cooperative (co-residency guaranteed);
  * 0 only to measure its cost (blocks then rely on fitting on the GPU at once). */
 bool epLlCoop();
