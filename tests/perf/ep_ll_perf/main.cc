@@ -209,6 +209,16 @@ double gatherMax(Ctx& c, double v) {
   return *std::max_element(all.begin(), all.end());
 }
 
+// The "queued" row of a call (timeQueued; worst rank's median and minimum). Collective.
+epResult_t addQueuedRow(Ctx& c, int T, const char* name, const std::string& var, double bytes,
+                        const std::function<epResult_t(int)>& call, std::vector<Row>* rows) {
+  std::vector<double> us;
+  EP_TEST_EP(timeQueued(c, call, &us));
+  const double med = gatherMax(c, epTestMedian(us)), mn = gatherMax(c, *std::min_element(us.begin(), us.end()));
+  rows->push_back(Row{T, name, var, med, mn, bytes, -1});
+  return epSuccess;
+}
+
 epResult_t run(Ctx& c, std::vector<Row>* rows) {
   const Opt& o = c.o;
   const int R = c.R, L = c.L, H = o.hidden, K = o.topk, E = o.experts, me = c.w.rank;
@@ -268,15 +278,10 @@ epResult_t run(Ctx& c, std::vector<Row>* rows) {
       out.recvScales = c.recvScales.p;
       out.recvCount = c.recvCount.as<int32_t>();
       std::string var = std::string(o.fp8 ? "fp8" : "bf16") + (dd ? " dedup" : " per-expert");
-      {
-        std::vector<double> qUs;
-        EP_TEST_EP(timeQueued(c, [&](int i) {
-          in.x = c.x[i & 1].p;
-          return epLowLatencyDispatch(c.comm, &in, &out, c.handle, nullptr, c.stream);
-        }, &qUs));
-        rows->push_back(Row{T, "dispatch queued", var, gatherMax(c, epTestMedian(qUs)),
-                            gatherMax(c, *std::min_element(qUs.begin(), qUs.end())), dBytes, -1});
-      }
+      EP_TEST_EP(addQueuedRow(c, T, "dispatch queued", var, dBytes, [&](int i) {
+        in.x = c.x[i & 1].p;
+        return epLowLatencyDispatch(c.comm, &in, &out, c.handle, nullptr, c.stream);
+      }, rows));
       // Back to back, as an application issues them (ranks start together).
       EP_TEST_CUDA(cudaStreamSynchronize(c.stream));
       EP_TEST_EP(epTestOobBarrier(c.oob));
@@ -330,15 +335,10 @@ epResult_t run(Ctx& c, std::vector<Row>* rows) {
         cin.numSms = o.sms;
         cout.out = c.out.p;
         std::string cvar = rr ? "bf16 reduce-on-sender" : "bf16 per-expert";
-        {
-          std::vector<double> qUs;
-          EP_TEST_EP(timeQueued(c, [&](int i) {
-            cin.x = c.y[i & 1].p;
-            return epLowLatencyCombine(c.comm, &cin, &cout, c.handle, nullptr, c.stream);
-          }, &qUs));
-          rows->push_back(Row{T, "combine queued", cvar, gatherMax(c, epTestMedian(qUs)),
-                              gatherMax(c, *std::min_element(qUs.begin(), qUs.end())), cBytes, -1});
-        }
+        EP_TEST_EP(addQueuedRow(c, T, "combine queued", cvar, cBytes, [&](int i) {
+          cin.x = c.y[i & 1].p;
+          return epLowLatencyCombine(c.comm, &cin, &cout, c.handle, nullptr, c.stream);
+        }, rows));
         EP_TEST_CUDA(cudaStreamSynchronize(c.stream));
         EP_TEST_EP(epTestOobBarrier(c.oob));
         hostUs.clear();
