@@ -1,6 +1,8 @@
 # lib_x4.sh: what the scripts/dev/ GPU runners share (sourced from the repository root, build/ carried):
 # the environment (NCCL library, NCCL_NVLS_ENABLE=0, EP_TIMEOUT_MS), the output folder $O, and perf()
-# which runs ep_ht_perf (direct path, 4096 tokens, FP8 too) at 4 ranks and prints its dispatch/combine rows.
+# which runs ep_ht_perf (direct path, 4096 tokens, FP8 too) at 4 ranks and prints its dispatch/combine rows;
+# MPI (the mpirun prefix that forwards that environment), el (seconds since sourcing) and res LOG (the
+# gtest / sanitizer / stress summary lines of a log and its first failures).
 # shellcheck shell=bash
 export EP_TIMEOUT_MS=${EP_TIMEOUT_MS:-8000}
 O=${OUT:-$PWD/session_out}
@@ -17,4 +19,12 @@ perf() {
     -np 4 build/bin/ep_ht_perf -t 4096 --fp8 --path direct -n 30 -w 5 "$@" >"$O/perf/$name.log" 2>&1
   echo "== $name rc=$?"; grep -E "^\| *4096" "$O/perf/$name.log" | grep -E "notify|dispatch|combine" | cut -c1-150
   grep "ht-smid" "$O/perf/$name.log" | awk '$3==0{print $6":"$8}' | sort -n | tr '\n' ' '; echo
+}
+
+MPI=(mpirun --allow-run-as-root --oversubscribe --bind-to none -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -x EP_TIMEOUT_MS)
+T0=$(date +%s)
+el() { echo "$(( $(date +%s) - T0 )) s"; }
+res() {
+  grep -aE "^\[  (PASSED|FAILED)|LlLinesStress \]|ERROR SUMMARY|RACECHECK SUMMARY" "$1" | sort | uniq -c | cut -c1-220
+  grep -a -A5 "Failure" "$1" | head -12
 }

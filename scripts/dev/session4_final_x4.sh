@@ -8,9 +8,6 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/gpu_filters.sh
 . scripts/dev/lib_x4.sh
-MPI=(mpirun --allow-run-as-root --oversubscribe --bind-to none -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -x EP_TIMEOUT_MS)
-T0=$(date +%s); el() { echo "$(( $(date +%s) - T0 )) s"; }
-res() { grep -aE "^\[  (PASSED|FAILED)|LlLinesStress \]|ERROR SUMMARY|RACECHECK SUMMARY" "$1" | sort | uniq -c | cut -c1-200; grep -a -A5 "Failure" "$1" | head -12; }
 timeout 60 build/test/ep_gpu_tests --gtest_filter="$LL_STRESS_FILTER" --gtest_color=no > "$O/stress.log" 2>&1
 echo "== stress rc=$? ($(el))"; res "$O/stress.log"
 for n in 4 2; do

@@ -6,7 +6,6 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/dev/lib_x4.sh
-MPI=(mpirun --allow-run-as-root --oversubscribe --bind-to none -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -x EP_TIMEOUT_MS)
 timeout 60 "${MPI[@]}" -np 4 build/test/ep_gpu_tests --gtest_filter='LlSmall.*:LlDispatchCombine.*' --gtest_color=no > "$O/suite.log" 2>&1
 echo "== suite rc=$?"; grep -E "^\[  (PASSED|FAILED)" "$O/suite.log"; grep -A6 "Failure" "$O/suite.log" | head -20
 SET=${QUICK_SET:-"EP_LL_LINES=1 EP_LL_SEND_SMS=24 EP_LL_LINES=0"}

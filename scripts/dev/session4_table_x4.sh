@@ -6,7 +6,6 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/gpu_filters.sh
 . scripts/dev/lib_x4.sh
-MPI=(mpirun --allow-run-as-root --oversubscribe --bind-to none -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -x EP_TIMEOUT_MS)
 timeout 60 "${MPI[@]}" -np 4 build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no > "$O/ll_np4.log" 2>&1
 echo "== LL suite np4 rc=$?"; grep -aE "^\[  (PASSED|FAILED)" "$O/ll_np4.log" | sort | uniq -c
 timeout 60 "${MPI[@]}" -np 4 build/bin/ep_ll_perf --tokens 1,8,32,64,128 --iters 50 --warmup 20 > "$O/sweep.log" 2>&1
