@@ -36,6 +36,25 @@ __device__ __forceinline__ bool timed_out(const epDeviceStatus* st) {
   return k == EP_DEVERR_TIMEOUT || k == EP_DEVERR_LL_MODE_MISMATCH;
 }
 
+// The give-up rule every LL wait loop shares: every kPeriod-th call (spin
+// rounds in between are cheap), stop when some wait of this communicator
+// already gave up (timed_out) or when this wait's own deadline has passed (then
+// it records the timeout: a = what was awaited, b = peer, value).
+template <int kPeriod = 1024>
+struct SpinBudget {
+  dev::Deadline dl;
+  int spins = 0;
+  __device__ __forceinline__ explicit SpinBudget(uint64_t timeoutNs) : dl(timeoutNs) {}
+  __device__ __forceinline__ bool exhausted(const SetArgs& sa, int what, int peer, long long value) {
+    if (++spins != kPeriod) return false;
+    spins = 0;
+    if (timed_out(sa.status)) return true;
+    if (!dl.expired()) return false;
+    dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, what, peer, value);
+    return true;
+  }
+};
+
 __device__ __forceinline__ uint64_t ld_relaxed_sys_u64(const uint64_t* p) {
   uint64_t v;
   asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
@@ -46,19 +65,11 @@ __device__ __forceinline__ uint64_t ld_relaxed_sys_u64(const uint64_t* p) {
 // (wrap-safe "v >= target"). Returns false on timeout (recorded) or when
 // another wait already timed out.
 __device__ __forceinline__ bool wait_reach(const int* p, uint32_t target, const SetArgs& sa, int what, int peer) {
-  dev::Deadline dl(sa.timeoutNs);
-  int spins = 0;
+  SpinBudget<> budget(sa.timeoutNs);
   while (true) {
     uint32_t v = (uint32_t)dev::ld_acquire_sys(p);
     if ((int)(v - target) >= 0) return true;
-    if (++spins == 1024) {
-      spins = 0;
-      if (timed_out(sa.status)) return false;
-      if (dl.expired()) {
-        dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, what, peer, (long long)target);
-        return false;
-      }
-    }
+    if (budget.exhausted(sa, what, peer, (long long)target)) return false;
   }
 }
 // Polls the 64-bit tagged word at `p` until its high half equals `epoch`;
@@ -74,22 +85,14 @@ __device__ __forceinline__ bool wait_tag(const uint64_t* p, uint32_t epoch, cons
     *val = (uint32_t)v;
     return true;
   }
-  dev::Deadline dl(sa.timeoutNs);
-  int spins = 0;
+  SpinBudget<> budget(sa.timeoutNs);
   while (true) {
     v = load();
     if ((uint32_t)(v >> 32) == epoch) {
       *val = (uint32_t)v;
       return true;
     }
-    if (++spins == 1024) {
-      spins = 0;
-      if (timed_out(sa.status)) return false;
-      if (dl.expired()) {
-        dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, what, peer, (long long)epoch);
-        return false;
-      }
-    }
+    if (budget.exhausted(sa, what, peer, (long long)epoch)) return false;
   }
 }
 
@@ -100,21 +103,12 @@ __device__ __forceinline__ bool wait_tag(const uint64_t* p, uint32_t epoch, cons
 // then one acquire load that orders the caller's data reads after it.
 __device__ __forceinline__ bool wait_eq(const int* p, uint32_t epoch, const SetArgs& sa, int what, int peer) {
   if ((uint32_t)dev::ld_acquire_sys(p) == epoch) return true;  // the common case
-  dev::Deadline dl(sa.timeoutNs);
-  int spins = 0;
+  SpinBudget<> budget(sa.timeoutNs);
   while (true) {
     if (sa.pollNs) __nanosleep(sa.pollNs);
-    if ((uint32_t)dev::ld_relaxed_sys(p) == epoch && (uint32_t)dev::ld_acquire_sys(p) == epoch) break;
-    if (++spins == 1024) {
-      spins = 0;
-      if (timed_out(sa.status)) return false;
-      if (dl.expired()) {
-        dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, what, peer, (long long)epoch);
-        return false;
-      }
-    }
+    if ((uint32_t)dev::ld_relaxed_sys(p) == epoch && (uint32_t)dev::ld_acquire_sys(p) == epoch) return true;
+    if (budget.exhausted(sa, what, peer, (long long)epoch)) return false;
   }
-  return true;
 }
 
 __device__ __forceinline__ void st_relaxed_sys_u64(uint64_t* p, uint64_t v) {

@@ -45,6 +45,7 @@ namespace ll {
 
 namespace {
 
+constexpr int kCopyU = 16;  // int4 per lane per batch of a receive copy (8 KB per warp in flight)
 
 // Every block of the send phase: the routing table, in shared memory. Each
 // block builds it itself (8 KB of ids from L2) rather than waiting for one
@@ -217,6 +218,90 @@ __device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epo
 }
 
 
+// Waits until the blocks of source s that wrote the 512-channel chunks of
+// token t this warp reads have flagged them (blkDone = epoch): chunk 0 when
+// `first`, the chunks [cLo, cHi], and every chunk when `all`. The task ->
+// block map is fixed (first_task), G = the source's block count. One lane per
+// chunk, in parallel. Warp-uniform; false on timeout (recorded).
+__device__ __forceinline__ bool wait_src_blocks(const SetArgs& sa, int R, int s, int G, int t, int C, bool first,
+                                                int cLo, int cHi, bool all, uint32_t epoch, int lane) {
+  bool ok = true;
+  for (int c = lane; c < C; c += 32) {
+    if (!(first && c == 0) && !(c >= cLo && c <= cHi) && !all) continue;
+    const int task = t * C + c, bvb = (task % (G * kWarpsPerBlock)) / kWarpsPerBlock;
+    ok &= wait_eq(sa.ps.local_ptr<int>(sa.sigOff + blkDoneRel(R, s, bvb)), epoch, sa, kWaitData, s);
+  }
+  return __all_sync(0xffffffffu, ok);
+}
+
+// Loads int4 elements [base, min(base + 32 * kCopyU, end)) of src, lane-strided.
+__device__ __forceinline__ void load_batch(const int4* src, int base, int end, int lane, int4 (&v)[kCopyU]) {
+#pragma unroll
+  for (int u = 0; u < kCopyU; u++) {
+    int i = base + u * 32 + lane;
+    if (i < end) v[u] = dev::ld_nc_na(src + i);
+  }
+}
+
+// Scale entry `i` of a received FP8 message as stored in the output: float
+// bits of group i, or with ue8m0 the packed exponent word i (groups 4i..4i+3).
+__device__ __forceinline__ uint32_t scale_entry(const DispatchParams& p, const float* sc, int G, int i) {
+  if (!p.ue8m0) return __float_as_uint(__ldcg(sc + i));
+  uint32_t word = 0;
+  for (int j = 0; j < 4 && 4 * i + j < G; j++) word |= ((__float_as_uint(__ldcg(sc + 4 * i + j)) >> 23) & 0xffu) << (8 * j);
+  return word;
+}
+
+// Writes int4 elements [lo, hi) of one received message (and its scales if
+// `scales`) to the rows of the local experts in `tmask` (lane k holds flat row
+// `flat` of pick k). v holds the elements [lo, lo + 32 * kCopyU) already.
+template <bool kFp8>
+__device__ __forceinline__ void copy_message(const DispatchParams& p, const char* msg, unsigned tmask, int flat,
+                                             int lane, int lo, int hi, bool scales, int4 (&v)[kCopyU]) {
+  const int H = p.H;
+  const int RM = p.R * p.M;
+  const int n16 = kFp8 ? H / 16 : H / 8;
+  const int4* src = reinterpret_cast<const int4*>(msg);
+  // The first 32 scale entries are read before the row stores, so that their
+  // round trip overlaps the stores instead of following them.
+  const int G = H / 128, S = p.ue8m0 ? (G + 3) / 4 : G;
+  const float* sc = reinterpret_cast<const float*>(msg + H);
+  const bool doScales = kFp8 && scales;
+  uint32_t sc0 = (doScales && lane < S) ? scale_entry(p, sc, G, lane) : 0u;
+  for (int base = lo; base < hi; base += 32 * kCopyU) {
+    if (base != lo) load_batch(src, base, hi, lane, v);
+    unsigned m = tmask;
+    while (m) {
+      int k = __ffs(m) - 1;
+      m &= m - 1;
+      int f = __shfl_sync(0xffffffffu, flat, k);
+      int4* dst = reinterpret_cast<int4*>(static_cast<char*>(p.recvX) + (size_t)f * n16 * 16);
+#pragma unroll
+      for (int u = 0; u < kCopyU; u++) {
+        int i = base + u * 32 + lane;
+        if (i < hi) dst[i] = v[u];
+      }
+    }
+  }
+  if constexpr (kFp8) {
+    if (!doScales) return;
+    for (int wb = 0; wb < S; wb += 32) {
+      const int w = wb + lane;
+      const uint32_t val = wb == 0 ? sc0 : (w < S ? scale_entry(p, sc, G, w) : 0u);
+      unsigned m = tmask;
+      while (m) {
+        int k = __ffs(m) - 1;
+        m &= m - 1;
+        int f = __shfl_sync(0xffffffffu, flat, k);
+        if (w < S) {
+          size_t idx = p.scaleMn ? ((size_t)(f / RM) * S + w) * RM + (f % RM) : (size_t)f * S + w;
+          static_cast<uint32_t*>(p.recvScales)[idx] = val;
+        }
+      }
+    }
+  }
+}
+
 // One (source, token) message is copied by p.recvSplit warps, each owning a
 // contiguous slice of it (more warps in flight: with one warp per message only
 // ~4 warps per SM would copy). Part 0 also writes the handle, srcInfo and
@@ -283,7 +368,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
     if (p.dedup) {
-      copy_message<kFp8>(p, msg0, lmask, flat, lane, lo, hi, last, v, first_scale<kFp8>(p, msg0, last, lane));
+      copy_message<kFp8>(p, msg0, lmask, flat, lane, lo, hi, last, v);
     } else {
       unsigned m = lmask;
       while (m) {
@@ -291,7 +376,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
         m &= m - 1;
         const char* msg = msg0 + (size_t)k * p.msgStride;
         load_batch(reinterpret_cast<const int4*>(msg), lo, hi, lane, v);
-        copy_message<kFp8>(p, msg, 1u << k, flat, lane, lo, hi, last, v, first_scale<kFp8>(p, msg, last, lane));
+        copy_message<kFp8>(p, msg, 1u << k, flat, lane, lo, hi, last, v);
       }
     }
   }

@@ -1,8 +1,8 @@
 /*************************************************************************
  * epcomm LL dispatch: device helpers both dispatch protocols share (push in
  * ll_dispatch.cu, flagged lines in ll_dispatch_lines.cuh): the shared-memory carve-up,
- * the FP8 cast, the send task map, and the fan-out copy of a received
- * message into the per-expert rows. Included by ll_dispatch.cu only.
+ * the T word, the FP8 cast, the send task map and the receive bookkeeping.
+ * Included by ll_dispatch.cu only.
  * SPDX-License-Identifier: Apache-2.0
  *************************************************************************/
 #ifndef EP_LL_DISPATCH_COMMON_CUH_
@@ -12,8 +12,6 @@
 
 namespace ep {
 namespace ll {
-
-constexpr int kCopyU = 16;  // int4 per lane per batch of a receive copy (8 KB per warp in flight)
 
 struct DSmem {
   int* ids;        // [M x K] validated global expert ids, -1 masked (send)
@@ -147,99 +145,6 @@ __device__ __forceinline__ void recv_bases(const DispatchParams& p, const DSmem&
       }
     }
     for (int s = tid; s < R; s += nt) p.hSrcT[s] = sm.sT[s];
-  }
-}
-
-// Waits until the blocks of source s that wrote the 512-channel chunks of
-// token t this warp reads have flagged them (blkDone = epoch): chunk 0 when
-// `first`, the chunks [cLo, cHi], and every chunk when `all`. The task ->
-// block map is fixed (first_task), G = the source's block count. One lane per
-// chunk, in parallel. Warp-uniform; false on timeout (recorded).
-__device__ __forceinline__ bool wait_src_blocks(const SetArgs& sa, int R, int s, int G, int t, int C, bool first,
-                                                int cLo, int cHi, bool all, uint32_t epoch, int lane) {
-  bool ok = true;
-  for (int c = lane; c < C; c += 32) {
-    if (!(first && c == 0) && !(c >= cLo && c <= cHi) && !all) continue;
-    const int task = t * C + c, bvb = (task % (G * kWarpsPerBlock)) / kWarpsPerBlock;
-    ok &= wait_eq(sa.ps.local_ptr<int>(sa.sigOff + blkDoneRel(R, s, bvb)), epoch, sa, kWaitData, s);
-  }
-  return __all_sync(0xffffffffu, ok);
-}
-
-// Loads int4 elements [base, min(base + 32 * U, end)) of src, lane-strided.
-template <int U>
-__device__ __forceinline__ void load_batch(const int4* src, int base, int end, int lane, int4 (&v)[U]) {
-#pragma unroll
-  for (int u = 0; u < U; u++) {
-    int i = base + u * 32 + lane;
-    if (i < end) v[u] = dev::ld_nc_na(src + i);
-  }
-}
-
-// Scale entry `i` of a received FP8 message as stored in the output: float
-// bits of group i, or with ue8m0 the packed exponent word i (groups 4i..4i+3).
-__device__ __forceinline__ uint32_t scale_entry(const DispatchParams& p, const float* sc, int G, int i) {
-  if (!p.ue8m0) return __float_as_uint(__ldcg(sc + i));
-  uint32_t word = 0;
-  for (int j = 0; j < 4 && 4 * i + j < G; j++) word |= ((__float_as_uint(__ldcg(sc + 4 * i + j)) >> 23) & 0xffu) << (8 * j);
-  return word;
-}
-
-// This lane's first scale entry of a received FP8 message (0 unless `scales`):
-// read before the row stores (or with the data), so that its round trip
-// overlaps them instead of following them.
-template <bool kFp8>
-__device__ __forceinline__ uint32_t first_scale(const DispatchParams& p, const char* msg, bool scales, int lane) {
-  if (!kFp8 || !scales) return 0u;
-  const int G = p.H / 128, S = p.ue8m0 ? (G + 3) / 4 : G;
-  return lane < S ? scale_entry(p, reinterpret_cast<const float*>(msg + p.H), G, lane) : 0u;
-}
-
-// Writes int4 elements [lo, hi) of one received message (and its scales if
-// `scales`) to the rows of the local experts in `tmask` (lane k holds flat row
-// `flat` of pick k). v holds the elements [lo, lo + 32 * U) already, sc0
-// this lane's first_scale.
-template <bool kFp8, int U>
-__device__ __forceinline__ void copy_message(const DispatchParams& p, const char* msg, unsigned tmask, int flat,
-                                             int lane, int lo, int hi, bool scales, int4 (&v)[U], uint32_t sc0) {
-  const int H = p.H;
-  const int RM = p.R * p.M;
-  const int n16 = kFp8 ? H / 16 : H / 8;
-  const int4* src = reinterpret_cast<const int4*>(msg);
-  const int G = H / 128, S = p.ue8m0 ? (G + 3) / 4 : G;
-  const float* sc = reinterpret_cast<const float*>(msg + H);
-  const bool doScales = kFp8 && scales;
-  for (int base = lo; base < hi; base += 32 * U) {
-    if (base != lo) load_batch(src, base, hi, lane, v);
-    unsigned m = tmask;
-    while (m) {
-      int k = __ffs(m) - 1;
-      m &= m - 1;
-      int f = __shfl_sync(0xffffffffu, flat, k);
-      int4* dst = reinterpret_cast<int4*>(static_cast<char*>(p.recvX) + (size_t)f * n16 * 16);
-#pragma unroll
-      for (int u = 0; u < U; u++) {
-        int i = base + u * 32 + lane;
-        if (i < hi) dst[i] = v[u];
-      }
-    }
-  }
-  if constexpr (kFp8) {
-    if (!doScales) return;
-    for (int wb = 0; wb < S; wb += 32) {
-      const int w = wb + lane;
-      const uint32_t val = wb == 0 ? sc0 : (w < S ? scale_entry(p, sc, G, w) : 0u);
-      unsigned m = tmask;
-      while (m) {
-        int k = __ffs(m) - 1;
-        m &= m - 1;
-        int f = __shfl_sync(0xffffffffu, flat, k);
-        if (w < S) {
-          size_t idx = p.scaleMn ? ((size_t)(f / RM) * S + w) * RM + (f % RM) : (size_t)f * S + w;
-          static_cast<uint32_t*>(p.recvScales)[idx] = val;
-        }
-      }
-    }
   }
 }
 

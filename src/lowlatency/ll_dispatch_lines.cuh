@@ -232,8 +232,7 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
       const int i = i0 + q * nt, s = i / MK, t = (i - s * MK) / K;
       if (i < RMK && t < sm.sT[s]) pending |= 1u << q;
     }
-    dev::Deadline dl(sa.timeoutNs);
-    int rounds = 0;
+    SpinBudget<256> budget(sa.timeoutNs);
     while (pending) {
 #pragma unroll
       for (int q = 0; q < kPollBatch; q++) {
@@ -249,17 +248,9 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
         const int le = (int)id - me * L;  // an invalid (-1) id is 0xffffffff: never local
         if (id != 0xffffffffu && le >= 0 && le < L) atomicOr(&sm.bits[(le * R + s) * Wt + (t >> 5)], 1u << (t & 31));
       }
-      if (pending && ++rounds % 256 == 0) {
-        if (timed_out(sa.status)) {
-          *sFail = 1;
-          break;
-        }
-        if (dl.expired()) {
-          const int i = i0 + (__ffs(pending) - 1) * nt;
-          dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, kWaitMeta, i / MK, (long long)epoch);
-          *sFail = 1;
-          break;
-        }
+      if (pending && budget.exhausted(sa, kWaitMeta, (i0 + (__ffs(pending) - 1) * nt) / MK, (long long)epoch)) {
+        *sFail = 1;
+        break;
       }
     }
   }
