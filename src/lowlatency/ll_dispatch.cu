@@ -217,23 +217,6 @@ __device__ bool recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epo
   return true;
 }
 
-
-// Waits until the blocks of source s that wrote the 512-channel chunks of
-// token t this warp reads have flagged them (blkDone = epoch): chunk 0 when
-// `first`, the chunks [cLo, cHi], and every chunk when `all`. The task ->
-// block map is fixed (first_task), G = the source's block count. One lane per
-// chunk, in parallel. Warp-uniform; false on timeout (recorded).
-__device__ __forceinline__ bool wait_src_blocks(const SetArgs& sa, int R, int s, int G, int t, int C, bool first,
-                                                int cLo, int cHi, bool all, uint32_t epoch, int lane) {
-  bool ok = true;
-  for (int c = lane; c < C; c += 32) {
-    if (!(first && c == 0) && !(c >= cLo && c <= cHi) && !all) continue;
-    const int task = t * C + c, bvb = (task % (G * kWarpsPerBlock)) / kWarpsPerBlock;
-    ok &= wait_eq(sa.ps.local_ptr<int>(sa.sigOff + blkDoneRel(R, s, bvb)), epoch, sa, kWaitData, s);
-  }
-  return __all_sync(0xffffffffu, ok);
-}
-
 // Loads int4 elements [base, min(base + 32 * kCopyU, end)) of src, lane-strided.
 __device__ __forceinline__ void load_batch(const int4* src, int base, int end, int lane, int4 (&v)[kCopyU]) {
 #pragma unroll
@@ -330,8 +313,14 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     // on another node was waited for whole in recv_meta (ll_remote.cuh).
     if (!rm_remote(sa, s)) {
       const int C = (H + kChunk - 1) / kChunk, epc = kChunk / (kFp8 ? 16 : 8);  // int4 elements per chunk
-      const int cLo = lo / epc, cHi = lo < hi ? (hi - 1) / epc : -1;
-      if (!wait_src_blocks(sa, R, s, sm.sG[s], t, C, true, cLo, cHi, kFp8 && last, epoch, lane)) continue;  // timed out
+      const int G = sm.sG[s], cLo = lo / epc, cHi = lo < hi ? (hi - 1) / epc : -1;
+      bool ok = true;
+      for (int c = lane; c < C; c += 32) {
+        if (c != 0 && !(c >= cLo && c <= cHi) && !(kFp8 && last)) continue;
+        const int task = t * C + c, bvb = (task % (G * kWarpsPerBlock)) / kWarpsPerBlock;
+        ok &= wait_eq(sa.ps.local_ptr<int>(sa.sigOff + blkDoneRel(R, s, bvb)), epoch, sa, kWaitData, s);
+      }
+      if (!__all_sync(0xffffffffu, ok)) continue;  // timed out (recorded)
     }
     const DispatchHdr* h = sa.ps.local_ptr<DispatchHdr>(sa.hdrOff + (size_t)u * sizeof(DispatchHdr));
     int pk = -1, ep = 0;
@@ -400,7 +389,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   DSmem sm = carve(smem, R, p.M, p.K, p.E, p.L);
   const uint32_t sendEpoch = doSend ? epoch_read(sa, sa.set) + 1 : 0;
   const uint32_t recvEpoch = doRecv ? epoch_read(sa, 2 + sa.set) + 1 : 0;
-  // Lines: stamps from the last block (a receiver that publishes routing), not block 0 (the ack release).
+  // Lines: stamps from the last block (a receiving block), not block 0 (the ack release first).
   Prof prof(sa, tEntry, kLines ? gridDim.x - 1 : 0);
   if (tid == 0) sFail = 0;
   if (blockIdx.x == 0) publish_acks(sa, R);
@@ -430,11 +419,10 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
       if constexpr (kLines) {
         if (publisher) publish_routing(p, sendEpoch, rmap, rpre);
         if (sender) {
-          // Small stores issued at the start of a flood land at its end (the
-          // routing then completed at ~9.6 us at T=128): the routing must be
-          // delivered BEFORE the first line leaves. A system-scope fence
-          // completes once the GPU's NVLink writes have drained -- cheap
-          // here, nothing else is in flight yet.
+          // EP_LL_ROUTE_FENCE (A/B only, default off: it measured 1.2 us
+          // slower at T=128): deliver the routing words before the first line
+          // leaves; a system-scope fence completes once the GPU's NVLink
+          // writes have drained, cheap here with nothing else in flight.
           if (p.routeFence) {
             __syncthreads();
             if (tid == 0) dev::fence_acq_rel_sys();

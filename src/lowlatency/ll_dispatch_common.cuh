@@ -18,6 +18,7 @@ struct DSmem {
   int* jpos;       // [M x K] rank of the token among this rank's tokens of the expert (send)
   uint32_t* bits;  // [E x Wt] token bitmap per expert (send)
   int* nOut;       // [R] messages to each rank (block 0, send)
+  int* sW;         // [R] (lines recv) source s sent weights; nOut's storage (send-side only, unused by lines)
   int* sG;         // [R] blocks each source's send ran with (recv: maps a chunk to the block that wrote it)
   int* sT;         // [R] tokens of each source (recv)
   int* sCnt;       // [L x R] tokens of (local expert, source) (recv)
@@ -33,6 +34,7 @@ __device__ __forceinline__ DSmem carve(char* smem, int R, int M, int K, int E, i
   s.jpos = s.ids + M * K;
   s.bits = reinterpret_cast<uint32_t*>(s.jpos + M * K);
   s.nOut = reinterpret_cast<int*>(s.bits + E * W);
+  s.sW = s.nOut;
   s.sG = s.nOut + R;
   s.sT = s.sG + R;
   s.sCnt = s.sT + R;

@@ -196,7 +196,7 @@ constexpr int kPollBatch = 8;  // routing words one thread loads before it looks
 // has its first batch of routing words in flight; then the routing goes into
 // sm.bits[(le * R + s) * Wt + word] (token bitmap of local expert le from
 // source s) and sm.hasLocal[s * Wt + word], then counts and bases
-// (recv_bases). sm.nOut[s] holds whether source s sent weights. Returns false
+// (recv_bases). sm.sW[s] holds whether source s sent weights. Returns false
 // (block-uniform) on a timeout or a mode mismatch (recorded).
 __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int* sFail, Prof& prof) {
   const SetArgs& sa = p.sa;
@@ -216,7 +216,7 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
     }
     sm.sT[s] = tword_tokens(v);
     sm.sG[s] = tword_blocks(v);
-    sm.nOut[s] = (tword_mode(v) & kModeWeights) != 0;
+    sm.sW[s] = (tword_mode(v) & kModeWeights) != 0;
   }
   __syncthreads();
   prof.mark(6);
@@ -397,7 +397,7 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
         int j = __popc(row[t >> 5] & ((1u << (t & 31)) - 1u));
         for (int q = 0; q < (t >> 5); q++) j += __popc(row[q]);
         flat = le * RM + sm.base[le * R + s] + j;
-        if (sm.nOut[s]) {
+        if (sm.sW[s]) {
           const uint64_t ww = ld_relaxed_sys_u64(wid + MK);
           uint32_t wb = (uint32_t)ww;
           if ((uint32_t)(ww >> 32) != epoch) ok = wait_tag<false>(wid + MK, epoch, sa, kWaitMeta, s, &wb);
