@@ -48,6 +48,7 @@ template <class Params>
 Params forPhases(epComm* comm, Params p, int profKind, int phases) {
   p.phases = phases;
   p.sa.prof = epLlProfSlot(comm, profKind, phases, p.T);
+  p.sa.tl = epLlTimelineSlot(comm, profKind, phases, p.T);
   return p;
 }
 

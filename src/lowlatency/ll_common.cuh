@@ -12,6 +12,7 @@
 #include "device/timeout.cuh"
 #include "lowlatency/ll_kernels.h"
 #include "lowlatency/ll_layout.h"
+#include "lowlatency/ll_profile.h"
 #include "lowlatency/ll_remote.cuh"
 
 namespace ep {
@@ -194,6 +195,25 @@ __device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epo
   return ok;
 }
 
+// EP_LL_PROFILE=2: the call's last block adds every block's stamps (and the
+// stamped block's per-source ones) relative to the call's first start.
+static __device__ __noinline__ void fold_timeline(unsigned long long* tl, unsigned long long first, int nsend) {
+  volatile unsigned long long* v = tl;
+  for (int blk = 0; blk < (int)gridDim.x && blk < kTlBlocks; blk++)
+    for (int i = 0; i < kTlStamps; i++) {
+      const unsigned long long x = v[kTlScratch + blk * kTlStamps + i];
+      tl[kTlSums + blk * kTlStamps + i] += i == 8 ? x : (x > first ? x - first : 0);
+    }
+  for (int i = 0; i < 2 * kTlSrc; i++) {
+    const unsigned long long x = v[kTlSrcScratch + i];
+    tl[kTlSrcSums + i] += x > first ? x - first : 0;
+  }
+  tl[0] += 1;
+  tl[1] = first;
+  tl[2] = (unsigned long long)nsend;
+  tl[3] = gridDim.x;
+}
+
 // EP_LL_PROFILE: %globaltimer stamps of block 0, thread 0 (the block that
 // also publishes acks and announces counts), summed per bucket on the device:
 // slot 0 = calls, slot i = sum of (stamp i - kernel start) in ns. Stamps:
@@ -206,20 +226,27 @@ __device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epo
 // and tail (ll_profile.h), so the event time can be split into "inside the
 // kernel" and "launch + teardown". Profiling only: it adds a grid-wide atomic.
 struct Prof {
-  unsigned long long t0, t[8], entry;  // t[6], t[7]: lines routing pass (T words seen, routing words seen)
-  bool on, any;
+  // t[6], t[7]: lines routing pass (T words seen, routing words seen); t[8]: poll-wait ns (a duration,
+  // EP_LL_PROFILE=2 only); t[9]: routing words published (lines senders).
+  unsigned long long t0, t[kTlStamps], entry;
+  bool on, any, all;  // all: EP_LL_PROFILE=2, every block's thread 0 stamps (timeline)
+  int nsend = 0;      // timeline: sending blocks of the call (set by the kernel)
   // tEntry: %globaltimer read as the kernel's first instruction, before any
   // parameter is used (slot 18 sums block 0's t0 - tEntry: the prologue).
   // stampBlock: the block whose stamps are summed (block 0 unless a kernel
   // names a more typical one; the line printed still says "block0").
   __device__ __forceinline__ Prof(const SetArgs& sa, unsigned long long tEntry, unsigned stampBlock = 0)
-      : entry(tEntry), on(sa.prof && blockIdx.x == stampBlock && threadIdx.x == 0), any(sa.prof && threadIdx.x == 0) {
+      : entry(tEntry),
+        on(sa.prof && blockIdx.x == stampBlock && threadIdx.x == 0),
+        any(sa.prof && threadIdx.x == 0),
+        all(sa.tl && threadIdx.x == 0) {
     t0 = any ? dev::globaltimer_ns() : 0;
 #pragma unroll
-    for (int i = 0; i < 8; i++) t[i] = t0;
+    for (int i = 0; i < kTlStamps; i++) t[i] = t0;
+    t[8] = 0;
   }
   __device__ __forceinline__ void mark(int i) {
-    if (on) t[i] = dev::globaltimer_ns();
+    if (on || all) t[i] = dev::globaltimer_ns();
   }
   __device__ __forceinline__ void flush(const SetArgs& sa) {
     if (!any) return;
@@ -235,6 +262,11 @@ struct Prof {
       atomicAdd(p + 20, t[7] - t0);
       atomicExch(p + 17, t0);
       atomicAdd(p + 18, t0 - entry);
+    }
+    if (all) {  // timeline: this block's absolute stamps, folded by the call's last block
+      unsigned long long* sc = sa.tl + kTlScratch + (size_t)blockIdx.x * kTlStamps;
+      sc[0] = t0;
+      for (int i = 1; i < kTlStamps; i++) sc[i] = t[i];
     }
     atomicMax(p + 12, ~t0);
     atomicMax(p + 13, t[5]);
@@ -252,6 +284,7 @@ struct Prof {
     atomicAdd(p + 9, (meanStart - (first & kLow)) & kLow);
     atomicAdd(p + 10, ((last & kLow) - meanEnd) & kLow);
     atomicAdd(p + 11, atomicAdd(p + 17, 0ull) - first);
+    if (all) fold_timeline(sa.tl, first, nsend);
 #pragma unroll
     for (int i = 12; i < 18; i++) atomicExch(p + i, 0ull);
   }

@@ -378,6 +378,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   const unsigned long long tEntry = dev::globaltimer_ns();  // EP_LL_PROFILE: before any parameter
   extern __shared__ __align__(16) char smem[];
   __shared__ int sFail;
+  __shared__ unsigned long long sPollWait;  // EP_LL_PROFILE=2: receiving warps' line-wait time
   const SetArgs& sa = p.sa;
   const int R = p.R, me = p.rank;
   const int tid = threadIdx.x, nt = blockDim.x, vb = vblock();
@@ -391,7 +392,11 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   const uint32_t recvEpoch = doRecv ? epoch_read(sa, 2 + sa.set) + 1 : 0;
   // Lines: stamps from the last block (a receiving block), not block 0 (the ack release first).
   Prof prof(sa, tEntry, kLines ? gridDim.x - 1 : 0);
-  if (tid == 0) sFail = 0;
+  prof.nsend = nsend;
+  if (tid == 0) {
+    sFail = 0;
+    sPollWait = 0;
+  }
   if (blockIdx.x == 0) publish_acks(sa, R);
 
   if (doSend) {
@@ -418,6 +423,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     if (!sFail) {
       if constexpr (kLines) {
         if (publisher) publish_routing(p, sendEpoch, rmap, rpre);
+        prof.mark(9);
         if (sender) {
           // EP_LL_ROUTE_FENCE (A/B only, default off: it measured 1.2 us
           // slower at T=128): deliver the routing words before the first line
@@ -456,12 +462,16 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     if constexpr (kLines) {
       if (routing_recv_meta(p, sm, recvEpoch, &sFail, prof)) {
         prof.mark(4);
-        recv_lines(p, sm, recvEpoch, nsend == (int)gridDim.x ? 0 : nsend);
+        recv_lines(p, sm, recvEpoch, nsend == (int)gridDim.x ? 0 : nsend, sa.tl ? &sPollWait : nullptr);
       }
     } else if (recv_meta(p, sm, recvEpoch, &sFail)) {
       prof.mark(4);
       recv_tokens<kFp8>(p, sm, recvEpoch);
     }
+  }
+  if (sa.tl) {
+    __syncthreads();
+    if (tid == 0) prof.t[8] = sPollWait / (unsigned)(nt >> 5);
   }
   prof.flush(sa);
 

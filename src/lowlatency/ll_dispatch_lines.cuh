@@ -204,6 +204,10 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   const int Wt = (M + 31) / 32, tid = threadIdx.x, nt = blockDim.x;
   const int tpoll = nt > 32 ? 32 : 0;  // first T-word poller
   const uint64_t* ids = sa.ps.local_ptr<uint64_t>(sa.routeOff);
+  // EP_LL_PROFILE=2: the stamped block notes when each source's T word and last routing word arrived.
+  const bool tlSrc = sa.tl != nullptr && blockIdx.x == gridDim.x - 1;
+  __shared__ unsigned long long sSrcT[kTlSrc], sSrcR[kTlSrc];
+  if (tlSrc && tid < kTlSrc) sSrcR[tid] = 0;
   for (int i = tid; i < L * R * Wt; i += nt) sm.bits[i] = 0;
   for (int s = tid - tpoll; s >= 0 && s < R; s += nt) {
     uint32_t v = 0;
@@ -214,6 +218,7 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
       *sFail = 1;
       continue;
     }
+    if (tlSrc && s < kTlSrc) sSrcT[s] = dev::globaltimer_ns();
     sm.sT[s] = tword_tokens(v);
     sm.sG[s] = tword_blocks(v);
     sm.sW[s] = (tword_mode(v) & kModeWeights) != 0;
@@ -239,11 +244,13 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
         const int i = i0 + q * nt;
         if (pending >> q & 1) w[q] = ld_relaxed_sys_u64(ids + 2 * (size_t)(i / MK) * MK + i % MK);
       }
+      const unsigned long long now = tlSrc ? dev::globaltimer_ns() : 0;
 #pragma unroll
       for (int q = 0; q < kPollBatch; q++) {
         if (!(pending >> q & 1) || (uint32_t)(w[q] >> 32) != epoch) continue;
         pending &= ~(1u << q);
         const int i = i0 + q * nt, s = i / MK, t = (i - s * MK) / K;
+        if (tlSrc) atomicMax(&sSrcR[min(s, kTlSrc - 1)], now);
         const uint32_t id = (uint32_t)w[q];
         const int le = (int)id - me * L;  // an invalid (-1) id is 0xffffffff: never local
         if (id != 0xffffffffu && le >= 0 && le < L) atomicOr(&sm.bits[(le * R + s) * Wt + (t >> 5)], 1u << (t & 31));
@@ -256,6 +263,10 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   }
   __syncthreads();
   prof.mark(7);
+  if (tlSrc && tid < R && tid < kTlSrc) {
+    sa.tl[kTlSrcScratch + tid] = sSrcT[tid];
+    sa.tl[kTlSrcScratch + kTlSrc + tid] = sSrcR[tid];
+  }
   if (*sFail) return false;
   for (int i = tid; i < L * R; i += nt) {
     int c = 0;
@@ -307,8 +318,9 @@ static_assert(kLineLoads <= kLinesPerChunk, "one scale unit per lane per batch")
 // traffic of thousands of waiting warps) and the lines loaded whole once
 // their flags show the epoch (nothing rewrites a line before this rank
 // acknowledges the use, so the payload is final then).
+// waitNs (EP_LL_PROFILE=2, else nullptr): the block's sum of warp wait time.
 __device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, int lb, int le, uint32_t epoch, int s,
-                                           bool pollFlags, int4 (&v)[kLineLoads]) {
+                                           bool pollFlags, int4 (&v)[kLineLoads], unsigned long long* waitNs) {
   const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
   unsigned need = 0;
 #pragma unroll
@@ -325,6 +337,7 @@ __device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, 
   if (__all_sync(0xffffffffu, need == 0)) return true;
   const unsigned missing = need;
   dev::Deadline dl(sa.timeoutNs);
+  const unsigned long long w0 = waitNs ? dev::globaltimer_ns() : 0;
   int spins = 0;
   while (true) {
     if (sa.pollNs) __nanosleep(sa.pollNs);
@@ -345,6 +358,7 @@ __device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, 
       }
     }
   }
+  if (waitNs && lane == 0) atomicAdd(waitNs, dev::globaltimer_ns() - w0);
   if (pollFlags) {  // the payload of the lines that were missing, now final
 #pragma unroll
     for (int r = 0; r < kLineLoads; r++)
@@ -358,7 +372,8 @@ __device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, 
 // units of a small T spread over many SMs. nsend: sending blocks of this
 // kernel (its receivers are the virtual blocks from nsend up), 0 in a
 // receive-only kernel.
-__device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int nsend) {
+__device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int nsend,
+                           unsigned long long* waitNs) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, H = p.H, L = p.L, me = p.rank;
   const int RM = R * M, P = p.recvSplit, MK = M * K, Wt = (M + 31) / 32;
@@ -423,7 +438,7 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
     for (int lb = kLinesPerChunk * c0; lb < dHi; lb += 4 * kLineLoads) {
       const int le = min(dHi, lb + 4 * kLineLoads);
       int4 v[kLineLoads];
-      if (!poll_lines(sa, slot, lb, le, epoch, s, p.pollFlags, v)) return;
+      if (!poll_lines(sa, slot, lb, le, epoch, s, p.pollFlags, v, waitNs)) return;
       // Where each loaded unit goes: a byte offset in the row (>= 0) or
       // nowhere (-1); the one scale unit this lane may hold (chunk sc, unit sv).
       int dst[kLineLoads];

@@ -49,6 +49,8 @@ struct SetArgs {
   unsigned pollNs;  // EP_LL_POLL_NS: pause between polls of a block-done flag (0: none)
   // EP_LL_PROFILE: this call's bucket of phase sums (nullptr: off); see ll_profile.h.
   unsigned long long* prof;
+  // EP_LL_PROFILE=2: this fused dispatch's per-block timeline bucket (nullptr: off); see ll_profile.h.
+  unsigned long long* tl;
   RemoteArgs rm;  // peers on other nodes (ll_remote.h); rm.on == 0 on single-node comms
 };
 

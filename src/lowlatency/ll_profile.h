@@ -31,6 +31,25 @@ static inline size_t profBucket(int kind, int phases, int T, int M) {
 }
 static inline size_t profBytes(int M) { return sizeof(unsigned long long) * profBucket(kProfKinds, 1, 0, M); }
 
+// EP_LL_PROFILE=2 adds a per-block timeline of fused dispatch calls (sel 0:
+// release protocol, 1: lines), one bucket per T, after the phase sums. Why:
+// block 0's stamps and the span do not say which blocks end late or when each
+// source's routing lands. Per block, summed over calls, relative to the
+// call's first block start (ns): kTlStamps stamps (ll_common.cuh, Prof).
+// Per source (the stamped block only): T word seen, routing words complete.
+constexpr int kTlStamps = 10;  // 0 start, 1 acks, 2 sends issued, 3 release, 4 rows known, 5 end,
+                               // 6 T words, 7 routing words, 8 poll-wait ns (a duration), 9 routing published
+constexpr int kTlBlocks = 256;
+constexpr int kTlSrc = 8;
+constexpr int kTlHead = 4;     // calls, last call's first start (absolute ns), sending blocks, grid
+constexpr size_t kTlSums = kTlHead, kTlScratch = kTlSums + (size_t)kTlBlocks * kTlStamps,
+                 kTlSrcSums = kTlScratch + (size_t)kTlBlocks * kTlStamps, kTlSrcScratch = kTlSrcSums + 2 * kTlSrc,
+                 kTlSlots = kTlSrcScratch + 2 * kTlSrc;
+static inline size_t tlBucket(int sel, int T, int M) {
+  return profBucket(kProfKinds, 1, 0, M) + ((size_t)sel * (M + 1) + (size_t)T) * kTlSlots;
+}
+static inline size_t tlBytes(int M) { return sizeof(unsigned long long) * tlBucket(2, 0, M); }
+
 }  // namespace ll
 }  // namespace ep
 

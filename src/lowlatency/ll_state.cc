@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -27,6 +28,11 @@ EP_PARAM(LlRouteFence, "LL_ROUTE_FENCE", 0)
 EP_PARAM(LlPollFlags, "LL_POLL_FLAGS", 0)
 EP_PARAM(LlRouteBy, "LL_ROUTE_BY", 0)
 EP_PARAM(LlCoop, "LL_COOP", 1)
+
+namespace {
+// EP_LL_PROFILE=1: the phase sums; 2: also the per-block timelines (ll_profile.h).
+size_t profAllocBytes(int M) { return epParamLlProfile() >= 2 ? ep::ll::tlBytes(M) : ep::ll::profBytes(M); }
+}  // namespace
 EP_PARAM(LlPollNs, "LL_POLL_NS", 200)
 
 bool epLlFused() { return epParamLlFused() != 0; }
@@ -95,8 +101,8 @@ epResult_t epLlEnsureState(epComm* comm) {
   CUDACHECKGOTO(cudaMalloc(&st->ctl, st->ctlSize), res, fail);
   CUDACHECKGOTO(cudaMemset(st->ctl, 0, st->ctlSize), res, fail);
   if (epParamLlProfile()) {
-    CUDACHECKGOTO(cudaMalloc(&st->prof, ep::ll::profBytes(st->layout.M)), res, fail);
-    CUDACHECKGOTO(cudaMemset(st->prof, 0, ep::ll::profBytes(st->layout.M)), res, fail);
+    CUDACHECKGOTO(cudaMalloc(&st->prof, profAllocBytes(st->layout.M)), res, fail);
+    CUDACHECKGOTO(cudaMemset(st->prof, 0, profAllocBytes(st->layout.M)), res, fail);
   }
   CUDACHECKGOTO(cudaDeviceSynchronize(), res, fail);
   comm->deviceBytes += st->ctlSize;
@@ -116,11 +122,60 @@ fail:
 
 namespace {
 
+// EP_LL_PROFILE=2: one fused dispatch bucket's timeline: per stamp, the mean /
+// min / max over the sending and the receiving blocks of each block's mean
+// (us since the call's first block start), the latest-ending block, and the
+// stamped block's per-source arrivals.
+void printTimeline(int rank, int sel, int T, const unsigned long long* b) {
+  using namespace ep::ll;
+  if (b[0] == 0) return;
+  const double n = (double)b[0];
+  const int nsend = (int)b[2], grid = (int)b[3];
+  static const char* names[kTlStamps] = {"start", "acks", "sends", "release", "rows", "end",
+                                         "Twords", "routing", "pollwait", "published"};
+  int lastB = 0;
+  for (int blk = 0; blk < grid; blk++)
+    if (b[kTlSums + blk * kTlStamps + 5] > b[kTlSums + lastB * kTlStamps + 5]) lastB = blk;
+  fprintf(stderr, "[rank %d] EP_LL_TIMELINE %s T=%d calls=%llu grid=%d senders=%d lastblock=%d(vb %d) end %.2f us "
+          "first-start %llu ns\n", rank, sel ? "lines" : "release", T, b[0], grid, nsend, lastB,
+          lastB == 0 ? grid - 1 : lastB - 1, b[kTlSums + lastB * kTlStamps + 5] / n / 1e3, b[1] % 1000000000ull);
+  for (int g = 0; g < 2; g++) {
+    std::string line;
+    for (int s = 0; s < kTlStamps; s++) {
+      double sum = 0, lo = 1e30, hi = -1e30;
+      int cnt = 0;
+      for (int blk = 0; blk < grid; blk++) {
+        const int vb = blk == 0 ? grid - 1 : blk - 1;
+        if ((vb < nsend) != (g == 0)) continue;
+        const double v = b[kTlSums + blk * kTlStamps + s] / n / 1e3;
+        sum += v;
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+        cnt++;
+      }
+      if (cnt == 0) continue;
+      char buf[96];
+      snprintf(buf, sizeof(buf), " %s %.2f/%.2f/%.2f", names[s], sum / cnt, lo, hi);
+      line += buf;
+    }
+    fprintf(stderr, "[rank %d] EP_LL_TIMELINE   %s (mean/min/max us):%s\n", rank, g == 0 ? "senders" : "receivers",
+            line.c_str());
+  }
+  std::string src;
+  for (int s = 0; s < kTlSrc; s++) {
+    char buf[64];
+    snprintf(buf, sizeof(buf), " s%d T %.2f routing %.2f", s, b[kTlSrcSums + s] / n / 1e3,
+             b[kTlSrcSums + kTlSrc + s] / n / 1e3);
+    src += buf;
+  }
+  fprintf(stderr, "[rank %d] EP_LL_TIMELINE   stamped block per source:%s\n", rank, src.c_str());
+}
+
 // EP_LL_PROFILE: one line per bucket that saw calls (mean stamps since block 0 started, in us).
 void printProfile(epComm* comm, epLlState* st) {
   const int M = st->layout.M;
-  std::vector<unsigned long long> h(ep::ll::profBytes(M) / sizeof(unsigned long long));
-  if (cudaMemcpy(h.data(), st->prof, ep::ll::profBytes(M), cudaMemcpyDeviceToHost) != cudaSuccess) return;
+  std::vector<unsigned long long> h(profAllocBytes(M) / sizeof(unsigned long long));
+  if (cudaMemcpy(h.data(), st->prof, profAllocBytes(M), cudaMemcpyDeviceToHost) != cudaSuccess) return;
   static const char* kinds[] = {"dispatch dedup", "dispatch plain", "combine reduce", "combine plain",
                                 "dispatch lines"};
   static const char* phases[] = {"send", "recv", "send+recv"};
@@ -138,9 +193,18 @@ void printProfile(epComm* comm, epLlState* st) {
                 b[4] / n / 1e3, b[5] / n / 1e3, b[7] ? (double)b[6] / (double)b[7] / 1e3 : 0.0, b[8] / n / 1e3,
                 b[9] / n / 1e3, b[10] / n / 1e3, b[11] / n / 1e3, b[18] / n / 1e3, b[19] / n / 1e3, b[20] / n / 1e3);
       }
+  if (epParamLlProfile() >= 2)
+    for (int sel = 0; sel < 2; sel++)
+      for (int T = 0; T <= M; T++) printTimeline(comm->rank, sel, T, h.data() + ep::ll::tlBucket(sel, T, M));
 }
 
 }  // namespace
+
+unsigned long long* epLlTimelineSlot(epComm* comm, int kind, int phases, int T) {
+  epLlState* st = comm->ll;
+  if (st->prof == nullptr || epParamLlProfile() < 2 || phases != 3 || (kind != 0 && kind != 4)) return nullptr;
+  return st->prof + ep::ll::tlBucket(kind == 4 ? 1 : 0, T, st->layout.M);
+}
 
 unsigned long long* epLlProfSlot(epComm* comm, int kind, int phases, int T) {
   epLlState* st = comm->ll;
@@ -198,6 +262,7 @@ ep::ll::SetArgs epLlSetArgs(epComm* comm, int b) {
   sa.infoStride = l.infoStride;
   sa.ctl = st->ctl;
   sa.prof = nullptr;
+  sa.tl = nullptr;
   sa.status = comm->devStatusDev;
   sa.timeoutNs = epCommWaitTimeoutNs(comm);
   sa.rm = st->remote ? st->remote->args : ep::ll::RemoteArgs{};

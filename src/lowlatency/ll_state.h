@@ -75,6 +75,8 @@ int epLlBlocks(epComm* comm, int numSms);
 /* EP_LL_PROFILE=1: the bucket of phase sums for one launch (nullptr when off).
  * kind: 0 dispatch dedup (push), 1 dispatch plain, 2 combine reduce, 3 combine plain, 4 dispatch lines. */
 unsigned long long* epLlProfSlot(epComm* comm, int kind, int phases, int T);
+/* EP_LL_PROFILE=2: the per-block timeline bucket of a fused dispatch (kinds 0 and 4), else nullptr. */
+unsigned long long* epLlTimelineSlot(epComm* comm, int kind, int phases, int T);
 /* EP_LL_FUSED (default 1): a non-hooked call runs its send and receive phases
  * in one cooperative launch; 0: two ordinary launches (send, then receive). */
 bool epLlFused();
