@@ -113,8 +113,7 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
 
   const uint64_t seq = st->seq;
   const int b = (int)(seq & 1);
-  DispatchParams p;
-  memset(&p, 0, sizeof(p));
+  DispatchParams p{};  // every field zero but the FastDiv divisors (1)
   p.R = R;
   p.rank = comm->rank;
   p.M = l.M;
@@ -143,6 +142,11 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   p.recvSplit = epLlRecvSplit();
   p.coop = epLlCoop();
   p.msgStride = ep::ll::dispatchMsgStride(p.H, p.fp8);
+  p.divK = ep::dev::FastDiv((uint32_t)p.K);
+  p.divMK = ep::dev::FastDiv((uint32_t)(p.M * p.K));
+  p.divR = ep::dev::FastDiv((uint32_t)p.R);
+  p.divP = ep::dev::FastDiv((uint32_t)p.recvSplit);
+  p.divRM = ep::dev::FastDiv((uint32_t)(p.R * p.M));
   p.recvX = out->recvX;
   p.recvScales = out->recvScales;
   p.recvCount = out->recvCount;

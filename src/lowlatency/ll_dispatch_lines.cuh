@@ -229,33 +229,46 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   // This thread's routing words, kPollBatch at a time, polled as a batch: every
   // round re-loads all the words still stale together (one round trip per
   // round, not one per word: the words land within a microsecond of each other).
+  // Word i = (source s, token t, slot k) sits at ids[i + s * MK] (ids, then
+  // weights, per source). Each word's s, t and offset are worked out once, by
+  // stepping (s, r) and one fast division by K: this pass was instruction-bound
+  // with two runtime divisions per word and round (EP_LL_PROFILE=2, ll_notes.md round 7).
   for (int i0 = tid; i0 < RMK; i0 += nt * kPollBatch) {
     uint64_t w[kPollBatch];
+    int ws[kPollBatch], wt[kPollBatch], off[kPollBatch];
     unsigned pending = 0;
+    int s = (int)p.divMK.div((uint32_t)i0), r = i0 - s * MK;
 #pragma unroll
     for (int q = 0; q < kPollBatch; q++) {
-      const int i = i0 + q * nt, s = i / MK, t = (i - s * MK) / K;
-      if (i < RMK && t < sm.sT[s]) pending |= 1u << q;
+      if (q > 0) {
+        r += nt;
+        while (r >= MK) {
+          r -= MK;
+          s++;
+        }
+      }
+      ws[q] = s;
+      wt[q] = (int)p.divK.div((uint32_t)r);
+      off[q] = (2 * s) * MK + r;
+      if (s < R && wt[q] < sm.sT[s]) pending |= 1u << q;
     }
     SpinBudget<256> budget(sa.timeoutNs);
     while (pending) {
 #pragma unroll
-      for (int q = 0; q < kPollBatch; q++) {
-        const int i = i0 + q * nt;
-        if (pending >> q & 1) w[q] = ld_relaxed_sys_u64(ids + 2 * (size_t)(i / MK) * MK + i % MK);
-      }
+      for (int q = 0; q < kPollBatch; q++)
+        if (pending >> q & 1) w[q] = ld_relaxed_sys_u64(ids + off[q]);
       const unsigned long long now = tlSrc ? dev::globaltimer_ns() : 0;
 #pragma unroll
       for (int q = 0; q < kPollBatch; q++) {
         if (!(pending >> q & 1) || (uint32_t)(w[q] >> 32) != epoch) continue;
         pending &= ~(1u << q);
-        const int i = i0 + q * nt, s = i / MK, t = (i - s * MK) / K;
-        if (tlSrc) atomicMax(&sSrcR[min(s, kTlSrc - 1)], now);
+        if (tlSrc) atomicMax(&sSrcR[min(ws[q], kTlSrc - 1)], now);
         const uint32_t id = (uint32_t)w[q];
         const int le = (int)id - me * L;  // an invalid (-1) id is 0xffffffff: never local
-        if (id != 0xffffffffu && le >= 0 && le < L) atomicOr(&sm.bits[(le * R + s) * Wt + (t >> 5)], 1u << (t & 31));
+        if (id != 0xffffffffu && le >= 0 && le < L)
+          atomicOr(&sm.bits[(le * R + ws[q]) * Wt + (wt[q] >> 5)], 1u << (wt[q] & 31));
       }
-      if (pending && budget.exhausted(sa, kWaitMeta, (i0 + (__ffs(pending) - 1) * nt) / MK, (long long)epoch)) {
+      if (pending && budget.exhausted(sa, kWaitMeta, ws[__ffs(pending) - 1], (long long)epoch)) {
         *sFail = 1;
         break;
       }
@@ -290,17 +303,18 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
 // The 4 scales of chunk c (one unit) into row f's scale entries.
 __device__ __forceinline__ void store_chunk_scales(const DispatchParams& p, int f, int c, int4 sv) {
   const int RM = p.R * p.M, G = p.H / 128, S = p.ue8m0 ? (G + 3) / 4 : G;
+  const int fe = (int)p.divRM.div((uint32_t)f), fr = f - fe * RM;  // local expert, row in it
   if (p.ue8m0) {
     uint32_t word = 0;
     for (int q = 0; q < 4; q++)
       if (4 * c + q < G) word |= (((uint32_t)comp(sv, q) >> 23) & 0xffu) << (8 * q);
-    const size_t idx = p.scaleMn ? ((size_t)(f / RM) * S + c) * RM + (f % RM) : (size_t)f * S + c;
+    const size_t idx = p.scaleMn ? ((size_t)fe * S + c) * RM + fr : (size_t)f * S + c;
     static_cast<uint32_t*>(p.recvScales)[idx] = word;
     return;
   }
   for (int q = 0; q < 4 && 4 * c + q < G; q++) {
     const int gi = 4 * c + q;
-    const size_t idx = p.scaleMn ? ((size_t)(f / RM) * S + gi) * RM + (f % RM) : (size_t)f * S + gi;
+    const size_t idx = p.scaleMn ? ((size_t)fe * S + gi) * RM + fr : (size_t)f * S + gi;
     static_cast<uint32_t*>(p.recvScales)[idx] = (uint32_t)comp(sv, q);
   }
 }
@@ -383,8 +397,8 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
   const uint64_t* words = sa.ps.local_ptr<uint64_t>(sa.routeOff);
   char* const outX = static_cast<char*>(p.recvX);
   for (int up = warp * nrb + vb; up < RM * P; up += nrb * nw) {
-    const int uu = up / P, part = up - uu * P;
-    const int t = uu / R, s = uu - t * R;
+    const int uu = (int)p.divP.div((uint32_t)up), part = up - uu * P;
+    const int t = (int)p.divR.div((uint32_t)uu), s = uu - t * R;
     if (t >= sm.sT[s]) continue;
     const int u = s * M + t;
     if (!((sm.hasLocal[s * Wt + (t >> 5)] >> (t & 31)) & 1u)) {  // nothing here: only the handle entries
@@ -402,8 +416,11 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
     float wv = 0.f;
     bool ok = true;
     if (lane < K) {
+      // The id and weight words in flight together (one round trip, not two).
       const uint64_t* wid = words + 2 * (size_t)s * MK + t * K + lane;
+      const bool hasW = sm.sW[s] != 0;
       const uint64_t iw = ld_relaxed_sys_u64(wid);
+      const uint64_t ww = hasW ? ld_relaxed_sys_u64(wid + MK) : 0;
       uint32_t id = (uint32_t)iw;
       if ((uint32_t)(iw >> 32) != epoch) ok = wait_tag<false>(wid, epoch, sa, kWaitMeta, s, &id);
       const int le = (int)id - me * L;
@@ -412,8 +429,7 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
         int j = __popc(row[t >> 5] & ((1u << (t & 31)) - 1u));
         for (int q = 0; q < (t >> 5); q++) j += __popc(row[q]);
         flat = le * RM + sm.base[le * R + s] + j;
-        if (sm.sW[s]) {
-          const uint64_t ww = ld_relaxed_sys_u64(wid + MK);
+        if (hasW) {
           uint32_t wb = (uint32_t)ww;
           if ((uint32_t)(ww >> 32) != epoch) ok = wait_tag<false>(wid + MK, epoch, sa, kWaitMeta, s, &wb);
           wv = __uint_as_float(wb);
