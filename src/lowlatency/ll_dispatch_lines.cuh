@@ -281,11 +281,14 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
     sa.tl[kTlSrcScratch + kTlSrc + tid] = sSrcR[tid];
   }
   if (*sFail) return false;
-  for (int i = tid; i < L * R; i += nt) {
-    int c = 0;
-    for (int q = 0; q < Wt; q++) c += __popc(sm.bits[i * Wt + q]);
-    sm.sCnt[i] = c;
-  }
+  // Counts of (local expert e, source s) by thread e: recv_bases reads them
+  // with the same thread-to-expert map, so no barrier in between.
+  for (int e = tid; e < L; e += nt)
+    for (int s = 0; s < R; s++) {
+      int c = 0;
+      for (int q = 0; q < Wt; q++) c += __popc(sm.bits[(e * R + s) * Wt + q]);
+      sm.sCnt[e * R + s] = c;
+    }
   // hasLocal[s][word] = OR over local experts, one warp per word (a shared
   // atomic per routing word instead would put up to 32 x K lanes on one word).
   for (int hw = tid >> 5; hw < R * Wt; hw += nt >> 5) {
@@ -295,8 +298,7 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
     v = __reduce_or_sync(0xffffffffu, v);
     if ((tid & 31) == 0) sm.hasLocal[hw] = v;
   }
-  __syncthreads();
-  recv_bases(p, sm);
+  recv_bases(p, sm);  // its barrier also publishes hasLocal
   return true;
 }
 
@@ -325,16 +327,10 @@ __device__ __forceinline__ void store_chunk_scales(const DispatchParams& p, int 
 constexpr int kLineLoads = 5;
 static_assert(kLineLoads <= kLinesPerChunk, "one scale unit per lane per batch");
 
-// Polls lines [lb, le) of a slot until every flag shows the epoch (lane group
-// g holds lines lb + g + 4r); false (warp-uniform) on a timeout. The first
-// look loads whole lines; while some are missing they are loaded whole again
-// (pollFlags = 0), or only their flag units are polled (an eighth of the L2
-// traffic of thousands of waiting warps) and the lines loaded whole once
-// their flags show the epoch (nothing rewrites a line before this rank
-// acknowledges the use, so the payload is final then).
-// waitNs (EP_LL_PROFILE=2, else nullptr): the block's sum of warp wait time.
-__device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, int lb, int le, uint32_t epoch, int s,
-                                           bool pollFlags, int4 (&v)[kLineLoads], unsigned long long* waitNs) {
+// First look at lines [lb, le) of a slot (lane group g holds lines
+// lb + g + 4r): their loads are issued and left in flight; returns the mask
+// of the lane's lines in range. wait_lines then checks them.
+__device__ __forceinline__ unsigned issue_lines(const int4* slot, int lb, int le, int4 (&v)[kLineLoads]) {
   const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
   unsigned need = 0;
 #pragma unroll
@@ -345,6 +341,20 @@ __device__ __forceinline__ bool poll_lines(const SetArgs& sa, const int4* slot, 
 #pragma unroll
   for (int r = 0; r < kLineLoads; r++)
     if (need >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
+  return need;
+}
+
+// Waits until every line of issue_lines' batch shows the epoch in its flag;
+// false (warp-uniform) on a timeout. Lines not there at the first look are
+// loaded whole again (pollFlags = 0), or only their flag units are polled (an
+// eighth of the L2 traffic of thousands of waiting warps) and the lines
+// loaded whole once their flags show the epoch (nothing rewrites a line
+// before this rank acknowledges the use, so the payload is final then).
+// waitNs (EP_LL_PROFILE=2, else nullptr): the block's sum of warp wait time.
+__device__ __forceinline__ bool wait_lines(const SetArgs& sa, const int4* slot, int lb, uint32_t epoch, int s,
+                                           bool pollFlags, int4 (&v)[kLineLoads], unsigned need,
+                                           unsigned long long* waitNs) {
+  const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
 #pragma unroll
   for (int r = 0; r < kLineLoads; r++)
     if (line_ok(v[r], epoch)) need &= ~(1u << r);
@@ -410,6 +420,12 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
     }
     const int c0 = min(C, part * cpp), c1 = min(C, c0 + cpp);
     if (c0 >= c1 && part != 0) continue;
+    // The part's first line batch in flight while the slots' rows are worked
+    // out (the loads do not depend on them): one round trip, not two.
+    const int4* slot = sa.ps.local_ptr<int4>(sa.lineOff + (size_t)u * sa.lineStride);
+    const int dHi = kLinesPerChunk * c1, lb0 = kLinesPerChunk * c0;
+    int4 v[kLineLoads];
+    unsigned need = issue_lines(slot, lb0, min(dHi, lb0 + 4 * kLineLoads), v);
     // Slot `lane` of (s, t): its row and weight (routing_recv_meta saw the id
     // words; the weight word is a separate store: checked too).
     int flat = -1;
@@ -449,12 +465,10 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
       }
     }
     const unsigned tmask = __ballot_sync(0xffffffffu, flat >= 0);
-    const int4* slot = sa.ps.local_ptr<int4>(sa.lineOff + (size_t)u * sa.lineStride);
-    const int dHi = kLinesPerChunk * c1;
-    for (int lb = kLinesPerChunk * c0; lb < dHi; lb += 4 * kLineLoads) {
+    for (int lb = lb0; lb < dHi; lb += 4 * kLineLoads) {
       const int le = min(dHi, lb + 4 * kLineLoads);
-      int4 v[kLineLoads];
-      if (!poll_lines(sa, slot, lb, le, epoch, s, p.pollFlags, v, waitNs)) return;
+      if (lb != lb0) need = issue_lines(slot, lb, le, v);
+      if (!wait_lines(sa, slot, lb, epoch, s, p.pollFlags, v, need, waitNs)) return;
       // Where each loaded unit goes: a byte offset in the row (>= 0) or
       // nowhere (-1); the one scale unit this lane may hold (chunk sc, unit sv).
       int dst[kLineLoads];
