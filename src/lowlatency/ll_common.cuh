@@ -202,7 +202,7 @@ static __device__ __noinline__ void fold_timeline(unsigned long long* tl, unsign
   for (int blk = 0; blk < (int)gridDim.x && blk < kTlBlocks; blk++)
     for (int i = 0; i < kTlStamps; i++) {
       const unsigned long long x = v[kTlScratch + blk * kTlStamps + i];
-      tl[kTlSums + blk * kTlStamps + i] += i == 8 ? x : (x > first ? x - first : 0);
+      tl[kTlSums + blk * kTlStamps + i] += (i == 8 || i == 11) ? x : (x > first ? x - first : 0);
     }
   for (int i = 0; i < 2 * kTlSrc; i++) {
     const unsigned long long x = v[kTlSrcScratch + i];
@@ -243,7 +243,7 @@ struct Prof {
     t0 = any ? dev::globaltimer_ns() : 0;
 #pragma unroll
     for (int i = 0; i < kTlStamps; i++) t[i] = t0;
-    t[8] = 0;
+    t[8] = t[11] = 0;
   }
   __device__ __forceinline__ void mark(int i) {
     if (on || all) t[i] = dev::globaltimer_ns();

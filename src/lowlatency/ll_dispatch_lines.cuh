@@ -257,7 +257,11 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
 #pragma unroll
       for (int q = 0; q < kPollBatch; q++)
         if (pending >> q & 1) w[q] = ld_relaxed_sys_u64(ids + off[q]);
-      const unsigned long long now = tlSrc ? dev::globaltimer_ns() : 0;
+      const unsigned long long now = (tlSrc || prof.all) ? dev::globaltimer_ns() : 0;
+      if (prof.all && i0 == 0) {  // thread 0 (timeline): its first round and its round count
+        if (prof.t[11] == 0) prof.t[10] = now;
+        prof.t[11]++;
+      }
 #pragma unroll
       for (int q = 0; q < kPollBatch; q++) {
         if (!(pending >> q & 1) || (uint32_t)(w[q] >> 32) != epoch) continue;

@@ -132,7 +132,7 @@ void printTimeline(int rank, int sel, int T, const unsigned long long* b) {
   const double n = (double)b[0];
   const int nsend = (int)b[2], grid = (int)b[3];
   static const char* names[kTlStamps] = {"start", "acks", "sends", "release", "rows", "end",
-                                         "Twords", "routing", "pollwait", "published"};
+                                         "Twords", "routing", "pollwait", "published", "round1", "rounds"};
   int lastB = 0;
   for (int blk = 0; blk < grid; blk++)
     if (b[kTlSums + blk * kTlStamps + 5] > b[kTlSums + lastB * kTlStamps + 5]) lastB = blk;
@@ -147,7 +147,7 @@ void printTimeline(int rank, int sel, int T, const unsigned long long* b) {
       for (int blk = 0; blk < grid; blk++) {
         const int vb = blk == 0 ? grid - 1 : blk - 1;
         if ((vb < nsend) != (g == 0)) continue;
-        const double v = b[kTlSums + blk * kTlStamps + s] / n / 1e3;
+        const double v = b[kTlSums + blk * kTlStamps + s] / n / (s == 11 ? 1.0 : 1e3);
         sum += v;
         lo = std::min(lo, v);
         hi = std::max(hi, v);
