@@ -417,7 +417,11 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     if (publisher) rpre = prefetch_routing(p, rmap);
     if (kLines && sender) e0 = token_expert(p, first_task() / ((p.H + kChunk - 1) / kChunk));
     if constexpr (!kLines) build_table(p, sm);
-    if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
+    // Flow control guards the stores into peers' buffers: a lines block that
+    // only receives (and publishes nothing) skips it and reaches its receive
+    // path (cold code, ll_dispatch_lines.cuh) sooner.
+    const bool storesToPeers = !kLines || sender || publisher;
+    if (storesToPeers && !wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
     prof.mark(1);
     if (!sFail) {

@@ -191,6 +191,25 @@ __device__ void send_lines(const DispatchParams& p, uint32_t epoch, int nsend, i
 
 constexpr int kPollBatch = 8;  // routing words one thread loads before it looks at any
 
+// Routing words i0 + q * blockDim.x (q < kPollBatch) of this thread: source
+// ws, token wt and word offset off (ids[i + s * M * K]: each source's id words,
+// then its weight words); returns the mask of q inside R * M * K. Straight-line
+// (fast divisions, no loops): it runs cold, once per launch.
+__device__ __forceinline__ unsigned routing_batch(const DispatchParams& p, int i0, int (&ws)[kPollBatch],
+                                                  int (&wt)[kPollBatch], int (&off)[kPollBatch]) {
+  const int MK = p.M * p.K, RMK = p.R * MK, nt = blockDim.x;
+  unsigned inRange = 0;
+#pragma unroll
+  for (int q = 0; q < kPollBatch; q++) {
+    const int i = i0 + q * nt, s = (int)p.divMK.div((uint32_t)i), r = i - s * MK;
+    ws[q] = s;
+    wt[q] = (int)p.divK.div((uint32_t)r);
+    off[q] = i + s * MK;
+    if (i < RMK) inRange |= 1u << q;
+  }
+  return inRange;
+}
+
 // Receive bookkeeping of a receiving block, in one round trip: warp 1 polls
 // the sources' T words (warp 0 may be in the ack release) while every thread
 // has its first batch of routing words in flight; then the routing goes into
@@ -209,6 +228,20 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   __shared__ unsigned long long sSrcT[kTlSrc], sSrcR[kTlSrc];
   if (tlSrc && tid < kTlSrc) sSrcR[tid] = 0;
   for (int i = tid; i < L * R * Wt; i += nt) sm.bits[i] = 0;
+  // This thread's first batch of routing words is worked out and its loads
+  // issued BEFORE the T words are known (they only narrow which words are
+  // expected): the receive path runs cold code (the instruction cache starts
+  // empty at every launch), and EP_LL_PROFILE=2 showed the first poll round
+  // ~4.5 us after the T words with every word already there (ll_notes.md
+  // round 7); here that setup overlaps the T-word wait.
+  uint64_t w[kPollBatch];
+  int ws[kPollBatch], wt[kPollBatch], off[kPollBatch];
+  unsigned inRange = routing_batch(p, tid, ws, wt, off);
+  unsigned long long now = (tlSrc || prof.all) ? dev::globaltimer_ns() : 0;
+  if (prof.all && tid == 0) prof.t[10] = now;
+#pragma unroll
+  for (int q = 0; q < kPollBatch; q++)
+    if (inRange >> q & 1) w[q] = ld_relaxed_sys_u64(ids + off[q]);
   for (int s = tid - tpoll; s >= 0 && s < R; s += nt) {
     uint32_t v = 0;
     // Relaxed: the T word orders nothing after it (routing words and lines carry their own tags).
@@ -226,42 +259,21 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   __syncthreads();
   prof.mark(6);
   if (*sFail) return false;
-  // This thread's routing words, kPollBatch at a time, polled as a batch: every
-  // round re-loads all the words still stale together (one round trip per
-  // round, not one per word: the words land within a microsecond of each other).
-  // Word i = (source s, token t, slot k) sits at ids[i + s * MK] (ids, then
-  // weights, per source). Each word's s, t and offset are worked out once, by
-  // stepping (s, r) and one fast division by K: this pass was instruction-bound
-  // with two runtime divisions per word and round (EP_LL_PROFILE=2, ll_notes.md round 7).
+  // Polled as a batch: every round re-loads all the words of the batch still
+  // stale together (one round trip per round, not one per word).
   for (int i0 = tid; i0 < RMK; i0 += nt * kPollBatch) {
-    uint64_t w[kPollBatch];
-    int ws[kPollBatch], wt[kPollBatch], off[kPollBatch];
-    unsigned pending = 0;
-    int s = (int)p.divMK.div((uint32_t)i0), r = i0 - s * MK;
-#pragma unroll
-    for (int q = 0; q < kPollBatch; q++) {
-      if (q > 0) {
-        r += nt;
-        while (r >= MK) {
-          r -= MK;
-          s++;
-        }
-      }
-      ws[q] = s;
-      wt[q] = (int)p.divK.div((uint32_t)r);
-      off[q] = (2 * s) * MK + r;
-      if (s < R && wt[q] < sm.sT[s]) pending |= 1u << q;
-    }
-    SpinBudget<256> budget(sa.timeoutNs);
-    while (pending) {
+    if (i0 != tid) {  // later batches (R*M*K > kPollBatch threads' worth)
+      inRange = routing_batch(p, i0, ws, wt, off);
 #pragma unroll
       for (int q = 0; q < kPollBatch; q++)
-        if (pending >> q & 1) w[q] = ld_relaxed_sys_u64(ids + off[q]);
-      const unsigned long long now = (tlSrc || prof.all) ? dev::globaltimer_ns() : 0;
-      if (prof.all && i0 == 0) {  // thread 0 (timeline): its first round and its round count
-        if (prof.t[11] == 0) prof.t[10] = now;
-        prof.t[11]++;
-      }
+        if (inRange >> q & 1) w[q] = ld_relaxed_sys_u64(ids + off[q]);
+    }
+    unsigned pending = 0;
+#pragma unroll
+    for (int q = 0; q < kPollBatch; q++)
+      if ((inRange >> q & 1) && wt[q] < sm.sT[ws[q]]) pending |= 1u << q;
+    SpinBudget<256> budget(sa.timeoutNs);
+    while (true) {
 #pragma unroll
       for (int q = 0; q < kPollBatch; q++) {
         if (!(pending >> q & 1) || (uint32_t)(w[q] >> 32) != epoch) continue;
@@ -272,10 +284,16 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
         if (id != 0xffffffffu && le >= 0 && le < L)
           atomicOr(&sm.bits[(le * R + ws[q]) * Wt + (wt[q] >> 5)], 1u << (wt[q] & 31));
       }
-      if (pending && budget.exhausted(sa, kWaitMeta, ws[__ffs(pending) - 1], (long long)epoch)) {
+      if (!pending) break;
+      if (budget.exhausted(sa, kWaitMeta, ws[0], (long long)epoch)) {
         *sFail = 1;
         break;
       }
+#pragma unroll
+      for (int q = 0; q < kPollBatch; q++)
+        if (pending >> q & 1) w[q] = ld_relaxed_sys_u64(ids + off[q]);
+      if (tlSrc || prof.all) now = dev::globaltimer_ns();
+      if (prof.all && tid == 0) prof.t[11]++;
     }
   }
   __syncthreads();
