@@ -374,7 +374,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
 // kLines: the flagged-line protocol (ll_dispatch_lines.cuh, FP8 only);
 // otherwise the release protocol (above).
 template <bool kFp8, bool kLines>
-__global__ void __launch_bounds__(kThreads, 1) dispatchKernel(const __grid_constant__ DispatchParams p) {
+__global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) {
   const unsigned long long tEntry = dev::globaltimer_ns();  // EP_LL_PROFILE: before any parameter
   extern __shared__ __align__(16) char smem[];
   __shared__ int sFail;
@@ -464,9 +464,9 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(const __grid_const
 
   if (doRecv && !sFail && receiver) {
     if constexpr (kLines) {
-      if (routing_recv_meta(p, sm, recvEpoch, &sFail, prof, nsend == (int)gridDim.x ? 0 : nsend)) {
+      if (routing_recv_meta(p, sm, recvEpoch, &sFail, prof)) {
         prof.mark(4);
-        recv_lines(p, sm, recvEpoch, nsend == (int)gridDim.x ? 0 : nsend, sa.tl ? &sPollWait : nullptr, false);
+        recv_lines(p, sm, recvEpoch, nsend == (int)gridDim.x ? 0 : nsend, sa.tl ? &sPollWait : nullptr);
       }
     } else if (recv_meta(p, sm, recvEpoch, &sFail)) {
       prof.mark(4);

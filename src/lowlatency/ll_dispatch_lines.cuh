@@ -217,12 +217,7 @@ __device__ __forceinline__ unsigned routing_batch(const DispatchParams& p, int i
 // source s) and sm.hasLocal[s * Wt + word], then counts and bases
 // (recv_bases). sm.sW[s] holds whether source s sent weights. Returns false
 // (block-uniform) on a timeout or a mode mismatch (recorded).
-__device__ __noinline__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int nsend,
-                                       unsigned long long* waitNs, bool warm);
-
-// nsend: as recv_lines (the warm-up pass runs the same code).
-__device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int* sFail, Prof& prof,
-                                  int nsend) {
+__device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int* sFail, Prof& prof) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, L = p.L, me = p.rank, MK = M * K, RMK = R * MK;
   const int Wt = (M + 31) / 32, tid = threadIdx.x, nt = blockDim.x;
@@ -264,11 +259,6 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   __syncthreads();
   prof.mark(6);
   if (*sFail) return false;
-  // The unit code once, writing nothing (EP_LL_WARM), while the routing words
-  // are still in flight: the instruction cache starts cold at every launch
-  // and the receive path was instruction-fetch bound (~100 ns per cold code
-  // line; ll_notes.md round 7), so the real units then run warm.
-  if (p.warm) recv_lines(p, sm, epoch, nsend, nullptr, true);
   // Polled as a batch: every round re-loads all the words of the batch still
   // stale together (one round trip per round, not one per word).
   for (int i0 = tid; i0 < RMK; i0 += nt * kPollBatch) {
@@ -428,11 +418,8 @@ __device__ __forceinline__ bool wait_lines(const SetArgs& sa, const int4* slot, 
 // units of a small T spread over many SMs. nsend: sending blocks of this
 // kernel (its receivers are the virtual blocks from nsend up), 0 in a
 // receive-only kernel.
-// warm: the warm-up pass (EP_LL_WARM): the warp's first unit only, whatever
-// its token count and routing (the bookkeeping is not ready yet), no wait and
-// no store; the same code as the real pass (noinline: one copy of it).
-__device__ __noinline__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int nsend,
-                                       unsigned long long* waitNs, bool warm) {
+__device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int nsend,
+                           unsigned long long* waitNs) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, H = p.H, L = p.L, me = p.rank;
   const int RM = R * M, P = p.recvSplit, MK = M * K, Wt = (M + 31) / 32;
@@ -444,9 +431,9 @@ __device__ __noinline__ void recv_lines(const DispatchParams& p, const DSmem& sm
   for (int up = warp * nrb + vb; up < RM * P; up += nrb * nw) {
     const int uu = (int)p.divP.div((uint32_t)up), part = up - uu * P;
     const int t = (int)p.divR.div((uint32_t)uu), s = uu - t * R;
-    if (!warm && t >= sm.sT[s]) continue;
+    if (t >= sm.sT[s]) continue;
     const int u = s * M + t;
-    if (!warm && !((sm.hasLocal[s * Wt + (t >> 5)] >> (t & 31)) & 1u)) {  // nothing here: only the handle entries
+    if (!((sm.hasLocal[s * Wt + (t >> 5)] >> (t & 31)) & 1u)) {  // nothing here: only the handle entries
       if (part == 0 && lane < K) {
         p.hFlatRow[(size_t)u * K + lane] = -1;
         p.hW[(size_t)u * K + lane] = 0.f;
@@ -473,7 +460,7 @@ __device__ __noinline__ void recv_lines(const DispatchParams& p, const DSmem& sm
       const uint64_t iw = ld_relaxed_sys_u64(wid);
       const uint64_t ww = hasW ? ld_relaxed_sys_u64(wid + MK) : 0;
       uint32_t id = (uint32_t)iw;
-      if (!warm && (uint32_t)(iw >> 32) != epoch) ok = wait_tag<false>(wid, epoch, sa, kWaitMeta, s, &id);
+      if ((uint32_t)(iw >> 32) != epoch) ok = wait_tag<false>(wid, epoch, sa, kWaitMeta, s, &id);
       const int le = (int)id - me * L;
       if (ok && id != 0xffffffffu && le >= 0 && le < L) {
         const uint32_t* row = sm.bits + (le * R + s) * Wt;
@@ -482,14 +469,13 @@ __device__ __noinline__ void recv_lines(const DispatchParams& p, const DSmem& sm
         flat = le * RM + sm.base[le * R + s] + j;
         if (hasW) {
           uint32_t wb = (uint32_t)ww;
-          if (!warm && (uint32_t)(ww >> 32) != epoch) ok = wait_tag<false>(wid + MK, epoch, sa, kWaitMeta, s, &wb);
+          if ((uint32_t)(ww >> 32) != epoch) ok = wait_tag<false>(wid + MK, epoch, sa, kWaitMeta, s, &wb);
           wv = __uint_as_float(wb);
         }
       }
     }
     if (!__all_sync(0xffffffffu, ok)) continue;  // timed out (recorded)
-    if (warm) flat = lane == 0 ? 0 : -1;  // one row through the store loop, its stores off
-    if (part == 0 && !warm) {
+    if (part == 0) {
       if (lane < K) {
         const size_t hi2 = (size_t)u * K + lane;
         p.hFlatRow[hi2] = flat;
@@ -504,7 +490,7 @@ __device__ __noinline__ void recv_lines(const DispatchParams& p, const DSmem& sm
     for (int lb = lb0; lb < dHi; lb += 4 * kLineLoads) {
       const int le = min(dHi, lb + 4 * kLineLoads);
       if (lb != lb0) need = issue_lines(slot, lb, le, v);
-      if (!wait_lines(sa, slot, lb, epoch, s, p.pollFlags, v, warm ? 0u : need, waitNs)) return;
+      if (!wait_lines(sa, slot, lb, epoch, s, p.pollFlags, v, need, waitNs)) return;
       // Where each loaded unit goes: a byte offset in the row (>= 0) or
       // nowhere (-1); the one scale unit this lane may hold (chunk sc, unit sv).
       int dst[kLineLoads];
@@ -531,12 +517,10 @@ __device__ __noinline__ void recv_lines(const DispatchParams& p, const DSmem& sm
         char* row = outX + (size_t)f * H;
 #pragma unroll
         for (int r = 0; r < kLineLoads; r++)
-          if (dst[r] >= 0 && !warm) *reinterpret_cast<int4*>(row + dst[r]) = v[r];
-        if (sc >= 0 && !warm) store_chunk_scales(p, f, sc, sv);
+          if (dst[r] >= 0) *reinterpret_cast<int4*>(row + dst[r]) = v[r];
+        if (sc >= 0) store_chunk_scales(p, f, sc, sv);
       }
-      if (warm) return;
     }
-    if (warm) return;
   }
 }
 

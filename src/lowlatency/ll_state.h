@@ -95,8 +95,6 @@ bool epLlRouteFence();
 bool epLlPollFlags();
 /* EP_LL_ROUTE_BY (default 0): 1 = the receiving blocks of a fused lines call store the routing words. */
 int epLlRouteBy();
-/* EP_LL_WARM (default 1): lines receivers run their unit code once, writing nothing, while the routing words are in flight. */
-bool epLlWarm();
 /* EP_LL_COOP (default 1): the fused launch is cooperative (co-residency guaranteed);
  * 0 only to measure its cost (blocks then rely on fitting on the GPU at once). */
 bool epLlCoop();
