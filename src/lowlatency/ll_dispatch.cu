@@ -379,6 +379,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   extern __shared__ __align__(16) char smem[];
   __shared__ int sFail;
   __shared__ unsigned long long sPollWait;  // EP_LL_PROFILE=2: receiving warps' line-wait time
+  __shared__ unsigned long long sUnitT[4];  // EP_LL_PROFILE=2: warp 0's first unit (recv_lines)
   const SetArgs& sa = p.sa;
   const int R = p.R, me = p.rank;
   const int tid = threadIdx.x, nt = blockDim.x, vb = vblock();
@@ -396,6 +397,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   if (tid == 0) {
     sFail = 0;
     sPollWait = 0;
+    for (int i = 0; i < 4; i++) sUnitT[i] = 0;
   }
   if (blockIdx.x == 0) publish_acks(sa, R);
 
@@ -466,7 +468,8 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     if constexpr (kLines) {
       if (routing_recv_meta(p, sm, recvEpoch, &sFail, prof)) {
         prof.mark(4);
-        recv_lines(p, sm, recvEpoch, nsend == (int)gridDim.x ? 0 : nsend, sa.tl ? &sPollWait : nullptr);
+        recv_lines(p, sm, recvEpoch, nsend == (int)gridDim.x ? 0 : nsend, sa.tl ? &sPollWait : nullptr,
+                   sa.tl ? sUnitT : nullptr);
       }
     } else if (recv_meta(p, sm, recvEpoch, &sFail)) {
       prof.mark(4);
@@ -475,7 +478,10 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   }
   if (sa.tl) {
     __syncthreads();
-    if (tid == 0) prof.t[8] = sPollWait / (unsigned)(nt >> 5);
+    if (tid == 0) {
+      prof.t[8] = sPollWait / (unsigned)(nt >> 5);
+      for (int i = 0; i < 4; i++) prof.t[12 + i] = sUnitT[i] ? sUnitT[i] : prof.t0;
+    }
   }
   prof.flush(sa);
 

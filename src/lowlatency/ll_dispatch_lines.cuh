@@ -91,6 +91,13 @@ __device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p, co
   return r;
 }
 
+// A T word or routing word into rank d's buffer: system scope (a peer reads
+// it), or GPU scope for this rank's own buffer with EP_LL_SELF_SCOPE.
+__device__ __forceinline__ void route_store(const DispatchParams& p, int d, uint64_t* at, uint64_t v) {
+  if (p.selfScope && d == p.rank) st_relaxed_gpu_u64(at, v);
+  else st_relaxed_sys_u64(at, v);
+}
+
 // The T word (from the first publishing block) and the routing words of this
 // rank, to every rank; pre: this thread's first item, prefetched.
 __device__ void publish_routing(const DispatchParams& p, uint32_t epoch, const RouteMap& m, const RoutePre& pre) {
@@ -99,7 +106,7 @@ __device__ void publish_routing(const DispatchParams& p, uint32_t epoch, const R
   const size_t mine = sa.infoOff + (size_t)me * sa.infoStride;
   if (m.j == 0) {
     const uint32_t tw = tword(p.T, gridDim.x, call_mode(p) | (p.weights ? kModeWeights : 0u));
-    for (int d = threadIdx.x; d < R; d += blockDim.x) st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, tw));
+    for (int d = threadIdx.x; d < R; d += blockDim.x) route_store(p, d, sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, tw));
   }
   const int first = m.first();
   for (int i = first; i < R * TK; i += m.stride()) {
@@ -107,10 +114,10 @@ __device__ void publish_routing(const DispatchParams& p, uint32_t epoch, const R
     const long long id = i == first ? pre.id : load_topk(p.topk, p.topk64, tk);
     const bool valid = id >= 0 && id < E;
     if (!valid && id != -1 && d == 0) dev::record_error(sa.status, kFamilyLL, EP_DEVERR_BAD_EXPERT_ID, t, k, id);
-    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.routeOff + routeIdRel(M, K, me, t, k)),
+    route_store(p, d, sa.ps.ptr<uint64_t>(d, sa.routeOff + routeIdRel(M, K, me, t, k)),
                        tagged(epoch, valid ? (uint32_t)id : 0xffffffffu));
     if (p.weights)
-      st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.routeOff + routeWeightRel(M, K, me, t, k)),
+      route_store(p, d, sa.ps.ptr<uint64_t>(d, sa.routeOff + routeWeightRel(M, K, me, t, k)),
                          tagged(epoch, i == first ? pre.w : __float_as_uint(__ldg(p.weights + tk))));
   }
 }
@@ -418,8 +425,10 @@ __device__ __forceinline__ bool wait_lines(const SetArgs& sa, const int4* slot, 
 // units of a small T spread over many SMs. nsend: sending blocks of this
 // kernel (its receivers are the virtual blocks from nsend up), 0 in a
 // receive-only kernel.
+// unitT (EP_LL_PROFILE=2, else nullptr): warp 0's first unit stamps (rows
+// worked out, lines there, stores issued) and its end, for the timeline.
 __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int nsend,
-                           unsigned long long* waitNs) {
+                           unsigned long long* waitNs, unsigned long long* unitT) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, H = p.H, L = p.L, me = p.rank;
   const int RM = R * M, P = p.recvSplit, MK = M * K, Wt = (M + 31) / 32;
@@ -487,10 +496,13 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
       }
     }
     const unsigned tmask = __ballot_sync(0xffffffffu, flat >= 0);
+    const bool stampUnit = unitT != nullptr && threadIdx.x == 0 && unitT[0] == 0;
+    if (stampUnit) unitT[0] = dev::globaltimer_ns();
     for (int lb = lb0; lb < dHi; lb += 4 * kLineLoads) {
       const int le = min(dHi, lb + 4 * kLineLoads);
       if (lb != lb0) need = issue_lines(slot, lb, le, v);
       if (!wait_lines(sa, slot, lb, epoch, s, p.pollFlags, v, need, waitNs)) return;
+      if (stampUnit && lb == lb0) unitT[1] = dev::globaltimer_ns();
       // Where each loaded unit goes: a byte offset in the row (>= 0) or
       // nowhere (-1); the one scale unit this lane may hold (chunk sc, unit sv).
       int dst[kLineLoads];
@@ -521,7 +533,9 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
         if (sc >= 0) store_chunk_scales(p, f, sc, sv);
       }
     }
+    if (stampUnit) unitT[2] = dev::globaltimer_ns();
   }
+  if (unitT != nullptr && threadIdx.x == 0) unitT[3] = dev::globaltimer_ns();
 }
 
 }  // namespace ll

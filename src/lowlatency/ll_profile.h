@@ -37,9 +37,10 @@ static inline size_t profBytes(int M) { return sizeof(unsigned long long) * prof
 // source's routing lands. Per block, summed over calls, relative to the
 // call's first block start (ns): kTlStamps stamps (ll_common.cuh, Prof).
 // Per source (the stamped block only): T word seen, routing words complete.
-constexpr int kTlStamps = 12;  // 0 start, 1 acks, 2 sends issued, 3 release, 4 rows known, 5 end,
+constexpr int kTlStamps = 16;  // 0 start, 1 acks, 2 sends issued, 3 release, 4 rows known, 5 end,
                                // 6 T words, 7 routing words, 8 poll-wait ns (a duration), 9 routing published,
-                               // 10 thread 0's first routing poll round, 11 its poll rounds (a count)
+                               // 10 thread 0's first routing poll round, 11 its poll rounds (a count),
+                               // 12-15 warp 0's first unit: rows worked out, lines there, stores issued; warp 0 done
 constexpr int kTlBlocks = 256;
 constexpr int kTlSrc = 8;
 constexpr int kTlHead = 4;     // calls, last call's first start (absolute ns), sending blocks, grid

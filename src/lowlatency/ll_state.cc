@@ -27,6 +27,7 @@ EP_PARAM(LlSendSms, "LL_SEND_SMS", 24)
 EP_PARAM(LlRouteFence, "LL_ROUTE_FENCE", 0)
 EP_PARAM(LlPollFlags, "LL_POLL_FLAGS", 0)
 EP_PARAM(LlRouteBy, "LL_ROUTE_BY", 0)
+EP_PARAM(LlSelfScope, "LL_SELF_SCOPE", 0)
 EP_PARAM(LlCoop, "LL_COOP", 1)
 
 namespace {
@@ -48,6 +49,7 @@ bool epLlLines(const epComm* comm) {
 bool epLlRouteFence() { return epParamLlRouteFence() != 0; }
 bool epLlPollFlags() { return epParamLlPollFlags() != 0; }
 int epLlRouteBy() { return epParamLlRouteBy() != 0 ? 1 : 0; }
+int epLlSelfScope() { return epParamLlSelfScope() != 0 ? 1 : 0; }
 int epLlSendSms() { return (int)std::min<int64_t>(ep::ll::kMaxBlocks, std::max<int64_t>(0, epParamLlSendSms())); }
 
 using ep::ll::Layout;
@@ -132,7 +134,8 @@ void printTimeline(int rank, int sel, int T, const unsigned long long* b) {
   const double n = (double)b[0];
   const int nsend = (int)b[2], grid = (int)b[3];
   static const char* names[kTlStamps] = {"start", "acks", "sends", "release", "rows", "end",
-                                         "Twords", "routing", "pollwait", "published", "round1", "rounds"};
+                                         "Twords", "routing", "pollwait", "published", "round1", "rounds",
+                                         "u1rows", "u1lines", "u1done", "w0done"};
   int lastB = 0;
   for (int blk = 0; blk < grid; blk++)
     if (b[kTlSums + blk * kTlStamps + 5] > b[kTlSums + lastB * kTlStamps + 5]) lastB = blk;
