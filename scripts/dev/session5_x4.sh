@@ -25,6 +25,6 @@ for X in ${TL_SET:-EP_LL_ROUTE_BY=0 EP_LL_ROUTE_BY=1 EP_LL_LINES=0}; do
     --no-nccl --no-hook --reduce 1 --dedup 1 > "$O/tl$n.log" 2>&1
   echo "== timeline $X rc=$? ($(el))"
   grep "rank 0\] EP_LL_PROFILE dispatch" "$O/tl$n.log" | sed 's/EP_LL_PROFILE //; s/calls=[0-9]* //' | cut -c1-360
-  grep "rank 0\] EP_LL_TIMELINE" "$O/tl$n.log" | cut -c1-600
+  grep "rank 0\] EP_LL_TIMELINE" "$O/tl$n.log" | cut -c1-1000
   grep "EP_LL_TIMELINE [lr]" "$O/tl$n.log" | grep -v "rank 0\]" | sort | cut -c1-200
 done
