@@ -10,6 +10,10 @@ cd "$(dirname "$0")/../.." || exit 1
 if [ "${SKIP_SUITE:-0}" != 1 ]; then
   timeout 90 "${MPI[@]}" -np 4 build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no > "$O/ll_np4.log" 2>&1
   echo "== LL suite np4 rc=$? ($(el))"; res "$O/ll_np4.log"
+  for X in ${SUITE_SET:-}; do  # the suite again with each knob set (A/B candidates)
+    timeout 90 "${MPI[@]}" -np 4 -x ${X//+/ -x } build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no > "$O/ll_np4_b.log" 2>&1
+    echo "== LL suite np4 $X rc=$? ($(el))"; res "$O/ll_np4_b.log"
+  done
 fi
 n=0
 for X in ${QUICK_SET:-EP_LL_ROUTE_BY=0 EP_LL_ROUTE_BY=1 EP_LL_LINES=0}; do
