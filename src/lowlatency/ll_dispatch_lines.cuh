@@ -350,12 +350,11 @@ __device__ __forceinline__ void store_chunk_scales(const DispatchParams& p, int 
   }
 }
 
-// Line loads per lane in flight (4 lines each): 28 lines, so that a unit of
-// up to 5 chunks (25 lines: EP_LL_RECV_SPLIT=3 at H = 7168) is one batch, one
-// round trip. A lane's group holds lines lb + g + 4r: their residues mod
-// kLinesPerChunk repeat after 5 loads, so at most TWO are scale lines.
-constexpr int kLineLoads = 7;
-static_assert(kLineLoads <= 2 * kLinesPerChunk, "at most two scale units per lane per batch");
+// Line loads per lane in flight (4 lines each). With 5, a lane's group holds
+// lines lb + g, lb + 4 + g, ..., 5 consecutive residues mod kLinesPerChunk:
+// at most ONE of them is a chunk's scale line.
+constexpr int kLineLoads = 5;
+static_assert(kLineLoads <= kLinesPerChunk, "one scale unit per lane per batch");
 
 // First look at lines [lb, le) of a slot (lane group g holds lines
 // lb + g + 4r): their loads are issued and left in flight; returns the mask
@@ -505,10 +504,10 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
       if (!wait_lines(sa, slot, lb, epoch, s, p.pollFlags, v, need, waitNs)) return;
       if (stampUnit && lb == lb0) unitT[1] = dev::globaltimer_ns();
       // Where each loaded unit goes: a byte offset in the row (>= 0) or
-      // nowhere (-1); the (at most two) scale units this lane may hold (chunk sc*, unit sv*).
+      // nowhere (-1); the one scale unit this lane may hold (chunk sc, unit sv).
       int dst[kLineLoads];
-      int sc0 = -1, sc1 = -1;
-      int4 sv0 = make_int4(0, 0, 0, 0), sv1 = sv0;
+      int sc = -1;
+      int4 sv = make_int4(0, 0, 0, 0);
 #pragma unroll
       for (int r = 0; r < kLineLoads; r++) {
         const int ln = lb + 4 * r + g;
@@ -517,13 +516,8 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
         if (ln < le && i != 7) {
           if (pu < 32 && c * kChunk + pu * 16 < H) dst[r] = c * kChunk + pu * 16;
           else if (pu == 32) {
-            if (sc0 < 0) {
-              sc0 = c;
-              sv0 = v[r];
-            } else {
-              sc1 = c;
-              sv1 = v[r];
-            }
+            sc = c;
+            sv = v[r];
           }
         }
       }
@@ -536,8 +530,7 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
 #pragma unroll
         for (int r = 0; r < kLineLoads; r++)
           if (dst[r] >= 0) *reinterpret_cast<int4*>(row + dst[r]) = v[r];
-        if (sc0 >= 0) store_chunk_scales(p, f, sc0, sv0);
-        if (sc1 >= 0) store_chunk_scales(p, f, sc1, sv1);
+        if (sc >= 0) store_chunk_scales(p, f, sc, sv);
       }
     }
     if (stampUnit) unitT[2] = dev::globaltimer_ns();
