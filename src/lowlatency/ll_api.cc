@@ -139,7 +139,7 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   p.routeFence = epLlRouteFence();
   p.pollFlags = epLlPollFlags();
   p.routeBy = epLlRouteBy();
-  p.selfScope = epLlSelfScope();
+  p.selfInputs = epLlSelfInputs();
   p.recvSplit = epLlRecvSplit();
   p.coop = epLlCoop();
   p.msgStride = ep::ll::dispatchMsgStride(p.H, p.fp8);

@@ -115,10 +115,7 @@ __device__ __forceinline__ bool wait_eq(const int* p, uint32_t epoch, const SetA
 __device__ __forceinline__ void st_relaxed_sys_u64(uint64_t* p, uint64_t v) {
   asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
-// GPU scope: for a word that only this GPU's threads read (this rank's own buffer).
-__device__ __forceinline__ void st_relaxed_gpu_u64(uint64_t* p, uint64_t v) {
-  asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
-}
+
 __device__ __forceinline__ uint64_t tagged(uint32_t epoch, uint32_t v) { return ((uint64_t)epoch << 32) | v; }
 
 // ---------------------------------------------------------------- epochs

@@ -91,12 +91,6 @@ __device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p, co
   return r;
 }
 
-// A T word or routing word into rank d's buffer: system scope (a peer reads
-// it), or GPU scope for this rank's own buffer with EP_LL_SELF_SCOPE.
-__device__ __forceinline__ void route_store(const DispatchParams& p, int d, uint64_t* at, uint64_t v) {
-  if (p.selfScope && d == p.rank) st_relaxed_gpu_u64(at, v);
-  else st_relaxed_sys_u64(at, v);
-}
 
 // The T word (from the first publishing block) and the routing words of this
 // rank, to every rank; pre: this thread's first item, prefetched.
@@ -106,7 +100,7 @@ __device__ void publish_routing(const DispatchParams& p, uint32_t epoch, const R
   const size_t mine = sa.infoOff + (size_t)me * sa.infoStride;
   if (m.j == 0) {
     const uint32_t tw = tword(p.T, gridDim.x, call_mode(p) | (p.weights ? kModeWeights : 0u));
-    for (int d = threadIdx.x; d < R; d += blockDim.x) route_store(p, d, sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, tw));
+    for (int d = threadIdx.x; d < R; d += blockDim.x) st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, tw));
   }
   const int first = m.first();
   for (int i = first; i < R * TK; i += m.stride()) {
@@ -114,10 +108,10 @@ __device__ void publish_routing(const DispatchParams& p, uint32_t epoch, const R
     const long long id = i == first ? pre.id : load_topk(p.topk, p.topk64, tk);
     const bool valid = id >= 0 && id < E;
     if (!valid && id != -1 && d == 0) dev::record_error(sa.status, kFamilyLL, EP_DEVERR_BAD_EXPERT_ID, t, k, id);
-    route_store(p, d, sa.ps.ptr<uint64_t>(d, sa.routeOff + routeIdRel(M, K, me, t, k)),
+    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.routeOff + routeIdRel(M, K, me, t, k)),
                        tagged(epoch, valid ? (uint32_t)id : 0xffffffffu));
     if (p.weights)
-      route_store(p, d, sa.ps.ptr<uint64_t>(d, sa.routeOff + routeWeightRel(M, K, me, t, k)),
+      st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.routeOff + routeWeightRel(M, K, me, t, k)),
                          tagged(epoch, i == first ? pre.w : __float_as_uint(__ldg(p.weights + tk))));
   }
 }
@@ -202,6 +196,27 @@ constexpr int kPollBatch = 8;  // routing words one thread loads before it looks
 // ws, token wt and word offset off (ids[i + s * M * K]: each source's id words,
 // then its weight words); returns the mask of q inside R * M * K. Straight-line
 // (fast divisions, no loops): it runs cold, once per launch.
+// Routing word (token t, slot k) of THIS rank as a source, read from the
+// call's own inputs (top-k ids, weights) instead of the routing region: the
+// receivers need not wait for it. The EP_LL_PROFILE=2 timeline showed the
+// self source's routing words as the last to be seen (~2 us after the remote
+// ones; ll_notes.md round 7). Same validation as publish_routing.
+__device__ __forceinline__ uint64_t self_id_word(const DispatchParams& p, uint32_t epoch, int tk) {
+  const long long id = load_topk(p.topk, p.topk64, tk);
+  return tagged(epoch, (id >= 0 && id < p.E) ? (uint32_t)id : 0xffffffffu);
+}
+__device__ __forceinline__ uint64_t self_weight_word(const DispatchParams& p, uint32_t epoch, int tk) {
+  return tagged(epoch, p.weights ? __float_as_uint(__ldg(p.weights + tk)) : 0u);
+}
+
+// A routing id word of batch slot q: this rank's own from its inputs (tokens
+// < T only), a peer's from the routing region.
+__device__ __forceinline__ uint64_t load_id_word(const DispatchParams& p, const uint64_t* ids, uint32_t epoch, int s,
+                                                 int t, int off) {
+  if (s != p.rank || !p.selfInputs) return ld_relaxed_sys_u64(ids + off);
+  return t < p.T ? self_id_word(p, epoch, off - 2 * s * p.M * p.K) : 0;
+}
+
 __device__ __forceinline__ unsigned routing_batch(const DispatchParams& p, int i0, int (&ws)[kPollBatch],
                                                   int (&wt)[kPollBatch], int (&off)[kPollBatch]) {
   const int MK = p.M * p.K, RMK = p.R * MK, nt = blockDim.x;
@@ -248,7 +263,7 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   if (prof.all && tid == 0) prof.t[10] = now;
 #pragma unroll
   for (int q = 0; q < kPollBatch; q++)
-    if (inRange >> q & 1) w[q] = ld_relaxed_sys_u64(ids + off[q]);
+    if (inRange >> q & 1) w[q] = load_id_word(p, ids, epoch, ws[q], wt[q], off[q]);
   for (int s = tid - tpoll; s >= 0 && s < R; s += nt) {
     uint32_t v = 0;
     // Relaxed: the T word orders nothing after it (routing words and lines carry their own tags).
@@ -273,7 +288,7 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
       inRange = routing_batch(p, i0, ws, wt, off);
 #pragma unroll
       for (int q = 0; q < kPollBatch; q++)
-        if (inRange >> q & 1) w[q] = ld_relaxed_sys_u64(ids + off[q]);
+        if (inRange >> q & 1) w[q] = load_id_word(p, ids, epoch, ws[q], wt[q], off[q]);
     }
     unsigned pending = 0;
 #pragma unroll
@@ -466,8 +481,9 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
       // The id and weight words in flight together (one round trip, not two).
       const uint64_t* wid = words + 2 * (size_t)s * MK + t * K + lane;
       const bool hasW = sm.sW[s] != 0;
-      const uint64_t iw = ld_relaxed_sys_u64(wid);
-      const uint64_t ww = hasW ? ld_relaxed_sys_u64(wid + MK) : 0;
+      const bool self = s == me && p.selfInputs;  // this rank's own words: from its inputs (self_id_word)
+      const uint64_t iw = self ? self_id_word(p, epoch, t * K + lane) : ld_relaxed_sys_u64(wid);
+      const uint64_t ww = !hasW ? 0 : self ? self_weight_word(p, epoch, t * K + lane) : ld_relaxed_sys_u64(wid + MK);
       uint32_t id = (uint32_t)iw;
       if ((uint32_t)(iw >> 32) != epoch) ok = wait_tag<false>(wid, epoch, sa, kWaitMeta, s, &id);
       const int le = (int)id - me * L;

@@ -67,7 +67,7 @@ struct DispatchParams {
   int routeFence; // lines: the sending blocks fence their routing stores before the first line (EP_LL_ROUTE_FENCE)
   int pollFlags;  // lines: a waiting unit polls only the flag units of its missing lines (EP_LL_POLL_FLAGS)
   int routeBy;    // lines, fused call: 0 the sending blocks store the routing words, 1 the receiving ones (EP_LL_ROUTE_BY)
-  int selfScope;  // lines: 1 = T word and routing words into this rank's own buffer at GPU scope (EP_LL_SELF_SCOPE)
+  int selfInputs; // lines: receivers read this rank's own routing from its inputs (EP_LL_SELF_INPUTS)
   int phases;
   int recvSplit;  // warps per received message (EP_LL_RECV_SPLIT), 1..8
   int coop;       // fused launch is cooperative (EP_LL_COOP, default 1)

@@ -27,7 +27,7 @@ EP_PARAM(LlSendSms, "LL_SEND_SMS", 24)
 EP_PARAM(LlRouteFence, "LL_ROUTE_FENCE", 0)
 EP_PARAM(LlPollFlags, "LL_POLL_FLAGS", 0)
 EP_PARAM(LlRouteBy, "LL_ROUTE_BY", 0)
-EP_PARAM(LlSelfScope, "LL_SELF_SCOPE", 0)
+EP_PARAM(LlSelfInputs, "LL_SELF_INPUTS", 1)
 EP_PARAM(LlCoop, "LL_COOP", 1)
 
 namespace {
@@ -49,7 +49,7 @@ bool epLlLines(const epComm* comm) {
 bool epLlRouteFence() { return epParamLlRouteFence() != 0; }
 bool epLlPollFlags() { return epParamLlPollFlags() != 0; }
 int epLlRouteBy() { return epParamLlRouteBy() != 0 ? 1 : 0; }
-int epLlSelfScope() { return epParamLlSelfScope() != 0 ? 1 : 0; }
+int epLlSelfInputs() { return epParamLlSelfInputs() != 0 ? 1 : 0; }
 int epLlSendSms() { return (int)std::min<int64_t>(ep::ll::kMaxBlocks, std::max<int64_t>(0, epParamLlSendSms())); }
 
 using ep::ll::Layout;

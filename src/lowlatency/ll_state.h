@@ -95,8 +95,8 @@ bool epLlRouteFence();
 bool epLlPollFlags();
 /* EP_LL_ROUTE_BY (default 0): 1 = the receiving blocks of a fused lines call store the routing words. */
 int epLlRouteBy();
-/* EP_LL_SELF_SCOPE (default 0): 1 = lines dispatch stores its T word and routing words to its own buffer at GPU scope. */
-int epLlSelfScope();
+/* EP_LL_SELF_INPUTS (default 1): lines receivers read this rank's own routing from its inputs, not the routing region. */
+int epLlSelfInputs();
 /* EP_LL_COOP (default 1): the fused launch is cooperative (co-residency guaranteed);
  * 0 only to measure its cost (blocks then rely on fitting on the GPU at once). */
 bool epLlCoop();
