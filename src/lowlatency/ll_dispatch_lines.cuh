@@ -452,44 +452,20 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
   const int nrb = (int)gridDim.x - nsend, vb = vblock() - nsend;
   const uint64_t* words = sa.ps.local_ptr<uint64_t>(sa.routeOff);
   char* const outX = static_cast<char*>(p.recvX);
-  // Work items: first one unit per receiving warp (wg < W); the units left
-  // over (NU > W: at T = M = 128 with 108 receiving blocks, 320 of 2048) are
-  // split into single chunks spread over the warps from the last one down,
-  // so no warp does two whole units (the timeline showed the warps with a
-  // second unit ending ~2.5 us after the others; ll_notes.md round 7).
-  const int NU = RM * P, W = nrb * nw, wg = warp * nrb + vb;
-  const int NU1 = min(NU, W), nItems2 = (NU - NU1) * cpp;
-  for (int it = 0;; it++) {
-    int up, c0, c1;
-    if (it == 0) {
-      if (wg >= NU1) continue;
-      up = wg;
-      const int part = up - (int)p.divP.div((uint32_t)up) * P;
-      c0 = min(C, part * cpp);
-      c1 = min(C, c0 + cpp);
-    } else {
-      const int j = (W - 1 - wg) + (it - 1) * W;
-      if (j >= nItems2) break;
-      const int ju = j / cpp;
-      up = NU1 + ju;
-      const int part = up - (int)p.divP.div((uint32_t)up) * P;
-      c0 = part * cpp + (j - ju * cpp);
-      if (c0 >= min(C, part * cpp + cpp)) continue;
-      c1 = c0 + 1;
-    }
-    const int uu = (int)p.divP.div((uint32_t)up);
+  for (int up = warp * nrb + vb; up < RM * P; up += nrb * nw) {
+    const int uu = (int)p.divP.div((uint32_t)up), part = up - uu * P;
     const int t = (int)p.divR.div((uint32_t)uu), s = uu - t * R;
     if (t >= sm.sT[s]) continue;
     const int u = s * M + t;
-    const bool first = c0 == 0;  // the item with the token's first chunk writes its handle entries
     if (!((sm.hasLocal[s * Wt + (t >> 5)] >> (t & 31)) & 1u)) {  // nothing here: only the handle entries
-      if (first && lane < K) {
+      if (part == 0 && lane < K) {
         p.hFlatRow[(size_t)u * K + lane] = -1;
         p.hW[(size_t)u * K + lane] = 0.f;
       }
       continue;
     }
-    if (c0 >= c1 && !first) continue;
+    const int c0 = min(C, part * cpp), c1 = min(C, c0 + cpp);
+    if (c0 >= c1 && part != 0) continue;
     // The part's first line batch in flight while the slots' rows are worked
     // out (the loads do not depend on them): one round trip, not two.
     const int4* slot = sa.ps.local_ptr<int4>(sa.lineOff + (size_t)u * sa.lineStride);
@@ -524,7 +500,7 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
       }
     }
     if (!__all_sync(0xffffffffu, ok)) continue;  // timed out (recorded)
-    if (first) {
+    if (part == 0) {
       if (lane < K) {
         const size_t hi2 = (size_t)u * K + lane;
         p.hFlatRow[hi2] = flat;
