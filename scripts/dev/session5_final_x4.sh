@@ -27,8 +27,8 @@ timeout 90 "${MPI[@]}" -np 4 build/bin/ep_ll_perf --tokens 1,8,32,64,128 --iters
 echo "== sweep rc=$? ($(el))"
 for X in EP_LL_LINES=0; do
   timeout 60 "${MPI[@]}" -np 4 -x $X build/bin/ep_ll_perf --tokens 1,8,32,64,128 --iters 40 --warmup 10 --no-nccl --no-hook \
-    --reduce 1 > "$O/ab_$X.log" 2>&1
-  echo "== A/B $X rc=$? ($(el))"; grep -E "^\| [0-9]+ \| dispatch \| fp8 dedup" "$O/ab_$X.log" | cut -c1-70
+    --reduce 1 > "$O/ab_release.log" 2>&1
+  echo "== A/B $X rc=$? ($(el))"; grep -E "^\| [0-9]+ \| dispatch \| fp8 dedup" "$O/ab_release.log" | cut -c1-70
 done
 timeout 40 "${MPI[@]}" -np 4 build/bin/ep_ll_perf --tokens 128 --routing hot --no-hook --iters 30 --warmup 10 > "$O/hot.log" 2>&1
 echo "== hot rc=$? ($(el))"; grep -E "^\| 128 \| (dispatch|combine|nccl)" "$O/hot.log" | grep -v queued | cut -c1-110
