@@ -378,6 +378,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   const unsigned long long tEntry = dev::globaltimer_ns();  // EP_LL_PROFILE: before any parameter
   extern __shared__ __align__(16) char smem[];
   __shared__ int sFail;
+  __shared__ int sNextUnit;                 // lines receive: the block's unit queue (recv_lines)
   __shared__ unsigned long long sPollWait;  // EP_LL_PROFILE=2: receiving warps' line-wait time
   __shared__ unsigned long long sUnitT[4];  // EP_LL_PROFILE=2: warp 0's first unit (recv_lines)
   const SetArgs& sa = p.sa;
@@ -396,6 +397,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   prof.nsend = nsend;
   if (tid == 0) {
     sFail = 0;
+    sNextUnit = 0;
     sPollWait = 0;
     for (int i = 0; i < 4; i++) sUnitT[i] = 0;
   }
@@ -468,7 +470,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     if constexpr (kLines) {
       if (routing_recv_meta(p, sm, recvEpoch, &sFail, prof)) {
         prof.mark(4);
-        recv_lines(p, sm, recvEpoch, nsend == (int)gridDim.x ? 0 : nsend, sa.tl ? &sPollWait : nullptr,
+        recv_lines(p, sm, recvEpoch, nsend == (int)gridDim.x ? 0 : nsend, &sNextUnit, sa.tl ? &sPollWait : nullptr,
                    sa.tl ? sUnitT : nullptr);
       }
     } else if (recv_meta(p, sm, recvEpoch, &sFail)) {

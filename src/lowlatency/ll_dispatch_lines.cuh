@@ -440,19 +440,35 @@ __device__ __forceinline__ bool wait_lines(const SetArgs& sa, const int4* slot, 
 // units of a small T spread over many SMs. nsend: sending blocks of this
 // kernel (its receivers are the virtual blocks from nsend up), 0 in a
 // receive-only kernel.
+// The next unit index of this block's queue (lane 0 takes it, the warp shares it).
+__device__ __forceinline__ int grab_unit(int* next) {
+  int m = 0;
+  if ((threadIdx.x & 31) == 0) m = atomicAdd(next, 1);
+  return __shfl_sync(0xffffffffu, m, 0);
+}
+
 // unitT (EP_LL_PROFILE=2, else nullptr): warp 0's first unit stamps (rows
 // worked out, lines there, stores issued) and its end, for the timeline.
-__device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int nsend,
+__device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int nsend, int* next,
                            unsigned long long* waitNs, unsigned long long* unitT) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, H = p.H, L = p.L, me = p.rank;
   const int RM = R * M, P = p.recvSplit, MK = M * K, Wt = (M + 31) / 32;
   const int C = (H + kChunk - 1) / kChunk, cpp = (C + P - 1) / P;  // chunks per part
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, g = lane >> 3, i = lane & 7;
+  const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
   const int nrb = (int)gridDim.x - nsend, vb = vblock() - nsend;
   const uint64_t* words = sa.ps.local_ptr<uint64_t>(sa.routeOff);
   char* const outX = static_cast<char*>(p.recvX);
-  for (int up = warp * nrb + vb; up < RM * P; up += nrb * nw) {
+  // The block's units up = vb + nrb * m are taken in m order (tokens
+  // ascending, as the senders go) by whichever warp is free (*next, zeroed
+  // before the routing pass): a warp whose unit has no local expert or whose
+  // lines were there early takes the next one at once, so the last tokens'
+  // units are not queued behind a busy warp's first unit (the static map gave
+  // 3 warps per block two whole units, ending ~2.5 us after the others:
+  // ll_notes.md round 7).
+  const int nm = (RM * P - vb + nrb - 1) / nrb;
+  for (int m = grab_unit(next); m < nm; m = grab_unit(next)) {
+    const int up = vb + nrb * m;
     const int uu = (int)p.divP.div((uint32_t)up), part = up - uu * P;
     const int t = (int)p.divR.div((uint32_t)uu), s = uu - t * R;
     if (t >= sm.sT[s]) continue;
