@@ -228,7 +228,8 @@ static __device__ __noinline__ void fold_timeline(unsigned long long* tl, unsign
 // kernel" and "launch + teardown". Profiling only: it adds a grid-wide atomic.
 struct Prof {
   // t[6], t[7]: lines routing pass (T words seen, routing words seen); t[8]: poll-wait ns (a duration,
-  // EP_LL_PROFILE=2 only); t[9]: routing words published (lines senders).
+  // EP_LL_PROFILE=2 only); t[9]: routing words published (lines senders); t[10..15]: timeline only
+  // (first routing poll round, its round count, warp 0's first unit; ll_profile.h kTlStamps).
   unsigned long long t0, t[kTlStamps], entry;
   bool on, any, all;  // all: EP_LL_PROFILE=2, every block's thread 0 stamps (timeline)
   int nsend = 0;      // timeline: sending blocks of the call (set by the kernel)

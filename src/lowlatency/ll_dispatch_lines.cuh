@@ -31,12 +31,17 @@
  *    the chunk is cast to e4m3 and stored as kLinesPerChunk lines into slot
  *    [me][t] of each destination.
  * Receiver (phase bit 2), the receiving blocks: routing_recv_meta (T words
- * and routing words -> bitmaps per (local expert, source), counts, bases),
- * then units (token, source, part), sources fastest: a token with no local
- * expert only writes its handle entries; otherwise the rows of its local
- * picks from the bitmaps, then the part's lines, polled until every flag
- * shows the epoch, are written into each row (scales converted as the output
- * format asks). Same outputs, row order and handle as the release protocol.
+ * and routing words -> bitmaps per (local expert, source), counts, bases;
+ * this rank's own routing comes from its inputs, EP_LL_SELF_INPUTS), then
+ * units (token, source, part), sources fastest, taken from a per-block queue
+ * by free warps: a token with no local expert only writes its handle
+ * entries; otherwise the rows of its local picks from the bitmaps, then the
+ * part's lines, polled until every flag shows the epoch, are written into
+ * each row (scales converted as the output format asks). Same outputs, row
+ * order and handle as the release protocol.
+ * The receive path is latency-bound code (16 warps per SM, cold instruction
+ * cache at every launch): no runtime integer division in it (FastDiv), and
+ * loads that do not depend on each other are issued together.
  *************************************************************************/
 #ifndef EP_LL_DISPATCH_LINES_CUH_
 #define EP_LL_DISPATCH_LINES_CUH_
