@@ -78,6 +78,17 @@ struct RouteMap {
   __device__ __forceinline__ int stride() const { return count * (int)blockDim.x; }
 };
 
+// Values of the routing words of top-k entry tk (id as loaded): the expert,
+// or 0xffffffff for a masked or out-of-range one (never local at any rank);
+// the weight's bits, 0 without weights. The publisher and a receiver reading
+// its own inputs (self_id_word) must encode alike.
+__device__ __forceinline__ uint32_t route_id(long long id, int E) {
+  return (id >= 0 && id < E) ? (uint32_t)id : 0xffffffffu;
+}
+__device__ __forceinline__ uint32_t route_weight(const DispatchParams& p, int tk) {
+  return p.weights ? __float_as_uint(__ldg(p.weights + tk)) : 0u;
+}
+
 // A publishing thread's first routing item (destination d, slot tk): its id
 // and weight, loaded at kernel start together with the first task's channels,
 // so the routing stores leave right after flow control.
@@ -91,11 +102,10 @@ __device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p, co
   if (i < p.R * TK) {
     const int tk = i % TK;
     r.id = load_topk(p.topk, p.topk64, tk);
-    if (p.weights) r.w = __float_as_uint(__ldg(p.weights + tk));
+    r.w = route_weight(p, tk);
   }
   return r;
 }
-
 
 // The T word (from the first publishing block) and the routing words of this
 // rank, to every rank; pre: this thread's first item, prefetched.
@@ -113,11 +123,10 @@ __device__ void publish_routing(const DispatchParams& p, uint32_t epoch, const R
     const long long id = i == first ? pre.id : load_topk(p.topk, p.topk64, tk);
     const bool valid = id >= 0 && id < E;
     if (!valid && id != -1 && d == 0) dev::record_error(sa.status, kFamilyLL, EP_DEVERR_BAD_EXPERT_ID, t, k, id);
-    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.routeOff + routeIdRel(M, K, me, t, k)),
-                       tagged(epoch, valid ? (uint32_t)id : 0xffffffffu));
+    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.routeOff + routeIdRel(M, K, me, t, k)), tagged(epoch, route_id(id, E)));
     if (p.weights)
       st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.routeOff + routeWeightRel(M, K, me, t, k)),
-                         tagged(epoch, i == first ? pre.w : __float_as_uint(__ldg(p.weights + tk))));
+                         tagged(epoch, i == first ? pre.w : route_weight(p, tk)));
   }
 }
 
@@ -205,13 +214,12 @@ constexpr int kPollBatch = 8;  // routing words one thread loads before it looks
 // call's own inputs (top-k ids, weights) instead of the routing region: the
 // receivers need not wait for it. The EP_LL_PROFILE=2 timeline showed the
 // self source's routing words as the last to be seen (~2 us after the remote
-// ones; ll_notes.md round 7). Same validation as publish_routing.
+// ones; ll_notes.md round 7). Same encoding as publish_routing (route_id).
 __device__ __forceinline__ uint64_t self_id_word(const DispatchParams& p, uint32_t epoch, int tk) {
-  const long long id = load_topk(p.topk, p.topk64, tk);
-  return tagged(epoch, (id >= 0 && id < p.E) ? (uint32_t)id : 0xffffffffu);
+  return tagged(epoch, route_id(load_topk(p.topk, p.topk64, tk), p.E));
 }
 __device__ __forceinline__ uint64_t self_weight_word(const DispatchParams& p, uint32_t epoch, int tk) {
-  return tagged(epoch, p.weights ? __float_as_uint(__ldg(p.weights + tk)) : 0u);
+  return tagged(epoch, route_weight(p, tk));
 }
 
 // A routing id word of batch slot q: this rank's own from its inputs (tokens
