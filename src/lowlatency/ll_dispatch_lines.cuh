@@ -206,10 +206,6 @@ __device__ void send_lines(const DispatchParams& p, uint32_t epoch, int nsend, i
 
 constexpr int kPollBatch = 8;  // routing words one thread loads before it looks at any
 
-// Routing words i0 + q * blockDim.x (q < kPollBatch) of this thread: source
-// ws, token wt and word offset off (ids[i + s * M * K]: each source's id words,
-// then its weight words); returns the mask of q inside R * M * K. Straight-line
-// (fast divisions, no loops): it runs cold, once per launch.
 // Routing word (token t, slot k) of THIS rank as a source, read from the
 // call's own inputs (top-k ids, weights) instead of the routing region: the
 // receivers need not wait for it. The EP_LL_PROFILE=2 timeline showed the
@@ -230,8 +226,14 @@ __device__ __forceinline__ uint64_t load_id_word(const DispatchParams& p, const 
   return t < p.T ? self_id_word(p, epoch, off - 2 * s * p.M * p.K) : 0;
 }
 
-__device__ __forceinline__ unsigned routing_batch(const DispatchParams& p, int i0, int (&ws)[kPollBatch],
-                                                  int (&wt)[kPollBatch], int (&off)[kPollBatch]) {
+// Routing words i0 + q * blockDim.x (q < kPollBatch) of this thread: source
+// ws, token wt and word offset off (ids[i + s * M * K]: each source's id words,
+// then its weight words), their first loads issued into w; returns the mask of
+// q inside R * M * K. Straight-line (fast divisions, no loops): it runs cold,
+// once per launch.
+__device__ __forceinline__ unsigned routing_batch(const DispatchParams& p, const uint64_t* ids, uint32_t epoch, int i0,
+                                                  int (&ws)[kPollBatch], int (&wt)[kPollBatch], int (&off)[kPollBatch],
+                                                  uint64_t (&w)[kPollBatch]) {
   const int MK = p.M * p.K, RMK = p.R * MK, nt = blockDim.x;
   unsigned inRange = 0;
 #pragma unroll
@@ -242,6 +244,9 @@ __device__ __forceinline__ unsigned routing_batch(const DispatchParams& p, int i
     off[q] = i + s * MK;
     if (i < RMK) inRange |= 1u << q;
   }
+#pragma unroll
+  for (int q = 0; q < kPollBatch; q++)
+    if (inRange >> q & 1) w[q] = load_id_word(p, ids, epoch, ws[q], wt[q], off[q]);
   return inRange;
 }
 
@@ -271,12 +276,9 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   // round 7); here that setup overlaps the T-word wait.
   uint64_t w[kPollBatch];
   int ws[kPollBatch], wt[kPollBatch], off[kPollBatch];
-  unsigned inRange = routing_batch(p, tid, ws, wt, off);
+  unsigned inRange = routing_batch(p, ids, epoch, tid, ws, wt, off, w);
   unsigned long long now = (tlSrc || prof.all) ? dev::globaltimer_ns() : 0;
   if (prof.all && tid == 0) prof.t[10] = now;
-#pragma unroll
-  for (int q = 0; q < kPollBatch; q++)
-    if (inRange >> q & 1) w[q] = load_id_word(p, ids, epoch, ws[q], wt[q], off[q]);
   for (int s = tid - tpoll; s >= 0 && s < R; s += nt) {
     uint32_t v = 0;
     // Relaxed: the T word orders nothing after it (routing words and lines carry their own tags).
@@ -297,12 +299,7 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   // Polled as a batch: every round re-loads all the words of the batch still
   // stale together (one round trip per round, not one per word).
   for (int i0 = tid; i0 < RMK; i0 += nt * kPollBatch) {
-    if (i0 != tid) {  // later batches (R*M*K > kPollBatch threads' worth)
-      inRange = routing_batch(p, i0, ws, wt, off);
-#pragma unroll
-      for (int q = 0; q < kPollBatch; q++)
-        if (inRange >> q & 1) w[q] = load_id_word(p, ids, epoch, ws[q], wt[q], off[q]);
-    }
+    if (i0 != tid) inRange = routing_batch(p, ids, epoch, i0, ws, wt, off, w);  // later batches (R*M*K > kPollBatch threads' worth)
     unsigned pending = 0;
 #pragma unroll
     for (int q = 0; q < kPollBatch; q++)
