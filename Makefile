@@ -39,6 +39,14 @@ CXXFLAGS += -std=c++17 $(OPT) -fPIC -fvisibility=hidden -Wall -Wextra -Wno-unuse
 NVCCFLAGS += -std=c++17 $(if $(filter 1,$(DEBUG)),-O0 -g -G,-O3 -lineinfo) $(NVCC_GENCODE) \
   -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wno-unused-parameter \
   --expt-relaxed-constexpr -Xptxas -warn-spills $(INCLUDES)
+# LL_PROFILE=1 builds the LL kernels' %globaltimer stamps (EP_LL_PROFILE). Off by
+# default: the stamping code, even when skipped, cost the LL dispatch 0.7-1 us
+# (bench/results/ll_notes.md round 8).
+LL_PROFILE ?= 0
+ifneq ($(LL_PROFILE),1)
+  NVCCFLAGS += -DEP_LL_NO_PROFILE
+  CXXFLAGS += -DEP_LL_NO_PROFILE
+endif
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
 SYS_LIBS := -lhwloc -ldl -lpthread -lrt
 

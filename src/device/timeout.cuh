@@ -23,7 +23,10 @@ struct Deadline {
 };
 
 // Records the first error only; later ones are dropped (the first is the cause).
-__device__ __forceinline__ void record_error(epDeviceStatus* st, int family, int kind, int a, int b,
+// Out of line: it runs only on an error, and inlined at every wait and check
+// it put hundreds of cold instructions between the hot ones of the LL kernels
+// (their code runs with a cold instruction cache: ll_notes.md round 8).
+static __device__ __noinline__ void record_error(epDeviceStatus* st, int family, int kind, int a, int b,
                                              long long value) {
   if (st == nullptr) return;
   if (atomicCAS(&st->kind, 0, kind) == 0) {

@@ -136,10 +136,7 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   // + line copy) measured 19.1 us against the release protocol's 13.3.
   p.lines = p.fp8 && p.dedup && !in->hook && epLlLines(comm);
   p.sendBlocks = epLlSendSms();
-  p.routeFence = epLlRouteFence();
-  p.pollFlags = epLlPollFlags();
-  p.routeBy = epLlRouteBy();
-  p.selfInputs = epLlSelfInputs();
+  p.devSkip = epLlDevSkip();
   p.recvSplit = epLlRecvSplit();
   p.coop = epLlCoop();
   p.msgStride = ep::ll::dispatchMsgStride(p.H, p.fp8);

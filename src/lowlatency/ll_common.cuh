@@ -22,8 +22,14 @@ constexpr int kFamilyLL = 2;
 // What a timeout waited for (epDeviceStatus.a).
 enum WaitWhat : int { kWaitAck = 1, kWaitMeta = 2, kWaitData = 3 };
 
+// Top-k id i of an int32 or int64 array, as int64. One code path (the high
+// word's load predicated) rather than two: this is inlined at many sites of
+// the LL kernels, whose code runs with a cold instruction cache.
 __device__ __forceinline__ long long load_topk(const void* topk, int topk64, int i) {
-  return topk64 ? reinterpret_cast<const long long*>(topk)[i] : (long long)reinterpret_cast<const int*>(topk)[i];
+  const int* w = reinterpret_cast<const int*>(topk) + ((size_t)i << (topk64 ? 1 : 0));
+  const int lo = w[0];
+  const int hi = topk64 ? w[1] : (lo >> 31);
+  return (long long)(((unsigned long long)(unsigned)hi << 32) | (unsigned)lo);
 }
 
 // True once some wait of this communicator has timed out (another block's,
@@ -147,6 +153,9 @@ __device__ __forceinline__ void epoch_write(const SetArgs& sa, int c, uint32_t v
 // for its acknowledgement to this rank itself, so it must never wait behind
 // them), before its first barrier; publish_acks_record after its last. It
 // reads its own copy of the receive epochs, which no other block writes.
+// kMayRemote = false (kernels only used among NVLink peers): the proxy path is
+// not compiled in.
+template <bool kMayRemote = true>
 __device__ __forceinline__ void publish_acks(const SetArgs& sa, int R) {
   for (int d = threadIdx.x; d < R; d += blockDim.x) {
 #pragma unroll
@@ -156,7 +165,7 @@ __device__ __forceinline__ void publish_acks(const SetArgs& sa, int R) {
       if (done == pub) continue;
       size_t sig = (size_t)x * sa.setBytes;
       *(volatile int*)sa.ps.local_ptr<int>(sig + sizeof(int) * (size_t)d) = 0;
-      if (rm_remote(sa, d)) rm_ack(sa, x, d, done);  // another node: through the proxy (ll_remote.cuh)
+      if (kMayRemote && rm_remote(sa, d)) rm_ack(sa, x, d, done);  // another node: through the proxy (ll_remote.cuh)
       else sa.ps.signal_set(d, sig + sizeof(int) * ((size_t)R + sa.ps.rank), (int)done);
     }
   }
@@ -182,10 +191,11 @@ __device__ __forceinline__ int ack_prefetch(const SetArgs& sa, int R) {
 // Waits until every peer acknowledged use `epoch - 1` of this set. Threads
 // 0..R-1 each wait for one peer (pre: that thread's ack_prefetch); the caller
 // puts a barrier after it.
+template <bool kMayRemote = true>
 __device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epoch, int pre) {
   bool ok = true;
   for (int d = threadIdx.x; d < R; d += blockDim.x) {
-    if (rm_remote(sa, d)) {  // another node: its 64-bit ack word (ll_remote.cuh)
+    if (kMayRemote && rm_remote(sa, d)) {  // another node: its 64-bit ack word (ll_remote.cuh)
       if (!rm_wait(sa, kRemoteAck, d, epoch - 1, kWaitAck)) ok = false;
       continue;
     }
@@ -226,6 +236,15 @@ static __device__ __noinline__ void fold_timeline(unsigned long long* tl, unsign
 // the call turns it into the call's span (first start -> last end), launch skew
 // and tail (ll_profile.h), so the event time can be split into "inside the
 // kernel" and "launch + teardown". Profiling only: it adds a grid-wide atomic.
+// EP_LL_NO_PROFILE (build flag): the stamping code is compiled out (its
+// instructions sit in the kernels' hot paths even when EP_LL_PROFILE is off).
+#ifdef EP_LL_NO_PROFILE
+constexpr bool kProfBuilt = false;
+#else
+constexpr bool kProfBuilt = true;
+#endif
+// The timeline bucket (EP_LL_PROFILE=2), nullptr when off or compiled out.
+__device__ __forceinline__ unsigned long long* prof_tl(const SetArgs& sa) { return kProfBuilt ? sa.tl : nullptr; }
 struct Prof {
   // t[6], t[7]: lines routing pass (T words seen, routing words seen); t[8]: poll-wait ns (a duration,
   // EP_LL_PROFILE=2 only); t[9]: routing words published (lines senders); t[10..15]: timeline only
@@ -239,9 +258,9 @@ struct Prof {
   // names a more typical one; the line printed still says "block0").
   __device__ __forceinline__ Prof(const SetArgs& sa, unsigned long long tEntry, unsigned stampBlock = 0)
       : entry(tEntry),
-        on(sa.prof && blockIdx.x == stampBlock && threadIdx.x == 0),
-        any(sa.prof && threadIdx.x == 0),
-        all(sa.tl && threadIdx.x == 0) {
+        on(kProfBuilt && sa.prof && blockIdx.x == stampBlock && threadIdx.x == 0),
+        any(kProfBuilt && sa.prof && threadIdx.x == 0),
+        all(kProfBuilt && sa.tl && threadIdx.x == 0) {
     t0 = any ? dev::globaltimer_ns() : 0;
 #pragma unroll
     for (int i = 0; i < kTlStamps; i++) t[i] = t0;

@@ -401,7 +401,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     sPollWait = 0;
     for (int i = 0; i < 4; i++) sUnitT[i] = 0;
   }
-  if (blockIdx.x == 0) publish_acks(sa, R);
+  if (blockIdx.x == 0) publish_acks<!kLines>(sa, R);  // lines: NVLink peers only
 
   if (doSend) {
     // Independent first reads in flight together: ack words, the first
@@ -409,39 +409,26 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     const int ackPre = ack_prefetch(sa, R);
     int4 pre0 = make_int4(0, 0, 0, 0), pre1 = pre0;
     if (sender) load_chunk(p, first_task(), &pre0, &pre1);
-    // Lines: the routing publishers (the senders, or with EP_LL_ROUTE_BY=1 the
-    // receivers of a fused call); their first item and the senders' first
-    // task ids are loaded with the x channels.
-    const bool routeRecv = kLines && p.routeBy != 0 && nsend < (int)gridDim.x;
-    const int rFirst = routeRecv ? nsend : 0;
-    const RouteMap rmap{vb - rFirst, routeRecv ? (int)gridDim.x - nsend : nsend, routeRecv};
-    const bool publisher = kLines && rmap.j >= 0 && rmap.j < rmap.count;
+    // Lines: the sending blocks' first routing item and first task ids are
+    // loaded with the x channels.
     RoutePre rpre;
     int e0 = -1;
-    if (publisher) rpre = prefetch_routing(p, rmap);
-    if (kLines && sender) e0 = token_expert(p, first_task() / ((p.H + kChunk - 1) / kChunk));
+    if (kLines && sender) {
+      rpre = prefetch_routing(p);
+      e0 = token_expert(p, first_task() / ((p.H + kChunk - 1) / kChunk));
+    }
     if constexpr (!kLines) build_table(p, sm);
     // Flow control guards the stores into peers' buffers: a lines block that
-    // only receives (and publishes nothing) skips it and reaches its receive
-    // path (cold code, ll_dispatch_lines.cuh) sooner.
-    const bool storesToPeers = !kLines || sender || publisher;
-    if (storesToPeers && !wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
+    // only receives skips it and reaches its receive path (cold code,
+    // ll_dispatch_lines.cuh) sooner.
+    if ((!kLines || sender) && !wait_acks<!kLines>(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
     prof.mark(1);
     if (!sFail) {
       if constexpr (kLines) {
-        if (publisher) publish_routing(p, sendEpoch, rmap, rpre);
-        prof.mark(9);
         if (sender) {
-          // EP_LL_ROUTE_FENCE (A/B only, default off: it measured 1.2 us
-          // slower at T=128): deliver the routing words before the first line
-          // leaves; a system-scope fence completes once the GPU's NVLink
-          // writes have drained, cheap here with nothing else in flight.
-          if (p.routeFence) {
-            __syncthreads();
-            if (tid == 0) dev::fence_acq_rel_sys();
-            __syncthreads();
-          }
+          publish_routing(p, sendEpoch, nsend, rpre);
+          prof.mark(9);
           send_lines(p, sendEpoch, nsend, pre0, pre1, e0);
         }
       } else {
@@ -470,15 +457,15 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     if constexpr (kLines) {
       if (routing_recv_meta(p, sm, recvEpoch, &sFail, prof)) {
         prof.mark(4);
-        recv_lines(p, sm, recvEpoch, nsend == (int)gridDim.x ? 0 : nsend, &sNextUnit, sa.tl ? &sPollWait : nullptr,
-                   sa.tl ? sUnitT : nullptr);
+        recv_lines(p, sm, recvEpoch, nsend == (int)gridDim.x ? 0 : nsend, &sNextUnit, prof_tl(sa) ? &sPollWait : nullptr,
+                   prof_tl(sa) ? sUnitT : nullptr);
       }
     } else if (recv_meta(p, sm, recvEpoch, &sFail)) {
       prof.mark(4);
       recv_tokens<kFp8>(p, sm, recvEpoch);
     }
   }
-  if (sa.tl) {
+  if (prof_tl(sa)) {
     __syncthreads();
     if (tid == 0) {
       prof.t[8] = sPollWait / (unsigned)(nt >> 5);

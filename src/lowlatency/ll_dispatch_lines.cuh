@@ -23,7 +23,7 @@
  *
  * Source (phase bit 1), after flow control (every peer has finished
  * receiving the previous use of this set):
- *  - the sending blocks (or, EP_LL_ROUTE_BY=1, the receiving ones), first:
+ *  - the sending blocks, first:
  *    the T word (T, blocks, mode) and the routing words, to every rank;
  *    self-validating tagged words, no flag;
  *  - then their (token, 512-channel chunk) tasks, token-major: the
@@ -32,7 +32,8 @@
  *    [me][t] of each destination.
  * Receiver (phase bit 2), the receiving blocks: routing_recv_meta (T words
  * and routing words -> bitmaps per (local expert, source), counts, bases;
- * this rank's own routing comes from its inputs, EP_LL_SELF_INPUTS), then
+ * this rank's own routing words are read like a peer's: taking them from
+ * the call's inputs measured no faster, EP_LL_SELF_INPUTS in round 7), then
  * units (token, source, part), sources fastest, taken from a per-block queue
  * by free warps: a token with no local expert only writes its handle
  * entries; otherwise the rows of its local picks from the bitmaps, then the
@@ -61,27 +62,15 @@ __device__ __forceinline__ int lines_send_blocks(const DispatchParams& p, bool f
   return (fused && S > 0) ? S : (int)gridDim.x;
 }
 
-// Which threads store the routing words: `count` publishing blocks, this
-// one the j-th of them. Block-major (item i on block i / blockDim): the
-// measured default, the sending blocks publish; block-cyclic (item i on
-// block i mod count): EP_LL_ROUTE_BY=1, the receiving blocks of a fused call
-// publish, a few words per SM. Why the second exists: an SM's NVLink stores
-// leave through that SM, so routing words stored by a block that also sends
-// lines queue behind its lines (a hypothesis for the late routing words; it
-// measured slower, 21.8 against 21.0 us at T=128: ll_notes.md round 7).
-struct RouteMap {
-  int j, count;
-  bool cyclic;
-  __device__ __forceinline__ int first() const {
-    return cyclic ? j + count * (int)threadIdx.x : j * (int)blockDim.x + (int)threadIdx.x;
-  }
-  __device__ __forceinline__ int stride() const { return count * (int)blockDim.x; }
-};
+// The routing words are stored by the sending blocks, block-major (item i
+// on sending block i / blockDim), before their lines. (Receiving blocks
+// storing them instead, a few words per SM, measured slower: EP_LL_ROUTE_BY,
+// ll_notes.md round 7.)
+__device__ __forceinline__ int route_first() { return vblock() * (int)blockDim.x + (int)threadIdx.x; }
 
 // Values of the routing words of top-k entry tk (id as loaded): the expert,
 // or 0xffffffff for a masked or out-of-range one (never local at any rank);
-// the weight's bits, 0 without weights. The publisher and a receiver reading
-// its own inputs (self_id_word) must encode alike.
+// the weight's bits, 0 without weights.
 __device__ __forceinline__ uint32_t route_id(long long id, int E) {
   return (id >= 0 && id < E) ? (uint32_t)id : 0xffffffffu;
 }
@@ -96,9 +85,9 @@ struct RoutePre {
   long long id = -1;
   uint32_t w = 0;
 };
-__device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p, const RouteMap& m) {
+__device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p) {
   RoutePre r;
-  const int TK = p.T * p.K, i = m.first();
+  const int TK = p.T * p.K, i = route_first();
   if (i < p.R * TK) {
     const int tk = i % TK;
     r.id = load_topk(p.topk, p.topk64, tk);
@@ -107,18 +96,19 @@ __device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p, co
   return r;
 }
 
-// The T word (from the first publishing block) and the routing words of this
-// rank, to every rank; pre: this thread's first item, prefetched.
-__device__ void publish_routing(const DispatchParams& p, uint32_t epoch, const RouteMap& m, const RoutePre& pre) {
+// The T word (from the first sending block) and the routing words of this
+// rank, to every rank; nsend: sending blocks; pre: this thread's first item,
+// prefetched.
+__device__ void publish_routing(const DispatchParams& p, uint32_t epoch, int nsend, const RoutePre& pre) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, E = p.E, me = p.rank, TK = p.T * K;
   const size_t mine = sa.infoOff + (size_t)me * sa.infoStride;
-  if (m.j == 0) {
+  if (vblock() == 0) {
     const uint32_t tw = tword(p.T, gridDim.x, call_mode(p) | (p.weights ? kModeWeights : 0u));
     for (int d = threadIdx.x; d < R; d += blockDim.x) st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, tw));
   }
-  const int first = m.first();
-  for (int i = first; i < R * TK; i += m.stride()) {
+  const int first = route_first();
+  for (int i = first; i < R * TK; i += nsend * (int)blockDim.x) {
     const int d = i / TK, tk = i - d * TK, t = tk / K, k = tk - t * K;
     const long long id = i == first ? pre.id : load_topk(p.topk, p.topk64, tk);
     const bool valid = id >= 0 && id < E;
@@ -185,6 +175,9 @@ __device__ __forceinline__ void send_chunk_lines(const DispatchParams& p, int t,
 // first task's channels (loaded before flow control). A warp loads its next
 // task's channels and ids before it stores the current task's lines.
 // e0: token_expert of the first task's token (prefetched with its channels).
+// (Tasks from a shared ticket counter instead of this static stride balanced
+// the sending SMs' end times but not the call: the link is the bound,
+// EP_LL_SEND_QUEUE in ll_notes.md round 8.)
 __device__ void send_lines(const DispatchParams& p, uint32_t epoch, int nsend, int4 pre0, int4 pre1, int e0) {
   const int C = (p.H + kChunk - 1) / kChunk, nw = blockDim.x >> 5;
   const int ntask = p.T * C, task0 = first_task(), stride = nsend * nw;
@@ -206,32 +199,12 @@ __device__ void send_lines(const DispatchParams& p, uint32_t epoch, int nsend, i
 
 constexpr int kPollBatch = 8;  // routing words one thread loads before it looks at any
 
-// Routing word (token t, slot k) of THIS rank as a source, read from the
-// call's own inputs (top-k ids, weights) instead of the routing region: the
-// receivers need not wait for it. The EP_LL_PROFILE=2 timeline showed the
-// self source's routing words as the last to be seen (~2 us after the remote
-// ones; ll_notes.md round 7). Same encoding as publish_routing (route_id).
-__device__ __forceinline__ uint64_t self_id_word(const DispatchParams& p, uint32_t epoch, int tk) {
-  return tagged(epoch, route_id(load_topk(p.topk, p.topk64, tk), p.E));
-}
-__device__ __forceinline__ uint64_t self_weight_word(const DispatchParams& p, uint32_t epoch, int tk) {
-  return tagged(epoch, route_weight(p, tk));
-}
-
-// A routing id word of batch slot q: this rank's own from its inputs (tokens
-// < T only), a peer's from the routing region.
-__device__ __forceinline__ uint64_t load_id_word(const DispatchParams& p, const uint64_t* ids, uint32_t epoch, int s,
-                                                 int t, int off) {
-  if (s != p.rank || !p.selfInputs) return ld_relaxed_sys_u64(ids + off);
-  return t < p.T ? self_id_word(p, epoch, off - 2 * s * p.M * p.K) : 0;
-}
-
 // Routing words i0 + q * blockDim.x (q < kPollBatch) of this thread: source
 // ws, token wt and word offset off (ids[i + s * M * K]: each source's id words,
 // then its weight words), their first loads issued into w; returns the mask of
 // q inside R * M * K. Straight-line (fast divisions, no loops): it runs cold,
 // once per launch.
-__device__ __forceinline__ unsigned routing_batch(const DispatchParams& p, const uint64_t* ids, uint32_t epoch, int i0,
+__device__ __forceinline__ unsigned routing_batch(const DispatchParams& p, const uint64_t* ids, int i0,
                                                   int (&ws)[kPollBatch], int (&wt)[kPollBatch], int (&off)[kPollBatch],
                                                   uint64_t (&w)[kPollBatch]) {
   const int MK = p.M * p.K, RMK = p.R * MK, nt = blockDim.x;
@@ -246,7 +219,7 @@ __device__ __forceinline__ unsigned routing_batch(const DispatchParams& p, const
   }
 #pragma unroll
   for (int q = 0; q < kPollBatch; q++)
-    if (inRange >> q & 1) w[q] = load_id_word(p, ids, epoch, ws[q], wt[q], off[q]);
+    if (inRange >> q & 1) w[q] = ld_relaxed_sys_u64(ids + off[q]);
   return inRange;
 }
 
@@ -264,7 +237,7 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   const int tpoll = nt > 32 ? 32 : 0;  // first T-word poller
   const uint64_t* ids = sa.ps.local_ptr<uint64_t>(sa.routeOff);
   // EP_LL_PROFILE=2: the stamped block notes when each source's T word and last routing word arrived.
-  const bool tlSrc = sa.tl != nullptr && blockIdx.x == gridDim.x - 1;
+  const bool tlSrc = prof_tl(sa) != nullptr && blockIdx.x == gridDim.x - 1;
   __shared__ unsigned long long sSrcT[kTlSrc], sSrcR[kTlSrc];
   if (tlSrc && tid < kTlSrc) sSrcR[tid] = 0;
   for (int i = tid; i < L * R * Wt; i += nt) sm.bits[i] = 0;
@@ -276,7 +249,7 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   // round 7); here that setup overlaps the T-word wait.
   uint64_t w[kPollBatch];
   int ws[kPollBatch], wt[kPollBatch], off[kPollBatch];
-  unsigned inRange = routing_batch(p, ids, epoch, tid, ws, wt, off, w);
+  unsigned inRange = routing_batch(p, ids, tid, ws, wt, off, w);
   unsigned long long now = (tlSrc || prof.all) ? dev::globaltimer_ns() : 0;
   if (prof.all && tid == 0) prof.t[10] = now;
   for (int s = tid - tpoll; s >= 0 && s < R; s += nt) {
@@ -299,7 +272,7 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   // Polled as a batch: every round re-loads all the words of the batch still
   // stale together (one round trip per round, not one per word).
   for (int i0 = tid; i0 < RMK; i0 += nt * kPollBatch) {
-    if (i0 != tid) inRange = routing_batch(p, ids, epoch, i0, ws, wt, off, w);  // later batches (R*M*K > kPollBatch threads' worth)
+    if (i0 != tid) inRange = routing_batch(p, ids, i0, ws, wt, off, w);  // later batches (R*M*K > kPollBatch threads' worth)
     unsigned pending = 0;
 #pragma unroll
     for (int q = 0; q < kPollBatch; q++)
@@ -400,29 +373,24 @@ __device__ __forceinline__ unsigned issue_lines(const int4* slot, int lb, int le
 
 // Waits until every line of issue_lines' batch shows the epoch in its flag;
 // false (warp-uniform) on a timeout. Lines not there at the first look are
-// loaded whole again (pollFlags = 0), or only their flag units are polled (an
-// eighth of the L2 traffic of thousands of waiting warps) and the lines
-// loaded whole once their flags show the epoch (nothing rewrites a line
-// before this rank acknowledges the use, so the payload is final then).
+// loaded whole again. (Polling only their flag units, then loading the lines
+// whole once, measured no different: EP_LL_POLL_FLAGS, ll_notes.md round 6.)
 // waitNs (EP_LL_PROFILE=2, else nullptr): the block's sum of warp wait time.
 __device__ __forceinline__ bool wait_lines(const SetArgs& sa, const int4* slot, int lb, uint32_t epoch, int s,
-                                           bool pollFlags, int4 (&v)[kLineLoads], unsigned need,
-                                           unsigned long long* waitNs) {
+                                           int4 (&v)[kLineLoads], unsigned need, unsigned long long* waitNs) {
   const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
 #pragma unroll
   for (int r = 0; r < kLineLoads; r++)
     if (line_ok(v[r], epoch)) need &= ~(1u << r);
   if (__all_sync(0xffffffffu, need == 0)) return true;
-  const unsigned missing = need;
   dev::Deadline dl(sa.timeoutNs);
   const unsigned long long w0 = waitNs ? dev::globaltimer_ns() : 0;
   int spins = 0;
   while (true) {
     if (sa.pollNs) __nanosleep(sa.pollNs);
-    // pollFlags: only the flag lane of each missing line loads (line_ok reads that lane).
 #pragma unroll
     for (int r = 0; r < kLineLoads; r++)
-      if ((need >> r & 1) && (!pollFlags || i == 7)) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
+      if (need >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
 #pragma unroll
     for (int r = 0; r < kLineLoads; r++)
       if (line_ok(v[r], epoch)) need &= ~(1u << r);
@@ -437,11 +405,6 @@ __device__ __forceinline__ bool wait_lines(const SetArgs& sa, const int4* slot, 
     }
   }
   if (waitNs && lane == 0) atomicAdd(waitNs, dev::globaltimer_ns() - w0);
-  if (pollFlags) {  // the payload of the lines that were missing, now final
-#pragma unroll
-    for (int r = 0; r < kLineLoads; r++)
-      if (missing >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
-  }
   return true;
 }
 
@@ -507,9 +470,8 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
       // The id and weight words in flight together (one round trip, not two).
       const uint64_t* wid = words + 2 * (size_t)s * MK + t * K + lane;
       const bool hasW = sm.sW[s] != 0;
-      const bool self = s == me && p.selfInputs;  // this rank's own words: from its inputs (self_id_word)
-      const uint64_t iw = self ? self_id_word(p, epoch, t * K + lane) : ld_relaxed_sys_u64(wid);
-      const uint64_t ww = !hasW ? 0 : self ? self_weight_word(p, epoch, t * K + lane) : ld_relaxed_sys_u64(wid + MK);
+      const uint64_t iw = ld_relaxed_sys_u64(wid);
+      const uint64_t ww = hasW ? ld_relaxed_sys_u64(wid + MK) : 0;
       uint32_t id = (uint32_t)iw;
       if ((uint32_t)(iw >> 32) != epoch) ok = wait_tag<false>(wid, epoch, sa, kWaitMeta, s, &id);
       const int le = (int)id - me * L;
@@ -543,7 +505,7 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
     for (int lb = lb0; lb < dHi; lb += 4 * kLineLoads) {
       const int le = min(dHi, lb + 4 * kLineLoads);
       if (lb != lb0) need = issue_lines(slot, lb, le, v);
-      if (!wait_lines(sa, slot, lb, epoch, s, p.pollFlags, v, need, waitNs)) return;
+      if (!(p.devSkip & 2) && !wait_lines(sa, slot, lb, epoch, s, v, need, waitNs)) return;
       if (stampUnit && lb == lb0) unitT[1] = dev::globaltimer_ns();
       // Where each loaded unit goes: a byte offset in the row (>= 0) or
       // nowhere (-1); the one scale unit this lane may hold (chunk sc, unit sv).
@@ -563,7 +525,7 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
           }
         }
       }
-      unsigned m = tmask;
+      unsigned m = (p.devSkip & 1) ? 0u : tmask;
       while (m) {
         const int k = __ffs(m) - 1;
         m &= m - 1;

@@ -64,10 +64,7 @@ struct DispatchParams {
   int fp8, roundScale, ue8m0, scaleMn, dedup;
   int lines;      // flagged-line protocol (ll_dispatch_lines.cuh): FP8 + dedup among NVLink peers
   int sendBlocks; // lines, fused call: blocks that send (token order), the others receive; 0 or >= grid: all do both
-  int routeFence; // lines: the sending blocks fence their routing stores before the first line (EP_LL_ROUTE_FENCE)
-  int pollFlags;  // lines: a waiting unit polls only the flag units of its missing lines (EP_LL_POLL_FLAGS)
-  int routeBy;    // lines, fused call: 0 the sending blocks store the routing words, 1 the receiving ones (EP_LL_ROUTE_BY)
-  int selfInputs; // lines: receivers read this rank's own routing from its inputs (EP_LL_SELF_INPUTS)
+  int devSkip;    // lines, timing only (EP_LL_DEV_SKIP): bit 0 receivers skip the row stores, bit 1 the line waits
   int phases;
   int recvSplit;  // warps per received message (EP_LL_RECV_SPLIT), 1..8
   int coop;       // fused launch is cooperative (EP_LL_COOP, default 1)

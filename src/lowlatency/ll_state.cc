@@ -24,10 +24,7 @@ EP_PARAM(LlProfile, "LL_PROFILE", 0)
 EP_PARAM(LlRecvSplit, "LL_RECV_SPLIT", 4)
 EP_PARAM(LlLines, "LL_LINES", 1)
 EP_PARAM(LlSendSms, "LL_SEND_SMS", 24)
-EP_PARAM(LlRouteFence, "LL_ROUTE_FENCE", 0)
-EP_PARAM(LlPollFlags, "LL_POLL_FLAGS", 0)
-EP_PARAM(LlRouteBy, "LL_ROUTE_BY", 0)
-EP_PARAM(LlSelfInputs, "LL_SELF_INPUTS", 1)
+EP_PARAM(LlDevSkip, "LL_DEV_SKIP", 0)
 EP_PARAM(LlCoop, "LL_COOP", 1)
 
 namespace {
@@ -46,10 +43,7 @@ bool epLlLines(const epComm* comm) {
   // was measured at.
   return epParamLlLines() != 0 && comm->ll->remote == nullptr && comm->nranks <= kLlLinesMaxRanks;
 }
-bool epLlRouteFence() { return epParamLlRouteFence() != 0; }
-bool epLlPollFlags() { return epParamLlPollFlags() != 0; }
-int epLlRouteBy() { return epParamLlRouteBy() != 0 ? 1 : 0; }
-int epLlSelfInputs() { return epParamLlSelfInputs() != 0 ? 1 : 0; }
+int epLlDevSkip() { return (int)(epParamLlDevSkip() & 3); }
 int epLlSendSms() { return (int)std::min<int64_t>(ep::ll::kMaxBlocks, std::max<int64_t>(0, epParamLlSendSms())); }
 
 using ep::ll::Layout;
@@ -102,10 +96,16 @@ epResult_t epLlEnsureState(epComm* comm) {
   st->ctlSize = ep::ll::ctlBytes(st->deviceSms);
   CUDACHECKGOTO(cudaMalloc(&st->ctl, st->ctlSize), res, fail);
   CUDACHECKGOTO(cudaMemset(st->ctl, 0, st->ctlSize), res, fail);
+#ifdef EP_LL_NO_PROFILE
+  if (epParamLlProfile())
+    EP_WARN("EP_LL_PROFILE=%lld ignored: this build has the LL stamps compiled out (build with make LL_PROFILE=1)",
+         (long long)epParamLlProfile());
+#else
   if (epParamLlProfile()) {
     CUDACHECKGOTO(cudaMalloc(&st->prof, profAllocBytes(st->layout.M)), res, fail);
     CUDACHECKGOTO(cudaMemset(st->prof, 0, profAllocBytes(st->layout.M)), res, fail);
   }
+#endif
   CUDACHECKGOTO(cudaDeviceSynchronize(), res, fail);
   comm->deviceBytes += st->ctlSize;
   comm->ll = st;

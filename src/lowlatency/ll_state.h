@@ -89,14 +89,8 @@ constexpr int kLlLinesMaxRanks = 16;
 bool epLlLines(const epComm* comm);
 /* EP_LL_SEND_SMS (default 24): blocks of a fused lines dispatch that send; the others receive. */
 int epLlSendSms();
-/* EP_LL_ROUTE_FENCE (default 0): lines senders deliver their routing words before their first line. */
-bool epLlRouteFence();
-/* EP_LL_POLL_FLAGS (default 0): a waiting lines unit polls only the flag units of its missing lines. */
-bool epLlPollFlags();
-/* EP_LL_ROUTE_BY (default 0): 1 = the receiving blocks of a fused lines call store the routing words. */
-int epLlRouteBy();
-/* EP_LL_SELF_INPUTS (default 1): lines receivers read this rank's own routing from its inputs, not the routing region. */
-int epLlSelfInputs();
+/* EP_LL_DEV_SKIP (default 0, timing only: the outputs are wrong): lines receivers skip the row stores (1), the line waits (2). */
+int epLlDevSkip();
 /* EP_LL_COOP (default 1): the fused launch is cooperative (co-residency guaranteed);
  * 0 only to measure its cost (blocks then rely on fitting on the GPU at once). */
 bool epLlCoop();
