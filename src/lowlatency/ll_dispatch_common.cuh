@@ -127,8 +127,13 @@ __device__ __forceinline__ void load_chunk(const DispatchParams& p, int task, in
 // ranges, cumulative statistics and the handle's per-source token counts.
 __device__ __forceinline__ void recv_bases(const DispatchParams& p, const DSmem& sm) {
   const int R = p.R, L = p.L, tid = threadIdx.x, nt = blockDim.x;
+  // Loops kept rolled (#pragma unroll 1) here and in the lines receive path:
+  // run once per launch with a cold instruction cache, unrolled code costs
+  // more to fetch than it saves (ll_notes.md round 8).
+#pragma unroll 1
   for (int e = tid; e < L; e += nt) {
     int run = 0;
+#pragma unroll 1
     for (int s = 0; s < R; s++) {
       sm.base[e * R + s] = run;
       run += sm.sCnt[e * R + s];
@@ -137,15 +142,18 @@ __device__ __forceinline__ void recv_bases(const DispatchParams& p, const DSmem&
   }
   __syncthreads();
   if (blockIdx.x == 0) {
+#pragma unroll 1
     for (int e = tid; e < L; e += nt) {
       p.recvCount[e] = sm.total[e];
       if (p.cumStats) p.cumStats[e] += sm.total[e];
     }
     if (p.layoutRange) {
+#pragma unroll 1
       for (int i = tid; i < L * R; i += nt) {
         p.layoutRange[i] = ((long long)sm.base[i] << 32) | (long long)(uint32_t)sm.sCnt[i];
       }
     }
+#pragma unroll 1
     for (int s = tid; s < R; s += nt) p.hSrcT[s] = sm.sT[s];
   }
 }

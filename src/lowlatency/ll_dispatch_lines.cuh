@@ -240,6 +240,7 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   const bool tlSrc = prof_tl(sa) != nullptr && blockIdx.x == gridDim.x - 1;
   __shared__ unsigned long long sSrcT[kTlSrc], sSrcR[kTlSrc];
   if (tlSrc && tid < kTlSrc) sSrcR[tid] = 0;
+#pragma unroll 1
   for (int i = tid; i < L * R * Wt; i += nt) sm.bits[i] = 0;
   // This thread's first batch of routing words is worked out and its loads
   // issued BEFORE the T words are known (they only narrow which words are
@@ -310,17 +311,22 @@ __device__ bool routing_recv_meta(const DispatchParams& p, const DSmem& sm, uint
   if (*sFail) return false;
   // Counts of (local expert e, source s) by thread e: recv_bases reads them
   // with the same thread-to-expert map, so no barrier in between.
+#pragma unroll 1
   for (int e = tid; e < L; e += nt)
+#pragma unroll 1
     for (int s = 0; s < R; s++) {
       int c = 0;
+#pragma unroll 1
       for (int q = 0; q < Wt; q++) c += __popc(sm.bits[(e * R + s) * Wt + q]);
       sm.sCnt[e * R + s] = c;
     }
   // hasLocal[s][word] = OR over local experts, one warp per word (a shared
   // atomic per routing word instead would put up to 32 x K lanes on one word).
+#pragma unroll 1
   for (int hw = tid >> 5; hw < R * Wt; hw += nt >> 5) {
     const int s = hw / Wt, wd = hw - s * Wt;
     uint32_t v = 0;
+#pragma unroll 1
     for (int le = tid & 31; le < L; le += 32) v |= sm.bits[(le * R + s) * Wt + wd];
     v = __reduce_or_sync(0xffffffffu, v);
     if ((tid & 31) == 0) sm.hasLocal[hw] = v;
@@ -478,6 +484,7 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
       if (ok && id != 0xffffffffu && le >= 0 && le < L) {
         const uint32_t* row = sm.bits + (le * R + s) * Wt;
         int j = __popc(row[t >> 5] & ((1u << (t & 31)) - 1u));
+#pragma unroll 1
         for (int q = 0; q < (t >> 5); q++) j += __popc(row[q]);
         flat = le * RM + sm.base[le * R + s] + j;
         if (hasW) {

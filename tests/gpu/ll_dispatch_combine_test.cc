@@ -106,6 +106,20 @@ TEST(LlDispatchCombine, RoutingsAndShapes) {
     c.hook = 1;
     cases.push_back(c);
   }
+  {
+    // The flagged-line protocol (FP8, dedup, not hooked) with int32 ids and
+    // more masks, then token-major UE8M0 scales at H = 640 (a partial
+    // 512-channel chunk, 5 groups: a partial UE8M0 word).
+    LlCase c = baseCase(EP_LL_TEST_M, 2048);
+    c.int32Idx = 1;
+    c.routing.maskRate = 0.2;
+    cases.push_back(c);
+    c.hidden = 640;
+    c.roundScale = 1;
+    c.ue8m0 = 1;
+    c.scaleLayout = epLlScalesTokenMajor;
+    cases.push_back(c);
+  }
   int seed = 200;
   for (LlCase& c : cases) {
     c.routing.seed = seed++;
