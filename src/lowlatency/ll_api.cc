@@ -134,7 +134,8 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   // Flagged lines for non-hooked calls only: a hooked call's receive runs on
   // its own, with every line long there, and the lines receive (routing pass
   // + line copy) measured 19.1 us against the release protocol's 13.3.
-  p.lines = p.fp8 && p.dedup && !in->hook && epLlLines(comm);
+  // (The lines routing word packs a local expert and a row in 16 bits each.)
+  p.lines = p.fp8 && p.dedup && !in->hook && epLlLines(comm) && p.L <= 0xffff && p.M <= 0x10000;
   p.sendBlocks = epLlSendSms();
   p.devSkip = epLlDevSkip();
   p.recvSplit = epLlRecvSplit();
@@ -145,6 +146,7 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   p.divR = ep::dev::FastDiv((uint32_t)p.R);
   p.divP = ep::dev::FastDiv((uint32_t)p.recvSplit);
   p.divRM = ep::dev::FastDiv((uint32_t)(p.R * p.M));
+  p.divL = ep::dev::FastDiv((uint32_t)p.L);
   p.recvX = out->recvX;
   p.recvScales = out->recvScales;
   p.recvCount = out->recvCount;

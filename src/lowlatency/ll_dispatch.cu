@@ -418,6 +418,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
       e0 = token_expert(p, first_task() / ((p.H + kChunk - 1) / kChunk));
     }
     if constexpr (!kLines) build_table(p, sm);
+    else if (sender) build_source_bits(p, sm);  // while the acks below are in flight
     // Flow control guards the stores into peers' buffers: a lines block that
     // only receives skips it and reaches its receive path (cold code,
     // ll_dispatch_lines.cuh) sooner.
@@ -427,7 +428,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     if (!sFail) {
       if constexpr (kLines) {
         if (sender) {
-          publish_routing(p, sendEpoch, nsend, rpre);
+          publish_routing(p, sm, sendEpoch, nsend, rpre);
           prof.mark(9);
           send_lines(p, sendEpoch, nsend, pre0, pre1, e0);
         }
@@ -455,7 +456,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
 
   if (doRecv && !sFail && receiver) {
     if constexpr (kLines) {
-      if (routing_recv_meta(p, sm, recvEpoch, &sFail, prof)) {
+      if (lines_recv_meta(p, sm, recvEpoch, &sFail, prof)) {
         prof.mark(4);
         recv_lines(p, sm, recvEpoch, nsend == (int)gridDim.x ? 0 : nsend, &sNextUnit, prof_tl(sa) ? &sPollWait : nullptr,
                    prof_tl(sa) ? sUnitT : nullptr);

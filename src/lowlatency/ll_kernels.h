@@ -69,8 +69,8 @@ struct DispatchParams {
   int recvSplit;  // warps per received message (EP_LL_RECV_SPLIT), 1..8
   int coop;       // fused launch is cooperative (EP_LL_COOP, default 1)
   size_t msgStride;
-  // Divisions of the receive path's index math (fast_div.h): by K, M*K, R, recvSplit and R*M.
-  dev::FastDiv divK, divMK, divR, divP, divRM;
+  // Divisions of the receive path's index math (fast_div.h): by K, M*K, R, recvSplit, R*M and L.
+  dev::FastDiv divK, divMK, divR, divP, divRM, divL;
   // outputs
   void* recvX;
   void* recvScales;

@@ -23,9 +23,11 @@
  *            here: epoch, and per top-k slot the local row (le * M + j) or
  *            -1, and the top-k weight (dispatch only).
  *   routing: (lines dispatch, ll_dispatch_lines.cuh) per source s, [M x K]
- *            tagged 64-bit words (epoch << 32) | expert id, then [M x K]
- *            tagged weight words: source s stores its whole routing here at
- *            the start of the call; the receiver derives its rows from it.
+ *            tagged 64-bit words (epoch << 32) | (row j << 16 | local
+ *            expert), or 0xffffffff when the pick's expert is not here, then
+ *            [M x K] tagged weight words: source s stores them at the start of
+ *            the call (its counts go to the info words [2 + e] as the release
+ *            protocol's do); a receiver's row is base(e, s) + j.
  *   lines:   (lines dispatch) slots [s][t], per 512-channel chunk
  *            kLinesPerChunk flagged 128-byte lines: 7 payload units of 16
  *            bytes (the chunk's 512 FP8 bytes, then its 4 scales) and a flag
