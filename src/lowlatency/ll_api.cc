@@ -137,6 +137,7 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   // (The lines routing word packs a local expert and a row in 16 bits each.)
   p.lines = p.fp8 && p.dedup && !in->hook && epLlLines(comm) && p.L <= 0xffff && p.M <= 0x10000;
   p.sendBlocks = epLlSendSms();
+  p.publishBlocks = epLlPublishSms();
   p.devSkip = epLlDevSkip();
   p.recvSplit = epLlRecvSplit();
   p.coop = epLlCoop();

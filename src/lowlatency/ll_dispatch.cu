@@ -409,29 +409,27 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
     const int ackPre = ack_prefetch(sa, R);
     int4 pre0 = make_int4(0, 0, 0, 0), pre1 = pre0;
     if (sender) load_chunk(p, first_task(), &pre0, &pre1);
-    // Lines: the sending blocks' first routing item and first task ids are
-    // loaded with the x channels.
+    // Lines: the publishing blocks' first routing item and the sending
+    // blocks' first task ids are loaded with the x channels.
+    const Publishers pub = kLines ? lines_publishers(p, nsend) : Publishers{0, 0};
+    const bool publisher = kLines && pub.has(vb);
     RoutePre rpre;
     int e0 = -1;
-    if (kLines && sender) {
-      rpre = prefetch_routing(p);
-      e0 = token_expert(p, first_task() / ((p.H + kChunk - 1) / kChunk));
-    }
+    if (kLines && publisher) rpre = prefetch_routing(p, pub);
+    if (kLines && sender) e0 = token_expert(p, first_task() / ((p.H + kChunk - 1) / kChunk));
     if constexpr (!kLines) build_table(p, sm);
-    else if (sender) build_source_bits(p, sm);  // while the acks below are in flight
+    else if (publisher) build_source_bits(p, sm);  // while the acks below are in flight
     // Flow control guards the stores into peers' buffers: a lines block that
     // only receives skips it and reaches its receive path (cold code,
     // ll_dispatch_lines.cuh) sooner.
-    if ((!kLines || sender) && !wait_acks<!kLines>(sa, R, sendEpoch, ackPre)) sFail = 1;
+    if ((!kLines || sender || publisher) && !wait_acks<!kLines>(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
     prof.mark(1);
     if (!sFail) {
       if constexpr (kLines) {
-        if (sender) {
-          publish_routing(p, sm, sendEpoch, nsend, rpre);
-          prof.mark(9);
-          send_lines(p, sendEpoch, nsend, pre0, pre1, e0);
-        }
+        if (publisher) publish_routing(p, sm, sendEpoch, pub, rpre);
+        prof.mark(9);
+        if (sender) send_lines(p, sendEpoch, nsend, pre0, pre1, e0);
       } else {
         if (blockIdx.x == gridDim.x - 1) send_counts(p, sm, sendEpoch);
         send_tokens<kFp8>(p, sm, sendEpoch, pre0, pre1);

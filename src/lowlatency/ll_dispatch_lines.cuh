@@ -23,8 +23,8 @@
  *    others receive token-major, so early tokens are copied into their rows
  *    while later ones are still on the link.
  *
- * Source (phase bit 1): the sending blocks build the token bitmaps
- * (build_source_bits), then, after flow control (every peer has finished
+ * Source (phase bit 1): the publishing blocks (Publishers) build the
+ * token bitmaps (build_source_bits), then, after flow control (every peer has finished
  * receiving the previous use of this set):
  *  - the T word (T, blocks, mode), the per-expert counts (info words) and the
  *    routing and weight words, to every rank; self-validating tagged words,
@@ -62,11 +62,22 @@ __device__ __forceinline__ int lines_send_blocks(const DispatchParams& p, bool f
   return (fused && S > 0) ? S : (int)gridDim.x;
 }
 
-// The routing words are stored by the sending blocks, block-major (item i
-// on sending block i / blockDim), before their lines. (Receiving blocks
-// storing them instead, a few words per SM, measured slower: EP_LL_ROUTE_BY,
-// ll_notes.md round 7.)
-__device__ __forceinline__ int route_first() { return vblock() * (int)blockDim.x + (int)threadIdx.x; }
+// The blocks that publish this source's routing (token bitmaps, T word,
+// counts, routing and weight words), block-major (item i on publishing block
+// first + i / blockDim): EP_LL_PUBLISH_SMS receiving blocks of a fused call
+// (then the bitmaps and the routing stores are off the sending blocks' way to
+// their first line, and those blocks receive afterwards), or with 0 or no
+// receiving blocks, the sending blocks.
+struct Publishers {
+  int first, count;
+  __device__ __forceinline__ bool has(int vb) const { return vb >= first && vb < first + count; }
+  __device__ __forceinline__ int item0() const { return (vblock() - first) * (int)blockDim.x + (int)threadIdx.x; }
+};
+__device__ __forceinline__ Publishers lines_publishers(const DispatchParams& p, int nsend) {
+  const int nrecv = (int)gridDim.x - nsend;
+  if (p.publishBlocks > 0 && nrecv > 0) return Publishers{nsend, min(p.publishBlocks, nrecv)};
+  return Publishers{0, nsend};
+}
 
 // The sending blocks rank this source's picks themselves: sm.bits[e * Wt +
 // word] is the bitmap of this source's tokens that picked expert e (built by
@@ -124,9 +135,9 @@ struct RoutePre {
   long long id = -1;
   uint32_t w = 0;
 };
-__device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p) {
+__device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p, const Publishers& pub) {
   RoutePre r;
-  const int TK = p.T * p.K, i = route_first();
+  const int TK = p.T * p.K, i = pub.item0();
   if (i < p.R * TK) {
     const int tk = i % TK;
     r.id = load_topk(p.topk, p.topk64, tk);
@@ -135,16 +146,16 @@ __device__ __forceinline__ RoutePre prefetch_routing(const DispatchParams& p) {
   return r;
 }
 
-// From the first sending block, to every rank d: the T word and this
-// source's count of each of d's experts (info words 2 + le); from all sending
-// blocks: the routing words (route_word) and weight words of this rank, to
-// every rank. nsend: sending blocks; pre: this thread's first item, prefetched.
-__device__ void publish_routing(const DispatchParams& p, const DSmem& sm, uint32_t epoch, int nsend,
+// From the first publishing block, to every rank d: the T word and this
+// source's count of each of d's experts (info words 2 + le); from all
+// publishing blocks: the routing words (route_word) and weight words of this
+// rank, to every rank. pre: this thread's first item, prefetched.
+__device__ void publish_routing(const DispatchParams& p, const DSmem& sm, uint32_t epoch, const Publishers& pub,
                                 const RoutePre& pre) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, E = p.E, L = p.L, me = p.rank, TK = p.T * K, Wt = (M + 31) / 32;
   const size_t mine = sa.infoOff + (size_t)me * sa.infoStride;
-  if (vblock() == 0) {
+  if (vblock() == pub.first) {
     const uint32_t tw = tword(p.T, gridDim.x, call_mode(p) | (p.weights ? kModeWeights : 0u));
 #pragma unroll 1
     for (int d = threadIdx.x; d < R; d += blockDim.x) st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, tw));
@@ -158,9 +169,9 @@ __device__ void publish_routing(const DispatchParams& p, const DSmem& sm, uint32
                          tagged(epoch, (uint32_t)c));
     }
   }
-  const int first = route_first();
+  const int first = pub.item0();
 #pragma unroll 1
-  for (int i = first; i < R * TK; i += nsend * (int)blockDim.x) {
+  for (int i = first; i < R * TK; i += pub.count * (int)blockDim.x) {
     const int d = i / TK, tk = i - d * TK, t = tk / K, k = tk - t * K;
     const long long id = i == first ? pre.id : load_topk(p.topk, p.topk64, tk);
     if (!(id >= 0 && id < E) && id != -1 && d == 0)

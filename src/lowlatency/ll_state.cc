@@ -24,6 +24,7 @@ EP_PARAM(LlProfile, "LL_PROFILE", 0)
 EP_PARAM(LlRecvSplit, "LL_RECV_SPLIT", 4)
 EP_PARAM(LlLines, "LL_LINES", 1)
 EP_PARAM(LlSendSms, "LL_SEND_SMS", 24)
+EP_PARAM(LlPublishSms, "LL_PUBLISH_SMS", 8)
 EP_PARAM(LlDevSkip, "LL_DEV_SKIP", 0)
 EP_PARAM(LlCoop, "LL_COOP", 1)
 
@@ -44,6 +45,7 @@ bool epLlLines(const epComm* comm) {
   return epParamLlLines() != 0 && comm->ll->remote == nullptr && comm->nranks <= kLlLinesMaxRanks;
 }
 int epLlDevSkip() { return (int)(epParamLlDevSkip() & 3); }
+int epLlPublishSms() { return (int)std::min<int64_t>(ep::ll::kMaxBlocks, std::max<int64_t>(0, epParamLlPublishSms())); }
 int epLlSendSms() { return (int)std::min<int64_t>(ep::ll::kMaxBlocks, std::max<int64_t>(0, epParamLlSendSms())); }
 
 using ep::ll::Layout;

@@ -89,6 +89,8 @@ constexpr int kLlLinesMaxRanks = 16;
 bool epLlLines(const epComm* comm);
 /* EP_LL_SEND_SMS (default 24): blocks of a fused lines dispatch that send; the others receive. */
 int epLlSendSms();
+/* EP_LL_PUBLISH_SMS (default 8): receiving blocks of a fused lines dispatch that publish the routing (0: the sending blocks). */
+int epLlPublishSms();
 /* EP_LL_DEV_SKIP (default 0, timing only: the outputs are wrong): lines receivers skip the row stores (1), the line waits (2). */
 int epLlDevSkip();
 /* EP_LL_COOP (default 1): the fused launch is cooperative (co-residency guaranteed);
