@@ -486,7 +486,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
 
 size_t dispatchSmemBytes(int R, int M, int K, int E) {
   int L = E / R, W = (M + 31) / 32;
-  return sizeof(int) * (2 * (size_t)M * K + (size_t)E * W + 3 * (size_t)R + 2 * (size_t)L * R + L + (size_t)R * W);
+  return sizeof(int) * (2 * (size_t)M * K + (size_t)E * W + 3 * (size_t)R + 2 * (size_t)L * R + L);
 }
 
 epResult_t launchDispatch(const DispatchParams& p, int blocks, cudaStream_t stream) {

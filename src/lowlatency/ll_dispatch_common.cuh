@@ -16,7 +16,7 @@ namespace ll {
 struct DSmem {
   int* ids;        // [M x K] validated global expert ids, -1 masked (send)
   int* jpos;       // [M x K] rank of the token among this rank's tokens of the expert (send)
-  uint32_t* bits;  // [E x Wt] token bitmap per expert (send)
+  uint32_t* bits;  // [E x Wt] token bitmap per expert (send; lines: the publishing blocks)
   int* nOut;       // [R] messages to each rank (block 0, send)
   int* sW;         // [R] (lines recv) source s sent weights; nOut's storage (send-side only, unused by lines)
   int* sG;         // [R] blocks each source's send ran with (recv: maps a chunk to the block that wrote it)
@@ -24,7 +24,6 @@ struct DSmem {
   int* sCnt;       // [L x R] tokens of (local expert, source) (recv)
   int* base;       // [L x R] first row of (local expert, source) (recv)
   int* total;      // [L] (recv)
-  uint32_t* hasLocal;  // [R x Wt] (lines recv) token t of source s has a local expert here
 };
 
 __device__ __forceinline__ DSmem carve(char* smem, int R, int M, int K, int E, int L) {
@@ -40,7 +39,6 @@ __device__ __forceinline__ DSmem carve(char* smem, int R, int M, int K, int E, i
   s.sCnt = s.sT + R;
   s.base = s.sCnt + L * R;
   s.total = s.base + L * R;
-  s.hasLocal = reinterpret_cast<uint32_t*>(s.total + L);
   return s;
 }
 

@@ -166,14 +166,9 @@ void printTimeline(int rank, int sel, int T, const unsigned long long* b) {
     fprintf(stderr, "[rank %d] EP_LL_TIMELINE   %s (mean/min/max us):%s\n", rank, g == 0 ? "senders" : "receivers",
             line.c_str());
   }
-  std::string src;
-  for (int s = 0; s < kTlSrc; s++) {
-    char buf[64];
-    snprintf(buf, sizeof(buf), " s%d T %.2f routing %.2f", s, b[kTlSrcSums + s] / n / 1e3,
-             b[kTlSrcSums + kTlSrc + s] / n / 1e3);
-    src += buf;
-  }
-  fprintf(stderr, "[rank %d] EP_LL_TIMELINE   stamped block per source:%s\n", rank, src.c_str());
+  // (The per-source T-word and routing arrival slots, kTlSrc, belonged to the
+  // receivers' routing pass, which the sender-ranked routing removed: no
+  // longer written.)
 }
 
 // EP_LL_PROFILE: one line per bucket that saw calls (mean stamps since block 0 started, in us).
