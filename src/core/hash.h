@@ -27,6 +27,22 @@ inline uint64_t epHashMix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+#ifdef __CUDACC__
+#define EP_HASH_HD __host__ __device__ __forceinline__
+#else
+#define EP_HASH_HD inline
+#endif
+/* A 32-bit avalanche mix (lowbias32), on the host and in kernels alike:
+ * spreads tokens over EPLB replicas, makes test patterns. */
+EP_HASH_HD uint32_t epHashMix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+
 /* Identity of the physical host: hostname plus the kernel boot id, so that two
  * containers sharing a hostname on different machines do not collide, and
  * EP_HOSTID (if set) to override it. */

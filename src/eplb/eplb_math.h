@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/hash.h"
+
 #if defined(__CUDACC__)
 #define EP_HD __host__ __device__ __forceinline__
 #else
@@ -95,14 +97,7 @@ EP_HD float bf16BitsToFloat(uint16_t b) {
 }
 
 /* A 32-bit avalanche mix (good enough to spread tokens over replicas). */
-EP_HD uint32_t mix32(uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7feb352dU;
-  x ^= x >> 15;
-  x *= 0x846ca68bU;
-  x ^= x >> 16;
-  return x;
-}
+EP_HD uint32_t mix32(uint32_t x) { return epHashMix32(x); }
 
 /* The replica choice hash of (global token index, logical expert). */
 EP_HD uint32_t replicaHash(long long token, int expert) {

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "core/hash.h"
 #include "lowlatency/ll_lines.cuh"
 #include "tests/common/world.h"
 
@@ -62,18 +63,10 @@ struct Args {
   unsigned long long timeoutNs;
 };
 
-__host__ __device__ inline uint32_t mix(uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7feb352du;
-  x ^= x >> 15;
-  x *= 0x846ca68bu;
-  x ^= x >> 16;
-  return x;
-}
 __device__ inline int4 payload(int src, int dst, int line, int n, int unit) {
-  uint32_t b = mix((uint32_t)src * 0x9E3779B1u ^ (uint32_t)dst * 0x85EBCA6Bu ^ (uint32_t)line * 0xC2B2AE35u ^
+  uint32_t b = epHashMix32((uint32_t)src * 0x9E3779B1u ^ (uint32_t)dst * 0x85EBCA6Bu ^ (uint32_t)line * 0xC2B2AE35u ^
                    (uint32_t)n * 0x27D4EB2Fu ^ (uint32_t)unit * 0x165667B1u);
-  return make_int4((int)b, (int)mix(b + 1), (int)mix(b + 2), (int)mix(b + 3));
+  return make_int4((int)b, (int)epHashMix32(b + 1), (int)epHashMix32(b + 2), (int)epHashMix32(b + 3));
 }
 __device__ inline unsigned long long now_ns() {
   unsigned long long t;
