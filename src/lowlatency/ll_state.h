@@ -87,7 +87,7 @@ int epLlRecvSplit();
  * are at most kLlLinesMaxRanks ranks; otherwise the release protocol. */
 constexpr int kLlLinesMaxRanks = 16;
 bool epLlLines(const epComm* comm);
-/* EP_LL_SEND_SMS (default 24): blocks of a fused lines dispatch that send; the others receive. */
+/* EP_LL_SEND_SMS (default 40): blocks of a fused lines dispatch that send; the others receive. */
 int epLlSendSms();
 /* EP_LL_PUBLISH_SMS (default 8): receiving blocks of a fused lines dispatch that publish the routing (0: the sending blocks). */
 int epLlPublishSms();
