@@ -81,12 +81,7 @@ __device__ void build_table(const DispatchParams& p, const DSmem& sm) {
   for (int i = tid; i < TK; i += nt) {
     int e = sm.ids[i];
     int j = -1;
-    if (e >= 0) {
-      int t = i / K;
-      const uint32_t* b = sm.bits + e * Wt;
-      j = __popc(b[t >> 5] & ((1u << (t & 31)) - 1u));
-      for (int q = 0; q < (t >> 5); q++) j += __popc(b[q]);
-    }
+    if (e >= 0) j = bits_rank(sm.bits + e * Wt, i / K);
     sm.jpos[i] = j;
   }
   __syncthreads();
@@ -96,19 +91,11 @@ __device__ void build_table(const DispatchParams& p, const DSmem& sm) {
 // words and the (T, chunk messages) words, to every rank.
 __device__ void send_counts(const DispatchParams& p, const DSmem& sm, uint32_t epoch) {
   const SetArgs& sa = p.sa;
-  const int E = p.E, L = p.L, R = p.R, me = p.rank;
-  const int Wt = (p.T + 31) / 32, C = (p.H + kChunk - 1) / kChunk;
+  const int R = p.R, me = p.rank, C = (p.H + kChunk - 1) / kChunk;
   const size_t mine = sa.infoOff + (size_t)me * sa.infoStride;
-  for (int e = threadIdx.x; e < E; e += blockDim.x) {
-    int c = 0;
-    for (int q = 0; q < Wt; q++) c += __popc(sm.bits[e * Wt + q]);
-    int d = e / L;
-    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine + sizeof(uint64_t) * (2 + (size_t)(e - d * L))),
-                       tagged(epoch, (uint32_t)c));
-  }
+  publish_expert_counts(p, sm.bits, (p.T + 31) / 32, epoch);
   for (int d = threadIdx.x; d < R; d += blockDim.x) {
-    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine),
-                       tagged(epoch, tword(p.T, gridDim.x, call_mode(p) | (p.weights ? kModeWeights : 0u))));
+    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, dispatch_tword(p)));
     st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine + sizeof(uint64_t)), tagged(epoch, (uint32_t)(sm.nOut[d] * C)));
   }
 }

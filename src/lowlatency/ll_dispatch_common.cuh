@@ -60,6 +60,37 @@ __device__ __forceinline__ uint32_t tword_mode(uint32_t v) { return v >> (kToken
 __device__ __forceinline__ uint32_t call_mode(const DispatchParams& p) {
   return (p.fp8 ? kModeFp8 : 0u) | (p.dedup ? kModeDedup : 0u) | (p.lines ? kModeLines : 0u);
 }
+// The T word this rank stores at every rank for this dispatch call.
+__device__ __forceinline__ uint32_t dispatch_tword(const DispatchParams& p) {
+  return tword(p.T, gridDim.x, call_mode(p) | (p.weights ? kModeWeights : 0u));
+}
+
+// Set bits of a token bitmap row before bit t: a token's row among the
+// tokens of this source that picked the row's expert.
+__device__ __forceinline__ int bits_rank(const uint32_t* row, int t) {
+  int j = __popc(row[t >> 5] & ((1u << (t & 31)) - 1u));
+#pragma unroll 1
+  for (int q = 0; q < (t >> 5); q++) j += __popc(row[q]);
+  return j;
+}
+
+// This source's token count of every expert e (popcount of bits[e * Wt ..],
+// Wt words per expert), into info word 2 + le of this source at e's rank:
+// the receivers' row bases (both protocols).
+__device__ void publish_expert_counts(const DispatchParams& p, const uint32_t* bits, int Wt, uint32_t epoch) {
+  const SetArgs& sa = p.sa;
+  const size_t mine = sa.infoOff + (size_t)p.rank * sa.infoStride;
+#pragma unroll 1
+  for (int e = threadIdx.x; e < p.E; e += blockDim.x) {
+    int c = 0;
+#pragma unroll 1
+    for (int q = 0; q < Wt; q++) c += __popc(bits[e * Wt + q]);
+    const int d = e / p.L;
+    st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine + sizeof(uint64_t) * (2 + (size_t)(e - d * p.L))),
+                       tagged(epoch, (uint32_t)c));
+  }
+}
+
 // Checks source s's mode against this rank's; records EP_DEVERR_LL_MODE_MISMATCH if they differ.
 __device__ __forceinline__ bool mode_matches(const DispatchParams& p, int s, uint32_t srcMode) {
   const uint32_t mine = call_mode(p), theirs = srcMode & (kModeFp8 | kModeDedup | kModeLines);

@@ -12,7 +12,7 @@
  *  - nothing waits on a release: a line is taken as soon as its flag unit
  *    shows the epoch (ll_lines.cuh; the 128-byte property is checked by the
  *    LlLinesStress GPU test);
- *  - the senders rank their own picks (a pick's row among the source's
+ *  - the sources rank their own picks (a pick's row among the source's
  *    tokens of its expert: popcounts of a per-expert token bitmap built while
  *    flow control is pending) and store, first thing, their count of each of
  *    a rank's experts and one routing word per (token, top-k slot) to every
@@ -79,9 +79,9 @@ __device__ __forceinline__ Publishers lines_publishers(const DispatchParams& p, 
   return Publishers{0, nsend};
 }
 
-// The sending blocks rank this source's picks themselves: sm.bits[e * Wt +
-// word] is the bitmap of this source's tokens that picked expert e (built by
-// every sending block while flow control is pending), so a pick's row among
+// The publishing blocks rank this source's picks themselves: sm.bits[e * Wt
+// + word] is the bitmap of this source's tokens that picked expert e (built by
+// every publishing block while flow control is pending), so a pick's row among
 // this source's tokens of its expert (j) and each expert's count are popcounts.
 // Why: a receiver then needs only every source's per-expert counts (its row
 // bases) before it copies, not every source's whole routing; deriving rows
@@ -107,14 +107,6 @@ __device__ void build_source_bits(const DispatchParams& p, const DSmem& sm) {
   }
   __syncthreads();
 }
-// Tokens of this source before token t that picked expert e (build_source_bits).
-__device__ __forceinline__ int source_rank(const DSmem& sm, int Wt, int e, int t) {
-  const uint32_t* row = sm.bits + e * Wt;
-  int j = __popc(row[t >> 5] & ((1u << (t & 31)) - 1u));
-#pragma unroll 1
-  for (int q = 0; q < (t >> 5); q++) j += __popc(row[q]);
-  return j;
-}
 
 // The routing word of top-k entry (t, id as loaded) for rank d: the pick's
 // local expert at d (low 16 bits) and its row j among this source's tokens of
@@ -122,7 +114,7 @@ __device__ __forceinline__ int source_rank(const DSmem& sm, int Wt, int e, int t
 // entry is masked or out of range.
 __device__ __forceinline__ uint32_t route_word(const DSmem& sm, int Wt, long long id, int t, int d, int E, int L) {
   if (id < 0 || id >= E || (int)id / L != d) return 0xffffffffu;
-  return ((uint32_t)source_rank(sm, Wt, (int)id, t) << 16) | (uint32_t)((int)id - d * L);
+  return ((uint32_t)bits_rank(sm.bits + (int)id * Wt, t) << 16) | (uint32_t)((int)id - d * L);
 }
 __device__ __forceinline__ uint32_t route_weight(const DispatchParams& p, int tk) {
   return p.weights ? __float_as_uint(__ldg(p.weights + tk)) : 0u;
@@ -156,18 +148,10 @@ __device__ void publish_routing(const DispatchParams& p, const DSmem& sm, uint32
   const int R = p.R, M = p.M, K = p.K, E = p.E, L = p.L, me = p.rank, TK = p.T * K, Wt = (M + 31) / 32;
   const size_t mine = sa.infoOff + (size_t)me * sa.infoStride;
   if (vblock() == pub.first) {
-    const uint32_t tw = tword(p.T, gridDim.x, call_mode(p) | (p.weights ? kModeWeights : 0u));
 #pragma unroll 1
-    for (int d = threadIdx.x; d < R; d += blockDim.x) st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, tw));
-#pragma unroll 1
-    for (int e = threadIdx.x; e < E; e += blockDim.x) {
-      int c = 0;
-#pragma unroll 1
-      for (int q = 0; q < Wt; q++) c += __popc(sm.bits[e * Wt + q]);
-      const int d = e / L;
-      st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine + sizeof(uint64_t) * (2 + (size_t)(e - d * L))),
-                         tagged(epoch, (uint32_t)c));
-    }
+    for (int d = threadIdx.x; d < R; d += blockDim.x)
+      st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, mine), tagged(epoch, dispatch_tword(p)));
+    publish_expert_counts(p, sm.bits, Wt, epoch);
   }
   const int first = pub.item0();
 #pragma unroll 1
@@ -400,7 +384,7 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
   char* const outX = static_cast<char*>(p.recvX);
   // The block's units up = vb + nrb * m are taken in m order (tokens
   // ascending, as the senders go) by whichever warp is free (*next, zeroed
-  // before the routing pass): a warp whose unit has no local expert or whose
+  // at kernel start): a warp whose unit has no local expert or whose
   // lines were there early takes the next one at once, so the last tokens'
   // units are not queued behind a busy warp's first unit (the static map gave
   // 3 warps per block two whole units, ending ~2.5 us after the others:
