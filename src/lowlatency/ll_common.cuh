@@ -206,19 +206,15 @@ __device__ __forceinline__ bool wait_acks(const SetArgs& sa, int R, uint32_t epo
   return ok;
 }
 
-// EP_LL_PROFILE=2: the call's last block adds every block's stamps (and the
-// stamped block's per-source ones) relative to the call's first start.
+// EP_LL_PROFILE=2: the call's last block adds every block's stamps relative
+// to the call's first start.
 static __device__ __noinline__ void fold_timeline(unsigned long long* tl, unsigned long long first, int nsend) {
   volatile unsigned long long* v = tl;
   for (int blk = 0; blk < (int)gridDim.x && blk < kTlBlocks; blk++)
     for (int i = 0; i < kTlStamps; i++) {
       const unsigned long long x = v[kTlScratch + blk * kTlStamps + i];
-      tl[kTlSums + blk * kTlStamps + i] += (i == 8 || i == 11) ? x : (x > first ? x - first : 0);
+      tl[kTlSums + blk * kTlStamps + i] += i == 8 ? x : (x > first ? x - first : 0);
     }
-  for (int i = 0; i < 2 * kTlSrc; i++) {
-    const unsigned long long x = v[kTlSrcScratch + i];
-    tl[kTlSrcSums + i] += x > first ? x - first : 0;
-  }
   tl[0] += 1;
   tl[1] = first;
   tl[2] = (unsigned long long)nsend;
@@ -246,9 +242,9 @@ constexpr bool kProfBuilt = true;
 // The timeline bucket (EP_LL_PROFILE=2), nullptr when off or compiled out.
 __device__ __forceinline__ unsigned long long* prof_tl(const SetArgs& sa) { return kProfBuilt ? sa.tl : nullptr; }
 struct Prof {
-  // t[6], t[7]: lines routing pass (T words seen, routing words seen); t[8]: poll-wait ns (a duration,
-  // EP_LL_PROFILE=2 only); t[9]: routing words published (lines senders); t[10..15]: timeline only
-  // (first routing poll round, its round count, warp 0's first unit; ll_profile.h kTlStamps).
+  // t[7]: lines counts (row bases) known; t[8]: poll-wait ns (a duration, EP_LL_PROFILE=2 only);
+  // t[9]: routing words published (lines publishers); t[12..15]: timeline only (warp 0's first unit;
+  // ll_profile.h kTlStamps). t[6], t[10], t[11] are no longer stamped.
   unsigned long long t0, t[kTlStamps], entry;
   bool on, any, all;  // all: EP_LL_PROFILE=2, every block's thread 0 stamps (timeline)
   int nsend = 0;      // timeline: sending blocks of the call (set by the kernel)
@@ -264,7 +260,7 @@ struct Prof {
     t0 = any ? dev::globaltimer_ns() : 0;
 #pragma unroll
     for (int i = 0; i < kTlStamps; i++) t[i] = t0;
-    t[8] = t[11] = 0;
+    t[8] = 0;
   }
   __device__ __forceinline__ void mark(int i) {
     if (on || all) t[i] = dev::globaltimer_ns();
@@ -279,7 +275,6 @@ struct Prof {
       atomicAdd(p, 1ull);
 #pragma unroll
       for (int i = 1; i < 6; i++) atomicAdd(p + i, t[i] - t0);
-      atomicAdd(p + 19, t[6] - t0);
       atomicAdd(p + 20, t[7] - t0);
       atomicExch(p + 17, t0);
       atomicAdd(p + 18, t0 - entry);

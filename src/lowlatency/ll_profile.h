@@ -21,7 +21,8 @@ namespace ll {
 // 12-17 per-call scratch (max of ~start, max end, sum of starts, sum of ends, blocks arrived,
 // block 0 start), folded into 8-11 by the last block of the call and reset; 18 sum of block 0's
 // prologue (first instruction -> first stamp).
-// 19-20 sums of block 0's lines meta stamps (T words seen, routing words seen).
+// 19 unused (the T words of the receivers' former routing pass), 20 sum of block 0's lines stamp
+// "counts known" (row bases).
 constexpr int kProfSlots = 21;
 constexpr int kProfKinds = 5;  // dispatch dedup, dispatch plain, combine reduce, combine plain, dispatch lines
 constexpr int kProfPhases = 3; // send, recv, send+recv
@@ -36,17 +37,15 @@ static inline size_t profBytes(int M) { return sizeof(unsigned long long) * prof
 // block 0's stamps and the span do not say which blocks end late or when each
 // source's routing lands. Per block, summed over calls, relative to the
 // call's first block start (ns): kTlStamps stamps (ll_common.cuh, Prof).
-// Per source (the stamped block only): T word seen, routing words complete.
+// Stamps 6, 10 and 11 belonged to the receivers' former routing pass (removed
+// by the sender-ranked routing, session 6): no longer written or printed.
 constexpr int kTlStamps = 16;  // 0 start, 1 acks, 2 sends issued, 3 release, 4 rows known, 5 end,
-                               // 6 T words, 7 routing words, 8 poll-wait ns (a duration), 9 routing published,
-                               // 10 thread 0's first routing poll round, 11 its poll rounds (a count),
+                               // 7 counts (row bases) known, 8 poll-wait ns (a duration), 9 routing published,
                                // 12-15 warp 0's first unit: rows worked out, lines there, stores issued; warp 0 done
 constexpr int kTlBlocks = 256;
-constexpr int kTlSrc = 8;
 constexpr int kTlHead = 4;     // calls, last call's first start (absolute ns), sending blocks, grid
 constexpr size_t kTlSums = kTlHead, kTlScratch = kTlSums + (size_t)kTlBlocks * kTlStamps,
-                 kTlSrcSums = kTlScratch + (size_t)kTlBlocks * kTlStamps, kTlSrcScratch = kTlSrcSums + 2 * kTlSrc,
-                 kTlSlots = kTlSrcScratch + 2 * kTlSrc;
+                 kTlSlots = kTlScratch + (size_t)kTlBlocks * kTlStamps;
 static inline size_t tlBucket(int sel, int T, int M) {
   return profBucket(kProfKinds, 1, 0, M) + ((size_t)sel * (M + 1) + (size_t)T) * kTlSlots;
 }

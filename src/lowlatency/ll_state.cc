@@ -128,15 +128,15 @@ namespace {
 
 // EP_LL_PROFILE=2: one fused dispatch bucket's timeline: per stamp, the mean /
 // min / max over the sending and the receiving blocks of each block's mean
-// (us since the call's first block start), the latest-ending block, and the
-// stamped block's per-source arrivals.
+// (us since the call's first block start) and the latest-ending block.
 void printTimeline(int rank, int sel, int T, const unsigned long long* b) {
   using namespace ep::ll;
   if (b[0] == 0) return;
   const double n = (double)b[0];
   const int nsend = (int)b[2], grid = (int)b[3];
-  static const char* names[kTlStamps] = {"start", "acks", "sends", "release", "rows", "end",
-                                         "Twords", "routing", "pollwait", "published", "round1", "rounds",
+  // nullptr: a stamp no longer written (ll_profile.h).
+  static const char* names[kTlStamps] = {"start",  "acks",    "sends",  "release", "rows",   "end",
+                                         nullptr,  "counts",  "pollwait", "published", nullptr, nullptr,
                                          "u1rows", "u1lines", "u1done", "w0done"};
   int lastB = 0;
   for (int blk = 0; blk < grid; blk++)
@@ -147,12 +147,13 @@ void printTimeline(int rank, int sel, int T, const unsigned long long* b) {
   for (int g = 0; g < 2; g++) {
     std::string line;
     for (int s = 0; s < kTlStamps; s++) {
+      if (names[s] == nullptr) continue;
       double sum = 0, lo = 1e30, hi = -1e30;
       int cnt = 0;
       for (int blk = 0; blk < grid; blk++) {
         const int vb = blk == 0 ? grid - 1 : blk - 1;
         if ((vb < nsend) != (g == 0)) continue;
-        const double v = b[kTlSums + blk * kTlStamps + s] / n / (s == 11 ? 1.0 : 1e3);
+        const double v = b[kTlSums + blk * kTlStamps + s] / n / 1e3;
         sum += v;
         lo = std::min(lo, v);
         hi = std::max(hi, v);
@@ -166,9 +167,6 @@ void printTimeline(int rank, int sel, int T, const unsigned long long* b) {
     fprintf(stderr, "[rank %d] EP_LL_TIMELINE   %s (mean/min/max us):%s\n", rank, g == 0 ? "senders" : "receivers",
             line.c_str());
   }
-  // (The per-source T-word and routing arrival slots, kTlSrc, belonged to the
-  // receivers' routing pass, which the sender-ranked routing removed: no
-  // longer written.)
 }
 
 // EP_LL_PROFILE: one line per bucket that saw calls (mean stamps since block 0 started, in us).
@@ -188,10 +186,10 @@ void printProfile(epComm* comm, epLlState* st) {
         fprintf(stderr,
                 "[rank %d] EP_LL_PROFILE %s %s T=%d calls=%llu block0 us: setup %.2f stores %.2f release %.2f "
                 "ready %.2f end %.2f | mean block %.2f | span %.2f (launch skew %.2f, tail %.2f, block0 starts "
-                "+%.2f, block0 prologue %.2f; routing: T words %.2f, routing %.2f)\n",
+                "+%.2f, block0 prologue %.2f; lines counts known %.2f)\n",
                 comm->rank, kinds[k], phases[ph - 1], T, b[0], b[1] / n / 1e3, b[2] / n / 1e3, b[3] / n / 1e3,
                 b[4] / n / 1e3, b[5] / n / 1e3, b[7] ? (double)b[6] / (double)b[7] / 1e3 : 0.0, b[8] / n / 1e3,
-                b[9] / n / 1e3, b[10] / n / 1e3, b[11] / n / 1e3, b[18] / n / 1e3, b[19] / n / 1e3, b[20] / n / 1e3);
+                b[9] / n / 1e3, b[10] / n / 1e3, b[11] / n / 1e3, b[18] / n / 1e3, b[20] / n / 1e3);
       }
   if (epParamLlProfile() >= 2)
     for (int sel = 0; sel < 2; sel++)
