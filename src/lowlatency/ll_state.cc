@@ -27,12 +27,14 @@ EP_PARAM(LlSendSms, "LL_SEND_SMS", 40)
 EP_PARAM(LlPublishSms, "LL_PUBLISH_SMS", 8)
 EP_PARAM(LlDevSkip, "LL_DEV_SKIP", 0)
 EP_PARAM(LlCoop, "LL_COOP", 1)
+EP_PARAM(LlPollNs, "LL_POLL_NS", 200)
 
 namespace {
 // EP_LL_PROFILE=1: the phase sums; 2: also the per-block timelines (ll_profile.h).
 size_t profAllocBytes(int M) { return epParamLlProfile() >= 2 ? ep::ll::tlBytes(M) : ep::ll::profBytes(M); }
+// A block-count knob, clamped to [0, kMaxBlocks].
+int blockKnob(int64_t v) { return (int)std::min<int64_t>(ep::ll::kMaxBlocks, std::max<int64_t>(0, v)); }
 }  // namespace
-EP_PARAM(LlPollNs, "LL_POLL_NS", 200)
 
 bool epLlFused() { return epParamLlFused() != 0; }
 int epLlRecvSplit() { return (int)std::min<int64_t>(8, std::max<int64_t>(1, epParamLlRecvSplit())); }
@@ -45,8 +47,8 @@ bool epLlLines(const epComm* comm) {
   return epParamLlLines() != 0 && comm->ll->remote == nullptr && comm->nranks <= kLlLinesMaxRanks;
 }
 int epLlDevSkip() { return (int)(epParamLlDevSkip() & 3); }
-int epLlPublishSms() { return (int)std::min<int64_t>(ep::ll::kMaxBlocks, std::max<int64_t>(0, epParamLlPublishSms())); }
-int epLlSendSms() { return (int)std::min<int64_t>(ep::ll::kMaxBlocks, std::max<int64_t>(0, epParamLlSendSms())); }
+int epLlPublishSms() { return blockKnob(epParamLlPublishSms()); }
+int epLlSendSms() { return blockKnob(epParamLlSendSms()); }
 
 using ep::ll::Layout;
 
