@@ -227,7 +227,8 @@ __device__ __forceinline__ uint32_t scale_entry(const DispatchParams& p, const f
 // `flat` of pick k). v holds the elements [lo, lo + 32 * kCopyU) already.
 template <bool kFp8>
 __device__ __forceinline__ void copy_message(const DispatchParams& p, const char* msg, unsigned tmask, int flat,
-                                             int lane, int lo, int hi, bool scales, int4 (&v)[kCopyU]) {
+                                             int lane, int lo, int hi, bool scales, int4 (&v)[kCopyU],
+                                             unsigned long long* stamp = nullptr) {
   const int H = p.H;
   const int RM = p.R * p.M;
   const int n16 = kFp8 ? H / 16 : H / 8;
@@ -253,6 +254,7 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
       }
     }
   }
+  if (kProfBuilt && stamp != nullptr) *stamp = dev::globaltimer_ns();  // EP_LL_PROFILE=2: row stores issued
   if constexpr (kFp8) {
     if (!doScales) return;
     for (int wb = 0; wb < S; wb += 32) {
@@ -276,8 +278,11 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
 // contiguous slice of it (more warps in flight: with one warp per message only
 // ~4 warps per SM would copy). Part 0 also writes the handle, srcInfo and
 // weights; the last part the scales.
+// unitT (EP_LL_PROFILE=2 timeline, else nullptr): stamps of the first unit of
+// the block's warp P - 1 (the scales' part): flags seen, header there, row
+// stores issued (the rows' data arrived), scales stored.
 template <bool kFp8>
-__device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t epoch) {
+__device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t epoch, unsigned long long* unitT) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, H = p.H;
   const int RM = R * M, P = p.recvSplit;
@@ -293,6 +298,8 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     const int lo = min(n16, part * per), hi = min(n16, lo + per);
     const bool last = part == P - 1;
     if (lo >= hi && part != 0 && !last) continue;
+    // The block's warp (P - 1) does the scales of its units (part P - 1): its lane 0 stamps.
+    const bool stampUnit = kProfBuilt && unitT != nullptr && (int)threadIdx.x == 32 * (P - 1) && unitT[0] == 0;
     // Wait for the source blocks that wrote what this unit reads: chunk 0's
     // (the header), the chunks of its slice, and all chunks when it copies the
     // scales. Messages whose blocks are done are copied while later blocks of
@@ -309,6 +316,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
       }
       if (!__all_sync(0xffffffffu, ok)) continue;  // timed out (recorded)
     }
+    if (stampUnit) unitT[0] = dev::globaltimer_ns();
     const DispatchHdr* h = sa.ps.local_ptr<DispatchHdr>(sa.hdrOff + (size_t)u * sizeof(DispatchHdr));
     int pk = -1, ep = 0;
     float wv = 0.f;
@@ -323,6 +331,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     const char* msg0 = data + (p.dedup ? (size_t)u * p.msgStride : (size_t)u * K * p.msgStride);
     if (p.dedup) load_batch(reinterpret_cast<const int4*>(msg0), lo, hi, lane, v);
     ep = __shfl_sync(0xffffffffu, ep, 31);
+    if (stampUnit) unitT[1] = dev::globaltimer_ns();
     int flat = -1;
     float w = 0.f;
     if (ep == (int)epoch && pk >= 0) {
@@ -344,7 +353,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
     if (p.dedup) {
-      copy_message<kFp8>(p, msg0, lmask, flat, lane, lo, hi, last, v);
+      copy_message<kFp8>(p, msg0, lmask, flat, lane, lo, hi, last, v, stampUnit ? unitT + 2 : nullptr);
     } else {
       unsigned m = lmask;
       while (m) {
@@ -355,6 +364,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
         copy_message<kFp8>(p, msg, 1u << k, flat, lane, lo, hi, last, v);
       }
     }
+    if (stampUnit) unitT[3] = dev::globaltimer_ns();
   }
 }
 
@@ -367,7 +377,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
   __shared__ int sFail;
   __shared__ int sNextUnit;                 // lines receive: the block's unit queue (recv_lines)
   __shared__ unsigned long long sPollWait;  // EP_LL_PROFILE=2: receiving warps' line-wait time
-  __shared__ unsigned long long sUnitT[4];  // EP_LL_PROFILE=2: warp 0's first unit (recv_lines)
+  __shared__ unsigned long long sUnitT[4];  // EP_LL_PROFILE=2: a warp's first unit (recv_lines, recv_tokens)
   const SetArgs& sa = p.sa;
   const int R = p.R, me = p.rank;
   const int tid = threadIdx.x, nt = blockDim.x, vb = vblock();
@@ -448,7 +458,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatchKernel(DispatchParams p) 
       }
     } else if (recv_meta(p, sm, recvEpoch, &sFail)) {
       prof.mark(4);
-      recv_tokens<kFp8>(p, sm, recvEpoch);
+      recv_tokens<kFp8>(p, sm, recvEpoch, prof_tl(sa) ? sUnitT : nullptr);
     }
   }
   if (prof_tl(sa)) {

@@ -32,8 +32,10 @@ static inline size_t profBucket(int kind, int phases, int T, int M) {
 }
 static inline size_t profBytes(int M) { return sizeof(unsigned long long) * profBucket(kProfKinds, 1, 0, M); }
 
-// EP_LL_PROFILE=2 adds a per-block timeline of fused dispatch calls (sel 0:
-// release protocol, 1: lines), one bucket per T, after the phase sums. Why:
+// EP_LL_PROFILE=2 adds a per-block timeline of dispatch calls (sel 0: fused,
+// release protocol; 1: fused, lines; 2: the release protocol's receive phase
+// alone, i.e. epLowLatencyRecv of a hooked dispatch), one bucket per T, after
+// the phase sums. Why:
 // block 0's stamps and the span do not say which blocks end late or when each
 // source's routing lands. Per block, summed over calls, relative to the
 // call's first block start (ns): kTlStamps stamps (ll_common.cuh, Prof).
@@ -42,6 +44,7 @@ static inline size_t profBytes(int M) { return sizeof(unsigned long long) * prof
 constexpr int kTlStamps = 16;  // 0 start, 1 acks, 2 sends issued, 3 release, 4 rows known, 5 end,
                                // 7 counts (row bases) known, 8 poll-wait ns (a duration), 9 routing published,
                                // 12-15 warp 0's first unit: rows worked out, lines there, stores issued; warp 0 done
+                               // (sel 2, warp P-1's first unit: flags seen, header there, row stores issued, scales stored)
 constexpr int kTlBlocks = 256;
 constexpr int kTlHead = 4;     // calls, last call's first start (absolute ns), sending blocks, grid
 constexpr size_t kTlSums = kTlHead, kTlScratch = kTlSums + (size_t)kTlBlocks * kTlStamps,
@@ -49,7 +52,8 @@ constexpr size_t kTlSums = kTlHead, kTlScratch = kTlSums + (size_t)kTlBlocks * k
 static inline size_t tlBucket(int sel, int T, int M) {
   return profBucket(kProfKinds, 1, 0, M) + ((size_t)sel * (M + 1) + (size_t)T) * kTlSlots;
 }
-static inline size_t tlBytes(int M) { return sizeof(unsigned long long) * tlBucket(2, 0, M); }
+constexpr int kTlSels = 3;
+static inline size_t tlBytes(int M) { return sizeof(unsigned long long) * tlBucket(kTlSels, 0, M); }
 
 }  // namespace ll
 }  // namespace ep

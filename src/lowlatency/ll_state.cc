@@ -140,16 +140,32 @@ void printTimeline(int rank, int sel, int T, const unsigned long long* b) {
   static const char* names[kTlStamps] = {"start",  "acks",    "sends",  "release", "rows",   "end",
                                          nullptr,  "counts",  "pollwait", "published", nullptr, nullptr,
                                          "u1rows", "u1lines", "u1done", "w0done"};
+  static const char* recvNames[4] = {"u1flags", "u1header", "u1rows", "u1scales"};  // sel 2: stamps 12-15
+  static const char* sels[ep::ll::kTlSels] = {"release", "lines", "release-recv"};
   int lastB = 0;
   for (int blk = 0; blk < grid; blk++)
     if (b[kTlSums + blk * kTlStamps + 5] > b[kTlSums + lastB * kTlStamps + 5]) lastB = blk;
   fprintf(stderr, "[rank %d] EP_LL_TIMELINE %s T=%d calls=%llu grid=%d senders=%d lastblock=%d(vb %d) end %.2f us "
-          "first-start %llu ns\n", rank, sel ? "lines" : "release", T, b[0], grid, nsend, lastB,
+          "first-start %llu ns\n", rank, sels[sel], T, b[0], grid, nsend, lastB,
           lastB == 0 ? grid - 1 : lastB - 1, b[kTlSums + lastB * kTlStamps + 5] / n / 1e3, b[1] % 1000000000ull);
+  // Per block (vb order), the receive-phase stamps of the release protocol's receive (sel 2): which blocks end late.
+  if (sel == 2) {
+    std::string line;
+    for (int vb = 0; vb < grid; vb++) {
+      const int blk = vb == grid - 1 ? 0 : vb + 1;
+      const unsigned long long* x = b + kTlSums + (size_t)blk * kTlStamps;
+      char buf[64];
+      snprintf(buf, sizeof(buf), " %d:%.1f/%.1f/%.1f/%.1f/%.1f/%.1f", vb, x[4] / n / 1e3, x[12] / n / 1e3,
+               x[13] / n / 1e3, x[14] / n / 1e3, x[15] / n / 1e3, x[5] / n / 1e3);
+      line += buf;
+    }
+    fprintf(stderr, "[rank %d] EP_LL_TIMELINE   per block vb:rows/u1flags/u1header/u1rows/u1scales/end (us):%s\n", rank, line.c_str());
+  }
   for (int g = 0; g < 2; g++) {
     std::string line;
     for (int s = 0; s < kTlStamps; s++) {
-      if (names[s] == nullptr) continue;
+      const char* name = sel == 2 && s >= 12 ? recvNames[s - 12] : names[s];
+      if (name == nullptr) continue;
       double sum = 0, lo = 1e30, hi = -1e30;
       int cnt = 0;
       for (int blk = 0; blk < grid; blk++) {
@@ -163,7 +179,7 @@ void printTimeline(int rank, int sel, int T, const unsigned long long* b) {
       }
       if (cnt == 0) continue;
       char buf[96];
-      snprintf(buf, sizeof(buf), " %s %.2f/%.2f/%.2f", names[s], sum / cnt, lo, hi);
+      snprintf(buf, sizeof(buf), " %s %.2f/%.2f/%.2f", name, sum / cnt, lo, hi);
       line += buf;
     }
     fprintf(stderr, "[rank %d] EP_LL_TIMELINE   %s (mean/min/max us):%s\n", rank, g == 0 ? "senders" : "receivers",
@@ -194,7 +210,7 @@ void printProfile(epComm* comm, epLlState* st) {
                 b[9] / n / 1e3, b[10] / n / 1e3, b[11] / n / 1e3, b[18] / n / 1e3, b[20] / n / 1e3);
       }
   if (epParamLlProfile() >= 2)
-    for (int sel = 0; sel < 2; sel++)
+    for (int sel = 0; sel < ep::ll::kTlSels; sel++)
       for (int T = 0; T <= M; T++) printTimeline(comm->rank, sel, T, h.data() + ep::ll::tlBucket(sel, T, M));
 }
 
@@ -202,8 +218,11 @@ void printProfile(epComm* comm, epLlState* st) {
 
 unsigned long long* epLlTimelineSlot(epComm* comm, int kind, int phases, int T) {
   epLlState* st = comm->ll;
-  if (st->prof == nullptr || epParamLlProfile() < 2 || phases != 3 || (kind != 0 && kind != 4)) return nullptr;
-  return st->prof + ep::ll::tlBucket(kind == 4 ? 1 : 0, T, st->layout.M);
+  if (st->prof == nullptr || epParamLlProfile() < 2) return nullptr;
+  int sel = -1;
+  if (phases == 3 && (kind == 0 || kind == 4)) sel = kind == 4 ? 1 : 0;
+  if (phases == 2 && kind == 0) sel = 2;  // a hooked dedup dispatch's receive (release protocol)
+  return sel < 0 ? nullptr : st->prof + ep::ll::tlBucket(sel, T, st->layout.M);
 }
 
 unsigned long long* epLlProfSlot(epComm* comm, int kind, int phases, int T) {
