@@ -65,6 +65,14 @@ epResult_t epDeviceStatusDescribe(const epDeviceStatus& s, char* msg, size_t n) 
         snprintf(b, bn, "fp8=%d dedup=%d protocol=%s", (int)(m & 1), (int)((m >> 1) & 1),
                  (m & 4) ? "lines (non-hooked)" : "release");
       };
+      if ((s.value >> 16) & 1) {  // a combine (ll_combine.cu): only the protocol can differ
+        snprintf(msg, n,
+                 "%s: rank %d made this combine with the release protocol but rank %d sent flagged lines; nothing "
+                 "was received from it. HINT: set the same EP_LL_LINES on every rank, and the same hook and "
+                 "reduceOnSender flags call by call",
+                 fam, s.a, s.b);
+        return epInvalidUsage;
+      }
       char mine[64], theirs[64];
       mode(s.value & 0xff, mine, sizeof(mine));
       mode((s.value >> 8) & 0xff, theirs, sizeof(theirs));

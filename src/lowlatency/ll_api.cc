@@ -244,6 +244,9 @@ EP_API epResult_t epLowLatencyCombine(epComm_t comm, const epLlCombineInput_t* i
   p.topk64 = in->topkIdxType == epInt64;
   p.weights = in->topkWeights;
   p.reduce = in->reduceOnSender != 0;
+  // Flagged lines (EP_LL_LINES) for a reduced, non-hooked combine among NVLink
+  // peers; per-expert rows and hooked calls keep the release protocol.
+  p.lines = p.reduce && !in->hook && epLlLines(comm);
   p.coop = epLlCoop();
   p.out = static_cast<uint16_t*>(out->out);
   p.hSrcT = handle->srcT;
@@ -264,8 +267,8 @@ EP_API epResult_t epLowLatencyCombine(epComm_t comm, const epLlCombineInput_t* i
     pd.cp = forPhases(comm, p, profKind, ep::ll::kPhaseRecv);
     makeHook(comm, seq, 2, hook);
   }
-  EP_TRACE(EP_LOG_LL, "%s: call #%llu set %d T=%d H=%d K=%d reduce=%d hook=%d blocks=%d", fn, (unsigned long long)seq,
-           b, p.T, p.H, p.K, p.reduce, in->hook, blocks);
+  EP_TRACE(EP_LOG_LL, "%s: call #%llu set %d T=%d H=%d K=%d reduce=%d lines=%d hook=%d blocks=%d", fn,
+           (unsigned long long)seq, b, p.T, p.H, p.K, p.reduce, p.lines, in->hook, blocks);
   return epSuccess;
 }
 

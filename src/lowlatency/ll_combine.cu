@@ -24,6 +24,7 @@
 
 #include "core/checks.h"
 #include "lowlatency/ll_common.cuh"
+#include "lowlatency/ll_lines.cuh"
 
 namespace ep {
 namespace ll {
@@ -31,22 +32,43 @@ namespace ll {
 namespace {
 
 constexpr int kBatch = 4;  // rows loaded before they are summed (latency hiding)
+// The info word a combine sender stores at every rank: its block count, and
+// this bit when it sends flagged lines. A release-protocol receiver that sees
+// it reports an LL mode mismatch (EP_LL_LINES differs across ranks) instead
+// of waiting for flags never set; a lines receiver facing a release sender
+// times out (epTimeout).
+constexpr uint32_t kCombineLinesTag = 1u << 16;
 
 // Channels of a 512-channel chunk that a lane owns: 8 at chA = c*512 + 8*lane
 // and 8 at chA + 256. Each 16-byte access instruction of the warp then covers
 // 512 contiguous bytes: whole 32-byte sectors, which matters for the stores
 // that cross NVLink (16 contiguous channels per lane would write every sector
 // in two halves, from two instructions).
+// Lines (kLines): chunk c is 8 flagged lines, written by two warp-wide
+// stores of 4 lines; lane 8g + j (j < 7) carries the 8 channels of unit j of
+// line g of each store (chA: lines 0-3, chB = chA + 224: lines 4-7), lane
+// 8g + 7 the flag unit (no channels).
 struct Lane2 {
   int chA, chB;
   bool a, b;
-  __device__ __forceinline__ Lane2(int c, int lane, int H) {
-    chA = c * kChunk + lane * 8;
-    chB = chA + kChunk / 2;
-    a = chA < H;
-    b = chB < H;
+  __device__ __forceinline__ Lane2(int c, int lane, int H, bool lines) {
+    if (lines) {
+      chA = c * kCombineLineChunk + (lane >> 3) * (kLineUnits * 8) + (lane & 7) * 8;
+      chB = chA + 4 * kLineUnits * 8;
+    } else {
+      chA = c * kChunk + lane * 8;
+      chB = chA + kChunk / 2;
+    }
+    const bool flagLane = lines && (lane & 7) == 7;
+    a = !flagLane && chA < H;
+    b = !flagLane && chB < H;
   }
 };
+// Send units per row: 512-channel chunks, or 448-channel line chunks.
+template <bool kLines>
+__device__ __forceinline__ int row_chunks(int H) {
+  return kLines ? combineLineChunks(H) : (H + kChunk - 1) / kChunk;
+}
 
 // Loads up to kBatch rows (this lane's 16 channels) of the picks in *m
 // (taking them off the mask), with their weights; missing ones are zero.
@@ -81,8 +103,9 @@ __device__ __forceinline__ int first_unit() {
 
 // Lane k < K: the handle's flat row and weight of top-k slot k of unit u's
 // (source, token) (read whether or not that token exists: the caller checks).
+template <bool kLines>
 __device__ __forceinline__ void load_unit(const CombineParams& p, int u, int* flat, float* w) {
-  const int C = (p.H + kChunk - 1) / kChunk, lane = threadIdx.x & 31;
+  const int C = row_chunks<kLines>(p.H), lane = threadIdx.x & 31;
   *flat = -1;
   *w = 0.f;
   if (u >= p.R * p.M * C || lane >= p.K) return;
@@ -93,11 +116,13 @@ __device__ __forceinline__ void load_unit(const CombineParams& p, int u, int* fl
 }
 
 // preFlat/preW: the first unit's handle entries, read at kernel start (before
-// the ack wait: they do not depend on it).
-__device__ void send_rows(const CombineParams& p, const int* sSrcT, int preFlat, float preW) {
+// the ack wait: they do not depend on it). kLines: each reduced chunk goes out
+// as flagged lines holding `epoch` (no release afterwards).
+template <bool kLines>
+__device__ void send_rows(const CombineParams& p, const int* sSrcT, int preFlat, float preW, uint32_t epoch) {
   const SetArgs& sa = p.sa;
   const int R = p.R, M = p.M, K = p.K, H = p.H, me = p.rank;
-  const int C = (H + kChunk - 1) / kChunk;
+  const int C = row_chunks<kLines>(H);
   const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
   const int nunits = R * M * C;
   const int stride = gridDim.x * nw;
@@ -108,7 +133,7 @@ __device__ void send_rows(const CombineParams& p, const int* sSrcT, int preFlat,
     // the first): the next unit's read overlaps this unit's row loads and stores.
     const int flat = nextFlat;
     const float w = nextW;
-    load_unit(p, u + stride, &nextFlat, &nextW);
+    load_unit<kLines>(p, u + stride, &nextFlat, &nextW);
     // Destination fastest: at any moment the warps of the GPU write to every
     // rank alike (ordered by destination, all GPUs would write to rank 0 first,
     // then rank 1, ...: one rank's ingress the bottleneck at a time).
@@ -117,7 +142,7 @@ __device__ void send_rows(const CombineParams& p, const int* sSrcT, int preFlat,
     if (t >= sSrcT[s]) continue;
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
-    const Lane2 ln(c, lane, H);
+    const Lane2 ln(c, lane, H, kLines);
     unsigned m = lmask;
     int4 v[kBatch][2];
     float wk[kBatch];
@@ -137,9 +162,17 @@ __device__ void send_rows(const CombineParams& p, const int* sSrcT, int preFlat,
           for (int i = 0; i < 16; i++) acc[i] = fmaf(wk[b], f[i], acc[i]);
         }
       }
-      uint16_t* dst = sa.ps.ptr<uint16_t>(s, sa.dataOff + ((size_t)me * M + t) * H * 2);
-      if (ln.a) dev::st_na(reinterpret_cast<int4*>(dst + ln.chA), pack8(acc));
-      if (ln.b) dev::st_na(reinterpret_cast<int4*>(dst + ln.chB), pack8(acc + 8));
+      if constexpr (kLines) {
+        // Whole lines, flags included, in two store instructions (ll_lines.cuh).
+        int4* dst = sa.ps.ptr<int4>(s, sa.lineOff + combineLineRel(M, sa.lineStride, me, t, c));
+        const bool flagLane = (lane & 7) == 7;
+        line_st(dst + lane, flagLane ? flag_unit(epoch) : pack8(acc));
+        line_st(dst + 32 + lane, flagLane ? flag_unit(epoch) : pack8(acc + 8));
+      } else {
+        uint16_t* dst = sa.ps.ptr<uint16_t>(s, sa.dataOff + ((size_t)me * M + t) * H * 2);
+        if (ln.a) dev::st_na(reinterpret_cast<int4*>(dst + ln.chA), pack8(acc));
+        if (ln.b) dev::st_na(reinterpret_cast<int4*>(dst + ln.chB), pack8(acc + 8));
+      }
     } else {
       while (m) {
         load_batch(p.x, H, ln, flat, w, &m, v, wk, kk);
@@ -197,7 +230,7 @@ __device__ void reduce_tokens(const CombineParams& p, const int* sIds, const int
       ok = wait_eq(sa.ps.local_ptr<int>(sa.sigOff + blkDoneRel(R, dest, bvb)), epoch, sa, kWaitData, dest);
     }
     if (!__all_sync(0xffffffffu, ok)) continue;  // timed out (recorded)
-    const Lane2 ln(c, lane, H);
+    const Lane2 ln(c, lane, H, false);
     float acc[16];
 #pragma unroll
     for (int i = 0; i < 16; i++) acc[i] = 0.f;
@@ -243,6 +276,66 @@ __device__ void reduce_tokens(const CombineParams& p, const int* sIds, const int
   }
 }
 
+// Lines (kLines, reduced on the sender): a warp per (token, 448-channel
+// chunk) loads the chunk's lines from each expert rank of the token (up to
+// kBatch ranks in flight at once) and waits only until their flags show the
+// epoch: a chunk is reduced as soon as its lines have landed, while the link
+// still carries later tokens' lines (no release, no block-done flags). Same
+// order of summation as reduce_tokens (expert ranks in top-k slot order), so
+// both protocols give the same bits.
+__device__ void reduce_lines(const CombineParams& p, const int* sIds, uint32_t epoch) {
+  const SetArgs& sa = p.sa;
+  const int M = p.M, K = p.K, H = p.H;
+  const int C = combineLineChunks(H);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int vb = vblock();
+  for (int u = vb * nw + warp; u < p.T * C; u += gridDim.x * nw) {
+    const int t = u / C, c = u - t * C;
+    const int dest = lane < K ? sIds[t * K + lane] : -1;
+    const bool valid = dest >= 0;
+    const unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
+    const unsigned kmask = __ballot_sync(0xffffffffu, valid && (__ffs(peers) - 1 == lane));
+    const Lane2 ln(c, lane, H, true);
+    const int lb = c * kCombineLinesPerChunk;
+    float acc[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) acc[i] = 0.f;
+    unsigned m = kmask;
+    while (m) {
+      int4 v[kBatch][2];
+      unsigned need[kBatch];
+      int d[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; b++) {
+        const int k = m ? __ffs(m) - 1 : -1;
+        if (m) m &= m - 1;
+        d[b] = k < 0 ? -1 : __shfl_sync(0xffffffffu, dest, k);
+        need[b] = 0;
+        if (d[b] >= 0)
+          need[b] = issue_lines(sa.ps.local_ptr<int4>(sa.lineOff + combineLineRel(M, sa.lineStride, d[b], t, 0)), lb,
+                                lb + kCombineLinesPerChunk, v[b]);
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; b++) {
+        if (d[b] < 0) continue;
+        const int4* slot = sa.ps.local_ptr<int4>(sa.lineOff + combineLineRel(M, sa.lineStride, d[b], t, 0));
+        if (!wait_lines(sa, slot, lb, epoch, d[b], v[b], need[b], nullptr)) return;  // timed out (recorded)
+        float f[16];
+        unpack8(v[b][0], f);
+        unpack8(v[b][1], f + 8);
+#pragma unroll
+        for (int i = 0; i < 16; i++) acc[i] += f[i];
+      }
+    }
+    uint16_t* dst = p.out + (size_t)t * H;
+    if (ln.a) *reinterpret_cast<int4*>(dst + ln.chA) = pack8(acc);
+    if (ln.b) *reinterpret_cast<int4*>(dst + ln.chB) = pack8(acc + 8);
+  }
+}
+
+// kLines: the flagged-line protocol (reduced on the sender, NVLink peers,
+// fused or split calls without a hook); otherwise the release protocol.
+template <bool kLines>
 __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
   const unsigned long long tEntry = dev::globaltimer_ns();  // EP_LL_PROFILE: before any parameter
   extern __shared__ __align__(16) char smem[];
@@ -260,39 +353,42 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
   const int ackPre = doSend ? ack_prefetch(sa, R) : 0;
   int preFlat = -1;
   float preW = 0.f;
-  if (doSend) load_unit(p, first_unit(), &preFlat, &preW);
+  if (doSend) load_unit<kLines>(p, first_unit(), &preFlat, &preW);
   if (tid == 0) sFail = 0;
-  if (blockIdx.x == 0) publish_acks(sa, R);
+  if (blockIdx.x == 0) publish_acks<!kLines>(sa, R);  // lines: NVLink peers only
   if (doSend)
     for (int d = tid; d < R; d += nt) sSrcT[d] = p.hSrcT[d];
 
   if (doSend) {
-    if (!wait_acks(sa, R, sendEpoch, ackPre)) sFail = 1;
+    if (!wait_acks<!kLines>(sa, R, sendEpoch, ackPre)) sFail = 1;
     __syncthreads();
     prof.mark(1);
     // The receivers map a unit to its block with this block count: tagged, so
     // it needs no release (and it goes out before the data).
     if (!sFail && blockIdx.x == gridDim.x - 1)
       for (int d = tid; d < R; d += nt)
-        st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.infoOff + (size_t)me * sa.infoStride), tagged(sendEpoch, gridDim.x));
-    if (!sFail) send_rows(p, sSrcT, preFlat, preW);
+        st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.infoOff + (size_t)me * sa.infoStride),
+                           tagged(sendEpoch, gridDim.x | (kLines ? kCombineLinesTag : 0u)));
+    if (!sFail) send_rows<kLines>(p, sSrcT, preFlat, preW, sendEpoch);
     prof.mark(2);
-    // One release per destination, after the barrier: the barrier orders every
-    // warp's stores before it, and release is cumulative (per-warp system
-    // fences instead cost ~1 us each, serialised per SM).
-    __syncthreads();
-    // blkDone[me][vb] = epoch at every rank (also where this block sent nothing).
-    const int vb = vblock();
-    if (!sFail)
-      for (int d = tid; d < R; d += nt) sa.ps.signal_set(d, sa.sigOff + blkDoneRel(R, me, vb), (int)sendEpoch);
-    rm_ship_combine(p, sSrcT, sendEpoch);  // peers on other nodes: their mirrors go out (ll_remote.cuh)
+    if constexpr (!kLines) {
+      // One release per destination, after the barrier: the barrier orders every
+      // warp's stores before it, and release is cumulative (per-warp system
+      // fences instead cost ~1 us each, serialised per SM).
+      __syncthreads();
+      // blkDone[me][vb] = epoch at every rank (also where this block sent nothing).
+      const int vb = vblock();
+      if (!sFail)
+        for (int d = tid; d < R; d += nt) sa.ps.signal_set(d, sa.sigOff + blkDoneRel(R, me, vb), (int)sendEpoch);
+      rm_ship_combine(p, sSrcT, sendEpoch);  // peers on other nodes: their mirrors go out (ll_remote.cuh)
+    }
     prof.mark(3);
   }
 
   if (doRecv) {
     __syncthreads();
     stage_routing(p, sIds);
-    for (int d = tid; d < R; d += nt) {
+    for (int d = tid; d < R && !kLines; d += nt) {
       if (rm_remote(sa, d)) {  // another node: its rows landed once DATA reaches the epoch (ll_remote.cuh)
         if (!sFail && !rm_wait(sa, kRemoteData, d, recvEpoch, kWaitData)) sFail = 1;
         sG[d] = 0;  // no per-block waits for it (its blkDone flags are not shipped)
@@ -301,11 +397,19 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
       uint32_t g = 0;
       const uint64_t* pw = sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)d * sa.infoStride);
       if (!sFail && !wait_tag(pw, recvEpoch, sa, kWaitMeta, d, &g)) sFail = 1;
-      sG[d] = (int)g;
+      if (!sFail && (g & kCombineLinesTag)) {  // that rank sent flagged lines (EP_LL_LINES differs)
+        // value: mine 0 (release), theirs 4 (lines), bit 16: a combine (core/async_error.cc).
+        dev::record_error(sa.status, kFamilyLL, EP_DEVERR_LL_MODE_MISMATCH, me, d, (long long)((4u << 8) | (1u << 16)));
+        sFail = 1;
+      }
+      sG[d] = (int)(g & ~kCombineLinesTag);
     }
     __syncthreads();
     prof.mark(4);
-    if (!sFail) reduce_tokens(p, sIds, sG, recvEpoch);
+    if (!sFail) {
+      if constexpr (kLines) reduce_lines(p, sIds, recvEpoch);
+      else reduce_tokens(p, sIds, sG, recvEpoch);
+    }
   }
   prof.flush(sa);
 
@@ -332,7 +436,8 @@ epResult_t launchCombine(const CombineParams& p, int blocks, cudaStream_t stream
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   void* args[] = {const_cast<CombineParams*>(&p)};
-  CUDACHECK(cudaLaunchKernelExC(&cfg, (void*)combineKernel, args));
+  void* fn = p.lines ? (void*)combineKernel<true> : (void*)combineKernel<false>;
+  CUDACHECK(cudaLaunchKernelExC(&cfg, fn, args));
   return epSuccess;
 }
 

@@ -304,60 +304,6 @@ __device__ __forceinline__ void store_chunk_scales(const DispatchParams& p, int 
 constexpr int kLineLoads = 5;
 static_assert(kLineLoads <= kLinesPerChunk, "one scale unit per lane per batch");
 
-// First look at lines [lb, le) of a slot (lane group g holds lines
-// lb + g + 4r): their loads are issued and left in flight; returns the mask
-// of the lane's lines in range. wait_lines then checks them.
-__device__ __forceinline__ unsigned issue_lines(const int4* slot, int lb, int le, int4 (&v)[kLineLoads]) {
-  const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
-  unsigned need = 0;
-#pragma unroll
-  for (int r = 0; r < kLineLoads; r++) {
-    v[r] = make_int4(0, 0, 0, 0);
-    if (lb + 4 * r + g < le) need |= 1u << r;
-  }
-#pragma unroll
-  for (int r = 0; r < kLineLoads; r++)
-    if (need >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
-  return need;
-}
-
-// Waits until every line of issue_lines' batch shows the epoch in its flag;
-// false (warp-uniform) on a timeout. Lines not there at the first look are
-// loaded whole again. (Polling only their flag units, then loading the lines
-// whole once, measured no different: EP_LL_POLL_FLAGS, ll_notes.md round 6.)
-// waitNs (EP_LL_PROFILE=2, else nullptr): the block's sum of warp wait time.
-__device__ __forceinline__ bool wait_lines(const SetArgs& sa, const int4* slot, int lb, uint32_t epoch, int s,
-                                           int4 (&v)[kLineLoads], unsigned need, unsigned long long* waitNs) {
-  const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
-#pragma unroll
-  for (int r = 0; r < kLineLoads; r++)
-    if (line_ok(v[r], epoch)) need &= ~(1u << r);
-  if (__all_sync(0xffffffffu, need == 0)) return true;
-  dev::Deadline dl(sa.timeoutNs);
-  const unsigned long long w0 = waitNs ? dev::globaltimer_ns() : 0;
-  int spins = 0;
-  while (true) {
-    if (sa.pollNs) __nanosleep(sa.pollNs);
-#pragma unroll
-    for (int r = 0; r < kLineLoads; r++)
-      if (need >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
-#pragma unroll
-    for (int r = 0; r < kLineLoads; r++)
-      if (line_ok(v[r], epoch)) need &= ~(1u << r);
-    if (__all_sync(0xffffffffu, need == 0)) break;
-    if (++spins == 1024) {
-      spins = 0;
-      if (__any_sync(0xffffffffu, timed_out(sa.status))) return false;
-      if (__any_sync(0xffffffffu, dl.expired())) {
-        if (lane == 0) dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, kWaitData, s, (long long)epoch);
-        return false;
-      }
-    }
-  }
-  if (waitNs && lane == 0) atomicAdd(waitNs, dev::globaltimer_ns() - w0);
-  return true;
-}
-
 // The receiving blocks' units (token t, source s, part), sources fastest (the
 // senders go token-major); consecutive units on different blocks, so the few
 // units of a small T spread over many SMs. nsend: sending blocks of this

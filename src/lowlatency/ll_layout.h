@@ -33,6 +33,12 @@
  *            bytes (the chunk's 512 FP8 bytes, then its 4 scales) and a flag
  *            unit holding the epoch of the use (ll_lines.cuh). The receiver
  *            takes a line as soon as its flag shows the epoch: no release.
+ *            (lines combine, reduced on the sender) slots [d][t]: expert rank
+ *            d's partial sum of token t, per 448-channel chunk
+ *            kCombineLinesPerChunk lines of 56 BF16 channels each. Both kinds
+ *            keep flags at the same offsets (whole 128-byte lines from the
+ *            slot start), so a line of one kind never reads as a flag of the
+ *            other; every flag holds an epoch of its set, which only grows.
  *   data:    dispatch slots [s][t] (dedup) or [s][t][k] (plain), one message
  *            each; combine slots [d][t] (reduced) or [t][k] (plain), 2H bytes.
  * Signals, info, headers, routing words and lines form the "control" part
@@ -65,6 +71,10 @@ constexpr int kTokenBits = 16;      // the T word: T in the low bits, the sender
 constexpr int kLineBytes = 128;     // a flagged line: 7 payload units of 16 bytes + 1 flag unit
 constexpr int kLineUnits = 7;       // payload units per line
 constexpr int kLinesPerChunk = 5;   // 512 FP8 bytes (32 units) + 4 scales (1 unit) = 33 units -> 5 lines
+// Lines combine: a chunk is 8 lines (two warp-wide stores of 4 lines) of 7 x 8 BF16 channels each.
+constexpr int kCombineLinesPerChunk = 8;
+constexpr int kCombineLineChunk = kCombineLinesPerChunk * kLineUnits * 8;  // 448 channels
+EP_LL_HD static inline int combineLineChunks(int H) { return (H + kCombineLineChunk - 1) / kCombineLineChunk; }
 
 // Per-(source, token) routing header of a dispatch message.
 struct DispatchHdr {
@@ -104,7 +114,10 @@ static inline Layout makeLayout(int R, int M, int H, int E, int K) {
   l.infoBytes = alignUp(l.infoStride * R, 128);
   l.hdrBytes = alignUp(sizeof(DispatchHdr) * (size_t)R * M, 128);
   l.routeBytes = alignUp(2 * sizeof(uint64_t) * (size_t)R * M * K, 128);
-  l.lineStride = (size_t)kLineBytes * kLinesPerChunk * (((size_t)H + kChunk - 1) / kChunk);
+  // A slot holds a dispatch message's lines or a reduced combine row's (the larger).
+  size_t dLines = (size_t)kLinesPerChunk * (((size_t)H + kChunk - 1) / kChunk);
+  size_t cLines = (size_t)kCombineLinesPerChunk * combineLineChunks(H);
+  l.lineStride = (size_t)kLineBytes * (dLines > cLines ? dLines : cLines);
   l.lineBytes = l.lineStride * (size_t)R * M;
   l.ctrlBytes = l.sigBytes + l.infoBytes + l.hdrBytes + l.routeBytes + l.lineBytes;
   size_t row2 = 2 * (size_t)H;  // a BF16 row; an FP8 message (H + H/32 bytes) is never larger
@@ -131,6 +144,11 @@ EP_LL_HD static inline size_t routeIdRel(int M, int K, int s, int t, int k) {
 }
 EP_LL_HD static inline size_t routeWeightRel(int M, int K, int s, int t, int k) {
   return routeIdRel(M, K, s, t, k) + sizeof(uint64_t) * (size_t)M * K;
+}
+
+// Lines combine: chunk c of expert rank d's reduced row of token t, relative to the line region.
+EP_LL_HD static inline size_t combineLineRel(int M, size_t lineStride, int d, int t, int c) {
+  return ((size_t)d * M + t) * lineStride + (size_t)c * kCombineLinesPerChunk * kLineBytes;
 }
 
 // Bytes of one dispatch message for a call.

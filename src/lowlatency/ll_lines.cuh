@@ -25,6 +25,8 @@
 
 #include <cstdint>
 
+#include "lowlatency/ll_common.cuh"
+
 namespace ep {
 namespace ll {
 
@@ -58,6 +60,62 @@ __device__ __forceinline__ int4 shfl_unit(const int4& v, int src) {
                    __shfl_sync(0xffffffffu, v.z, src), __shfl_sync(0xffffffffu, v.w, src));
 }
 __device__ __forceinline__ int comp(const int4& v, int c) { return c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w; }
+
+// First look at lines [lb, le) of a slot (lane group g holds lines
+// lb + g + 4r, r < N): their loads are issued and left in flight; returns the mask
+// of the lane's lines in range. wait_lines then checks them.
+template <int N>
+__device__ __forceinline__ unsigned issue_lines(const int4* slot, int lb, int le, int4 (&v)[N]) {
+  const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
+  unsigned need = 0;
+#pragma unroll
+  for (int r = 0; r < N; r++) {
+    v[r] = make_int4(0, 0, 0, 0);
+    if (lb + 4 * r + g < le) need |= 1u << r;
+  }
+#pragma unroll
+  for (int r = 0; r < N; r++)
+    if (need >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
+  return need;
+}
+
+// Waits until every line of issue_lines' batch shows the epoch in its flag;
+// false (warp-uniform) on a timeout. Lines not there at the first look are
+// loaded whole again. (Polling only their flag units, then loading the lines
+// whole once, measured no different: EP_LL_POLL_FLAGS, ll_notes.md round 6.)
+// waitNs (EP_LL_PROFILE=2, else nullptr): the block's sum of warp wait time.
+template <int N>
+__device__ __forceinline__ bool wait_lines(const SetArgs& sa, const int4* slot, int lb, uint32_t epoch, int s,
+                                           int4 (&v)[N], unsigned need, unsigned long long* waitNs) {
+  const int lane = threadIdx.x & 31, g = lane >> 3, i = lane & 7;
+#pragma unroll
+  for (int r = 0; r < N; r++)
+    if (line_ok(v[r], epoch)) need &= ~(1u << r);
+  if (__all_sync(0xffffffffu, need == 0)) return true;
+  dev::Deadline dl(sa.timeoutNs);
+  const unsigned long long w0 = waitNs ? dev::globaltimer_ns() : 0;
+  int spins = 0;
+  while (true) {
+    if (sa.pollNs) __nanosleep(sa.pollNs);
+#pragma unroll
+    for (int r = 0; r < N; r++)
+      if (need >> r & 1) v[r] = line_ld(slot + (size_t)(lb + 4 * r + g) * 8 + i);
+#pragma unroll
+    for (int r = 0; r < N; r++)
+      if (line_ok(v[r], epoch)) need &= ~(1u << r);
+    if (__all_sync(0xffffffffu, need == 0)) break;
+    if (++spins == 1024) {
+      spins = 0;
+      if (__any_sync(0xffffffffu, timed_out(sa.status))) return false;
+      if (__any_sync(0xffffffffu, dl.expired())) {
+        if (lane == 0) dev::record_error(sa.status, kFamilyLL, EP_DEVERR_TIMEOUT, kWaitData, s, (long long)epoch);
+        return false;
+      }
+    }
+  }
+  if (waitNs && lane == 0) atomicAdd(waitNs, dev::globaltimer_ns() - w0);
+  return true;
+}
 
 }  // namespace ll
 }  // namespace ep

@@ -4,6 +4,7 @@
  * Collective: run on every rank.
  * SPDX-License-Identifier: Apache-2.0
  *************************************************************************/
+#include <cstdlib>
 #include <cstring>
 
 #include <gtest/gtest.h>
@@ -325,6 +326,60 @@ TEST(LlFault, ModeMismatchReportedThenClean) {
     EXPECT_NE(std::string::npos, text.find(variant == 0 ? "fp8=" : "dedup=")) << text;
     LL_ASSERT_OK(epLowLatencyClean(fc, env.stream), fc);
   }
+  expectUsableAgain(env, fc, fh, plan);
+  if (HasFatalFailure()) return;
+  LL_ASSERT_OK(epLowLatencyHandleDestroy(fh), fc);
+  llResetFaultComm();
+}
+
+// A combine whose protocol differs across ranks: rank 0 makes it hooked (the
+// release protocol), the others not (flagged lines, with EP_LL_LINES on).
+// Rank 0 reports the mode mismatch (epInvalidUsage naming the combine), the
+// others time out waiting for rank 0's lines (epTimeout); no hang, and
+// epLowLatencyClean makes the comm usable again. With the lines off
+// (EP_LL_LINES=0, or peers on other nodes), both make the same release
+// protocol and the combine must be correct on every rank.
+TEST(LlFault, CombineProtocolMismatchReportedThenClean) {
+  EP_LL_REQUIRE_GPU();
+  LlEnv& env = llEnv();
+  if (env.nranks < 2) GTEST_SKIP() << "needs >= 2 ranks (a peer with another protocol)";
+  const char* lines = getenv("EP_LL_LINES");
+  const char* nodes = getenv("EP_EMULATE_NODES");
+  const bool linesOn = !(lines && atoi(lines) == 0) && !(nodes && atoi(nodes) > 1);
+  std::string err;
+  epComm_t fc = llFaultComm(1500, &err);
+  ASSERT_NE(nullptr, fc) << err;
+  epLlHandle_t fh = nullptr;
+  LL_ASSERT_OK(epLowLatencyHandleCreate(fc, &fh), fc);
+  LlCase c = caseOf(16, 1024, 820);
+  c.reduce = 1;
+  LlPlan plan = llMakePlan(c, env.nranks);
+  ASSERT_TRUE(llUploadInputs(env, plan));
+  expectUsableAgain(env, fc, fh, plan);  // the dispatch itself matches on every rank
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(llUploadExpertOutputs(env, plan, env.y.p));
+  epLlCombineInput_t cin;
+  epLlCombineOutput_t cout;
+  llFillCombineArgs(env, plan, &cin, &cout);
+  ASSERT_EQ(cudaSuccess, env.out.poison(0xFF, env.stream));
+  cin.hook = env.rank == 0 ? 1 : 0;
+  epLlHook_t hook;
+  LL_ASSERT_OK(epLowLatencyCombine(fc, &cin, &cout, fh, &hook, env.stream), fc);
+  if (env.rank == 0) LL_ASSERT_OK(epLowLatencyRecv(fc, hook, env.stream), fc);
+  ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
+  epResult_t async = epSuccess;
+  ASSERT_EQ(epSuccess, epCommGetAsyncError(fc, &async));
+  const std::string text = epTestErrText(async, fc);
+  if (!linesOn) {
+    EXPECT_EQ(epSuccess, async) << text;
+    EXPECT_TRUE(llCheckCombine(env, plan, env.out.p));
+  } else if (env.rank == 0) {
+    EXPECT_EQ(epInvalidUsage, async) << text;
+    EXPECT_NE(std::string::npos, text.find("combine")) << text;
+  } else {
+    EXPECT_EQ(epTimeout, async) << text;
+  }
+  LL_ASSERT_OK(epLowLatencyClean(fc, env.stream), fc);
   expectUsableAgain(env, fc, fh, plan);
   if (HasFatalFailure()) return;
   LL_ASSERT_OK(epLowLatencyHandleDestroy(fh), fc);

@@ -1,6 +1,6 @@
 /*************************************************************************
- * epcomm unit tests: the LL buffer layout of the flagged-line dispatch
- * (ll_layout.h). The line and routing regions must lie inside the control
+ * epcomm unit tests: the LL buffer layout of the flagged-line dispatch and
+ * combine (ll_layout.h). The line and routing regions must lie inside the control
  * part of their set (epLowLatencyClean zeroes exactly that part: a stale
  * line flag or routing tag must never match an epoch of the restarted
  * sequence), must not overlap the other regions, and every line a sender
@@ -58,6 +58,35 @@ TEST(LlLayout, EveryLineOfEverySlotIsAlignedAndInsideTheLineRegion) {
             ASSERT_EQ(0u, off % ep::ll::kLineBytes);
             ASSERT_GE(off, lo);
             ASSERT_LE(off + (size_t)ep::ll::kLinesPerChunk * ep::ll::kLineBytes, hi);
+          }
+    }
+  }
+}
+
+// The lines combine (ll_combine.cu): every chunk of every (expert rank, token) slot is whole lines inside the
+// region, the chunks cover the row, and a chunk's flags sit where a dispatch slot's flags do (whole lines from
+// the same slot start), so a line of one protocol never reads as payload of the other.
+TEST(LlLayout, CombineLinesOfEverySlotAreAlignedAndCoverTheRow) {
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(testing::Message() << "R=" << s.R << " M=" << s.M << " H=" << s.H);
+    const Layout l = ep::ll::makeLayout(s.R, s.M, s.H, s.E, s.K);
+    const int C = ep::ll::combineLineChunks(s.H);
+    EXPECT_GE((size_t)C * ep::ll::kCombineLineChunk, (size_t)s.H);
+    EXPECT_LT((size_t)(C - 1) * ep::ll::kCombineLineChunk, (size_t)s.H) << "no chunk wholly past the row";
+    EXPECT_EQ(ep::ll::kCombineLineChunk, ep::ll::kCombineLinesPerChunk * ep::ll::kLineUnits * 16 / 2)
+        << "a line carries 7 units of 8 BF16 channels";
+    EXPECT_EQ(0u, l.lineStride % ep::ll::kLineBytes);
+    for (int b = 0; b < 2; b++) {
+      const size_t lo = l.lineOff(b), hi = lo + l.lineBytes;
+      for (int d = 0; d < s.R; d++)
+        for (int t = 0; t < s.M; t += (s.M > 8 ? s.M / 8 : 1))
+          for (int c = 0; c < C; c++) {
+            const size_t off = lo + ep::ll::combineLineRel(s.M, l.lineStride, d, t, c);
+            ASSERT_EQ(0u, off % ep::ll::kLineBytes);
+            ASSERT_LE(off + (size_t)ep::ll::kCombineLinesPerChunk * ep::ll::kLineBytes,
+                      lo + ((size_t)d * s.M + t + 1) * l.lineStride)
+                << "chunk spills into the next slot";
+            ASSERT_LE(off + (size_t)ep::ll::kCombineLinesPerChunk * ep::ll::kLineBytes, hi);
           }
     }
   }
