@@ -164,7 +164,6 @@ __device__ __forceinline__ void publish_acks(const SetArgs& sa, int R) {
       uint32_t pub = *(volatile uint32_t*)&sa.ctl->published[x];
       if (done == pub) continue;
       size_t sig = (size_t)x * sa.setBytes;
-      *(volatile int*)sa.ps.local_ptr<int>(sig + sizeof(int) * (size_t)d) = 0;
       if (kMayRemote && rm_remote(sa, d)) rm_ack(sa, x, d, done);  // another node: through the proxy (ll_remote.cuh)
       else sa.ps.signal_set(d, sig + sizeof(int) * ((size_t)R + sa.ps.rank), (int)done);
     }
