@@ -19,6 +19,14 @@
  * out[t] = sum of the partial rows (reduced) or sum_k w[t][k] * row[t][k]
  * (plain), in fp32, in a fixed order (deterministic), stored as BF16. Chunks
  * are reduced while the senders' later blocks are still sending.
+ * Lines (kLines: reduced on the sender, NVLink peers, not hooked; EP_LL_LINES):
+ * the same units over 448-channel chunks, each sent as 8 flagged 128-byte
+ * lines (ll_lines.cuh) into the line slot [me][t] of the token's rank; its
+ * receiver reduces a chunk once every expert rank's lines of it show the
+ * epoch. No block count is needed, no release and no block-done flag: a
+ * system-scope release completes only when the GPU's earlier NVLink writes
+ * have drained, which held every block's flag until the end of the link
+ * phase.
  *************************************************************************/
 #include <cuda_runtime.h>
 

@@ -1,5 +1,7 @@
 /*************************************************************************
- * epcomm LL: flagged 128-byte lines (EP_LL_LINES), the primitives.
+ * epcomm LL: flagged 128-byte lines (EP_LL_LINES), the primitives shared by
+ * the lines dispatch (ll_dispatch_lines.cuh) and the lines combine
+ * (ll_combine.cu).
  * SPDX-License-Identifier: Apache-2.0
  *
  * A line is 128 bytes, 128-byte aligned: 7 payload units of 16 bytes and, in
