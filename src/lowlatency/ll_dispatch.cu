@@ -222,23 +222,37 @@ __device__ __forceinline__ uint32_t scale_entry(const DispatchParams& p, const f
   return word;
 }
 
-// Writes int4 elements [lo, hi) of one received message (and its scales if
-// `scales`) to the rows of the local experts in `tmask` (lane k holds flat row
-// `flat` of pick k). v holds the elements [lo, lo + 32 * kCopyU) already.
+// The scale entries of int4 elements [lo, hi) of an FP8 message: its groups
+// of 128 channels (8 elements each), or with ue8m0 their packed words of 4
+// groups. A slice starts on a whole warp-wide step (32 elements = 4 words),
+// so the slices of a message split its entries without overlap.
+__device__ __forceinline__ void slice_scales(const DispatchParams& p, int lo, int hi, int* sLo, int* sHi) {
+  const int S = p.ue8m0 ? (p.H / 128 + 3) / 4 : p.H / 128;
+  *sLo = p.ue8m0 ? lo / 32 : lo / 8;
+  *sHi = lo >= hi ? *sLo : min(S, p.ue8m0 ? (hi + 31) / 32 : hi / 8);
+}
+
+// Writes int4 elements [lo, hi) of one received message, and (FP8) the scale
+// entries of that slice, to the rows of the local experts in `tmask` (lane k
+// holds flat row `flat` of pick k). v holds the elements [lo, lo + 32 * kCopyU)
+// already. Each slice's warp stores its own scales: the entries of a row are
+// scattered writes in the MN-major layout, and one warp storing all of them
+// after its rows cost ~1.7 us at T=128 (nvidia-h200-x2, ll_notes round 9).
 template <bool kFp8>
 __device__ __forceinline__ void copy_message(const DispatchParams& p, const char* msg, unsigned tmask, int flat,
-                                             int lane, int lo, int hi, bool scales, int4 (&v)[kCopyU],
+                                             int lane, int lo, int hi, int4 (&v)[kCopyU],
                                              unsigned long long* stamp = nullptr) {
   const int H = p.H;
   const int RM = p.R * p.M;
   const int n16 = kFp8 ? H / 16 : H / 8;
   const int4* src = reinterpret_cast<const int4*>(msg);
-  // The first 32 scale entries are read before the row stores, so that their
-  // round trip overlaps the stores instead of following them.
+  // The slice's first 32 scale entries are read before the row stores, so
+  // that their round trip overlaps the stores instead of following them.
   const int G = H / 128, S = p.ue8m0 ? (G + 3) / 4 : G;
   const float* sc = reinterpret_cast<const float*>(msg + H);
-  const bool doScales = kFp8 && scales;
-  uint32_t sc0 = (doScales && lane < S) ? scale_entry(p, sc, G, lane) : 0u;
+  int sLo = 0, sHi = 0;
+  if (kFp8) slice_scales(p, lo, hi, &sLo, &sHi);
+  uint32_t sc0 = (kFp8 && sLo + lane < sHi) ? scale_entry(p, sc, G, sLo + lane) : 0u;
   for (int base = lo; base < hi; base += 32 * kCopyU) {
     if (base != lo) load_batch(src, base, hi, lane, v);
     unsigned m = tmask;
@@ -256,16 +270,15 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
   }
   if (kProfBuilt && stamp != nullptr) *stamp = dev::globaltimer_ns();  // EP_LL_PROFILE=2: row stores issued
   if constexpr (kFp8) {
-    if (!doScales) return;
-    for (int wb = 0; wb < S; wb += 32) {
+    for (int wb = sLo; wb < sHi; wb += 32) {
       const int w = wb + lane;
-      const uint32_t val = wb == 0 ? sc0 : (w < S ? scale_entry(p, sc, G, w) : 0u);
+      const uint32_t val = wb == sLo ? sc0 : (w < sHi ? scale_entry(p, sc, G, w) : 0u);
       unsigned m = tmask;
       while (m) {
         int k = __ffs(m) - 1;
         m &= m - 1;
         int f = __shfl_sync(0xffffffffu, flat, k);
-        if (w < S) {
+        if (w < sHi) {
           size_t idx = p.scaleMn ? ((size_t)(f / RM) * S + w) * RM + (f % RM) : (size_t)f * S + w;
           static_cast<uint32_t*>(p.recvScales)[idx] = val;
         }
@@ -277,10 +290,10 @@ __device__ __forceinline__ void copy_message(const DispatchParams& p, const char
 // One (source, token) message is copied by p.recvSplit warps, each owning a
 // contiguous slice of it (more warps in flight: with one warp per message only
 // ~4 warps per SM would copy). Part 0 also writes the handle, srcInfo and
-// weights; the last part the scales.
+// weights; each part the scales of its slice.
 // unitT (EP_LL_PROFILE=2 timeline, else nullptr): stamps of the first unit of
-// the block's warp P - 1 (the scales' part): flags seen, header there, row
-// stores issued (the rows' data arrived), scales stored.
+// the block's warp P - 1 (the message's last part): flags seen, header there,
+// row stores issued (the rows' data arrived), scales stored.
 template <bool kFp8>
 __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t epoch, unsigned long long* unitT) {
   const SetArgs& sa = p.sa;
@@ -296,13 +309,11 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     int s = u / M, t = u - s * M;
     if (t >= sm.sT[s]) continue;
     const int lo = min(n16, part * per), hi = min(n16, lo + per);
-    const bool last = part == P - 1;
-    if (lo >= hi && part != 0 && !last) continue;
-    // The block's warp (P - 1) does the scales of its units (part P - 1): its lane 0 stamps.
+    if (lo >= hi && part != 0) continue;
+    // The block's warp P - 1 (its units are messages' last parts): its lane 0 stamps.
     const bool stampUnit = kProfBuilt && unitT != nullptr && (int)threadIdx.x == 32 * (P - 1) && unitT[0] == 0;
     // Wait for the source blocks that wrote what this unit reads: chunk 0's
-    // (the header), the chunks of its slice, and all chunks when it copies the
-    // scales. Messages whose blocks are done are copied while later blocks of
+    // (the header) and the chunks of its slice (their scales too). Messages whose blocks are done are copied while later blocks of
     // the sources are still sending (no wait for the whole source). A source
     // on another node was waited for whole in recv_meta (ll_remote.cuh).
     if (!rm_remote(sa, s)) {
@@ -310,7 +321,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
       const int G = sm.sG[s], cLo = lo / epc, cHi = lo < hi ? (hi - 1) / epc : -1;
       bool ok = true;
       for (int c = lane; c < C; c += 32) {
-        if (c != 0 && !(c >= cLo && c <= cHi) && !(kFp8 && last)) continue;
+        if (c != 0 && !(c >= cLo && c <= cHi)) continue;
         const int task = t * C + c, bvb = (task % (G * kWarpsPerBlock)) / kWarpsPerBlock;
         ok &= wait_eq(sa.ps.local_ptr<int>(sa.sigOff + blkDoneRel(R, s, bvb)), epoch, sa, kWaitData, s);
       }
@@ -353,7 +364,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
     unsigned lmask = __ballot_sync(0xffffffffu, flat >= 0);
     if (lmask == 0) continue;
     if (p.dedup) {
-      copy_message<kFp8>(p, msg0, lmask, flat, lane, lo, hi, last, v, stampUnit ? unitT + 2 : nullptr);
+      copy_message<kFp8>(p, msg0, lmask, flat, lane, lo, hi, v, stampUnit ? unitT + 2 : nullptr);
     } else {
       unsigned m = lmask;
       while (m) {
@@ -361,7 +372,7 @@ __device__ void recv_tokens(const DispatchParams& p, const DSmem& sm, uint32_t e
         m &= m - 1;
         const char* msg = msg0 + (size_t)k * p.msgStride;
         load_batch(reinterpret_cast<const int4*>(msg), lo, hi, lane, v);
-        copy_message<kFp8>(p, msg, 1u << k, flat, lane, lo, hi, last, v);
+        copy_message<kFp8>(p, msg, 1u << k, flat, lane, lo, hi, v);
       }
     }
     if (stampUnit) unitT[3] = dev::globaltimer_ns();

@@ -148,19 +148,21 @@ void printTimeline(int rank, int sel, int T, const unsigned long long* b) {
   fprintf(stderr, "[rank %d] EP_LL_TIMELINE %s T=%d calls=%llu grid=%d senders=%d lastblock=%d(vb %d) end %.2f us "
           "first-start %llu ns\n", rank, sels[sel], T, b[0], grid, nsend, lastB,
           lastB == 0 ? grid - 1 : lastB - 1, b[kTlSums + lastB * kTlStamps + 5] / n / 1e3, b[1] % 1000000000ull);
-  // Per block (vb order), the receive-phase stamps of the release protocol's receive (sel 2): which blocks end late.
-  if (sel == 2) {
-    std::string line;
-    for (int vb = 0; vb < grid; vb++) {
-      const int blk = vb == grid - 1 ? 0 : vb + 1;
-      const unsigned long long* x = b + kTlSums + (size_t)blk * kTlStamps;
-      char buf[64];
-      snprintf(buf, sizeof(buf), " %d:%.1f/%.1f/%.1f/%.1f/%.1f/%.1f", vb, x[4] / n / 1e3, x[12] / n / 1e3,
-               x[13] / n / 1e3, x[14] / n / 1e3, x[15] / n / 1e3, x[5] / n / 1e3);
-      line += buf;
-    }
-    fprintf(stderr, "[rank %d] EP_LL_TIMELINE   per block vb:rows/u1flags/u1header/u1rows/u1scales/end (us):%s\n", rank, line.c_str());
+  // Per block (vb order): which blocks end late, and why. Release receive (sel 2): rows known, then warp P-1's
+  // first unit (flags, header, row stores, scales), end; fused calls: start, acks, routing published, counts
+  // known, rows known, end.
+  std::string line;
+  for (int vb = 0; vb < grid; vb++) {
+    const int blk = vb == grid - 1 ? 0 : vb + 1;
+    const unsigned long long* x = b + kTlSums + (size_t)blk * kTlStamps;
+    const int st[6] = {sel == 2 ? 4 : 0, sel == 2 ? 12 : 1, sel == 2 ? 13 : 9, sel == 2 ? 14 : 7, sel == 2 ? 15 : 4, 5};
+    char buf[64];
+    snprintf(buf, sizeof(buf), " %d:%.1f/%.1f/%.1f/%.1f/%.1f/%.1f", vb, x[st[0]] / n / 1e3, x[st[1]] / n / 1e3,
+             x[st[2]] / n / 1e3, x[st[3]] / n / 1e3, x[st[4]] / n / 1e3, x[st[5]] / n / 1e3);
+    line += buf;
   }
+  fprintf(stderr, "[rank %d] EP_LL_TIMELINE   per block vb:%s (us):%s\n", rank,
+          sel == 2 ? "rows/u1flags/u1header/u1rows/u1scales/end" : "start/acks/published/counts/rows/end", line.c_str());
   for (int g = 0; g < 2; g++) {
     std::string line;
     for (int s = 0; s < kTlStamps; s++) {

@@ -52,6 +52,7 @@ struct Opt {
   std::vector<int> tokens = {1, 8, 32, 64, 128};
   int hidden = 7168, topk = 8, experts = 256, iters = 50, warmup = 20, sms = 0;
   int dedup = 2, reduce = 2, hook = 1, nccl = 1, fp8 = 1;
+  int tokenMajorScales = 0;  // --scales token: [L x R*M x S] instead of the default MN-major [L x S x R*M]
   std::string routing = "uniform";
   uint64_t seed = 1;
 };
@@ -68,6 +69,7 @@ void usage() {
       "  --reduce 0|1|2  sender-side reduction in combine off / on / both (2)\n"
       "  --routing SPEC  uniform | zipf:A | hot[:F] (uniform)\n"
       "  --bf16          BF16 dispatch instead of FP8\n"
+      "  --scales mn|token  FP8 scale layout of the output (mn: DeepGEMM's, the default)\n"
       "  --no-hook       skip the hook send/recv figures\n"
       "  --no-nccl       skip the NCCL baseline\n");
 }
@@ -97,6 +99,7 @@ bool parse(int argc, char** argv, Opt* o) {
     else if (a == "--routing") o->routing = next();
     else if (a == "--seed") o->seed = strtoull(next(), nullptr, 10);
     else if (a == "--bf16") o->fp8 = 0;
+    else if (a == "--scales") o->tokenMajorScales = std::string(next()) == "token";
     else if (a == "--no-hook") o->hook = 0;
     else if (a == "--no-nccl") o->nccl = 0;
     else if (a == "--help" || a == "-h") {
@@ -272,6 +275,7 @@ epResult_t run(Ctx& c, std::vector<Row>* rows) {
       in.numTopk = K;
       in.numExperts = E;
       in.useFp8 = o.fp8;
+      in.scaleLayout = o.tokenMajorScales ? epLlScalesTokenMajor : epLlScalesMnMajor;
       in.dedup = dd;
       in.numSms = o.sms;
       out.recvX = c.recvX.p;
