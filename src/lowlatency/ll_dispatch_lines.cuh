@@ -414,16 +414,18 @@ __device__ void recv_lines(const DispatchParams& p, const DSmem& sm, uint32_t ep
           }
         }
       }
-      unsigned m = (p.devSkip & 1) ? 0u : tmask;
+      unsigned m = (p.devSkip & 5) == 5 ? 0u : tmask;
       while (m) {
         const int k = __ffs(m) - 1;
         m &= m - 1;
         const int f = __shfl_sync(0xffffffffu, flat, k);
         char* row = outX + (size_t)f * H;
+        if (!(p.devSkip & 1)) {
 #pragma unroll
-        for (int r = 0; r < kLineLoads; r++)
-          if (dst[r] >= 0) *reinterpret_cast<int4*>(row + dst[r]) = v[r];
-        if (sc >= 0) store_chunk_scales(p, f, sc, sv);
+          for (int r = 0; r < kLineLoads; r++)
+            if (dst[r] >= 0) *reinterpret_cast<int4*>(row + dst[r]) = v[r];
+        }
+        if (sc >= 0 && !(p.devSkip & 4)) store_chunk_scales(p, f, sc, sv);
       }
     }
     if (stampUnit) unitT[2] = dev::globaltimer_ns();

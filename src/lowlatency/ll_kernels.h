@@ -65,7 +65,7 @@ struct DispatchParams {
   int lines;      // flagged-line protocol (ll_dispatch_lines.cuh): FP8 + dedup among NVLink peers
   int sendBlocks; // lines, fused call: blocks that send (token order), the others receive; 0 or >= grid: all do both
   int publishBlocks; // lines, fused call: receiving blocks that publish the routing first (EP_LL_PUBLISH_SMS); 0: the senders
-  int devSkip;    // lines, timing only (EP_LL_DEV_SKIP): bit 0 receivers skip the row stores, bit 1 the line waits
+  int devSkip;    // lines, timing only (EP_LL_DEV_SKIP): bit 0 receivers skip the row stores, bit 1 the line waits, bit 2 the scale stores
   int phases;
   int recvSplit;  // warps per received message (EP_LL_RECV_SPLIT), 1..8
   int coop;       // fused launch is cooperative (EP_LL_COOP, default 1)

@@ -46,7 +46,7 @@ bool epLlLines(const epComm* comm) {
   // was measured at.
   return epParamLlLines() != 0 && comm->ll->remote == nullptr && comm->nranks <= kLlLinesMaxRanks;
 }
-int epLlDevSkip() { return (int)(epParamLlDevSkip() & 3); }
+int epLlDevSkip() { return (int)(epParamLlDevSkip() & 7); }
 int epLlPublishSms() { return blockKnob(epParamLlPublishSms()); }
 int epLlSendSms() { return blockKnob(epParamLlSendSms()); }
 
@@ -155,14 +155,20 @@ void printTimeline(int rank, int sel, int T, const unsigned long long* b) {
   for (int vb = 0; vb < grid; vb++) {
     const int blk = vb == grid - 1 ? 0 : vb + 1;
     const unsigned long long* x = b + kTlSums + (size_t)blk * kTlStamps;
-    const int st[6] = {sel == 2 ? 4 : 0, sel == 2 ? 12 : 1, sel == 2 ? 13 : 9, sel == 2 ? 14 : 7, sel == 2 ? 15 : 4, 5};
-    char buf[64];
-    snprintf(buf, sizeof(buf), " %d:%.1f/%.1f/%.1f/%.1f/%.1f/%.1f", vb, x[st[0]] / n / 1e3, x[st[1]] / n / 1e3,
-             x[st[2]] / n / 1e3, x[st[3]] / n / 1e3, x[st[4]] / n / 1e3, x[st[5]] / n / 1e3);
-    line += buf;
+    static const int kRecv[6] = {4, 12, 13, 14, 15, 5}, kFused[10] = {0, 1, 9, 7, 4, 12, 13, 14, 15, 5};
+    const int* st = sel == 2 ? kRecv : kFused;
+    const int ns = sel == 2 ? 6 : 10;
+    line += " " + std::to_string(vb) + ":";
+    for (int i = 0; i < ns; i++) {
+      char buf[16];
+      snprintf(buf, sizeof(buf), "%s%.1f", i ? "/" : "", x[st[i]] / n / 1e3);
+      line += buf;
+    }
   }
   fprintf(stderr, "[rank %d] EP_LL_TIMELINE   per block vb:%s (us):%s\n", rank,
-          sel == 2 ? "rows/u1flags/u1header/u1rows/u1scales/end" : "start/acks/published/counts/rows/end", line.c_str());
+          sel == 2 ? "rows/u1flags/u1header/u1rows/u1scales/end"
+                   : "start/acks/published/counts/rows/u1rows/u1lines/u1done/w0done/end",
+          line.c_str());
   for (int g = 0; g < 2; g++) {
     std::string line;
     for (int s = 0; s < kTlStamps; s++) {

@@ -92,7 +92,7 @@ bool epLlLines(const epComm* comm);
 int epLlSendSms();
 /* EP_LL_PUBLISH_SMS (default 8): receiving blocks of a fused lines dispatch that publish the routing (0: the sending blocks). */
 int epLlPublishSms();
-/* EP_LL_DEV_SKIP (default 0, timing only: the outputs are wrong): lines receivers skip the row stores (1), the line waits (2). */
+/* EP_LL_DEV_SKIP (default 0, timing only: the outputs are wrong): lines receivers skip the row stores (1), the line waits (2), the scale stores (4). */
 int epLlDevSkip();
 /* EP_LL_COOP (default 1): the fused launch is cooperative (co-residency guaranteed);
  * 0 only to measure its cost (blocks then rely on fitting on the GPU at once). */
