@@ -65,12 +65,17 @@ epResult_t epDeviceStatusDescribe(const epDeviceStatus& s, char* msg, size_t n) 
         snprintf(b, bn, "fp8=%d dedup=%d protocol=%s", (int)(m & 1), (int)((m >> 1) & 1),
                  (m & 4) ? "lines (non-hooked)" : "release");
       };
-      if ((s.value >> 16) & 1) {  // a combine (ll_combine.cu): only the protocol can differ
+      if ((s.value >> 16) & 1) {  // a combine (ll_combine.cu): mode bits 1 reduceOnSender, 4 flagged lines
+        auto cmode = [](long long m, char* b, size_t bn) {
+          snprintf(b, bn, "reduceOnSender=%d protocol=%s", (int)(m & 1), (m & 4) ? "lines" : "release");
+        };
+        char mine[64], theirs[64];
+        cmode(s.value & 0xff, mine, sizeof(mine));
+        cmode((s.value >> 8) & 0xff, theirs, sizeof(theirs));
         snprintf(msg, n,
-                 "%s: rank %d made this combine with the release protocol but rank %d sent flagged lines; nothing "
-                 "was received from it. HINT: set the same EP_LL_LINES on every rank, and the same hook and "
-                 "reduceOnSender flags call by call",
-                 fam, s.a, s.b);
+                 "%s: rank %d made this combine with %s but rank %d with %s; nothing was received from it. HINT: "
+                 "every rank must pass the same reduceOnSender flag, call by call, and set the same EP_LL_LINES",
+                 fam, s.a, mine, s.b, theirs);
         return epInvalidUsage;
       }
       char mine[64], theirs[64];

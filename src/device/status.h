@@ -23,7 +23,7 @@ enum epDeviceErrorKind : int {
   EP_DEVERR_PATH_MISMATCH = 6,     /* HT: rank a took the registered (direct) path = value, rank b the other one */
   EP_DEVERR_BAD_REGISTRATION = 7,  /* HT direct: rank a's registered region (slot b) misses row value */
   EP_DEVERR_LL_MODE_MISMATCH = 8   /* LL dispatch: rank a's call mode (value & 0xff) differs from rank b's
-                                      ((value >> 8) & 0xff); bit 16 set: a combine (b sent flagged lines) */
+                                      ((value >> 8) & 0xff); bit 16 set: a combine (mode bits 1 reduced, 4 lines) */
 };
 
 struct epDeviceStatus {

@@ -131,11 +131,12 @@ EP_API epResult_t epLowLatencyDispatch(epComm_t comm, const epLlDispatchInput_t*
   p.ue8m0 = in->useFp8 && in->ue8m0;
   p.scaleMn = in->scaleLayout == epLlScalesMnMajor;
   p.dedup = in->dedup != 0;
-  // Flagged lines for non-hooked calls only: a hooked call's receive runs on
-  // its own, with every line long there, and the lines receive (routing pass
-  // + line copy) measured 19.1 us against the release protocol's 13.3.
+  // Flagged lines for hooked calls too: since the senders rank their own picks
+  // (no routing pass on the receive side), a hooked call's lines send and
+  // receive phases are both faster than the release protocol's (nvidia-h200-x2,
+  // T=128: send 13.9 -> 12.2 us, receive 13.3-14.0 -> 11.5; ll_notes round 9).
   // (The lines routing word packs a local expert and a row in 16 bits each.)
-  p.lines = p.fp8 && p.dedup && !in->hook && epLlLines(comm) && p.L <= 0xffff && p.M <= 0x10000;
+  p.lines = p.fp8 && p.dedup && epLlLines(comm) && p.L <= 0xffff && p.M <= 0x10000;
   p.sendBlocks = epLlSendSms();
   p.publishBlocks = epLlPublishSms();
   p.devSkip = epLlDevSkip();
@@ -244,9 +245,9 @@ EP_API epResult_t epLowLatencyCombine(epComm_t comm, const epLlCombineInput_t* i
   p.topk64 = in->topkIdxType == epInt64;
   p.weights = in->topkWeights;
   p.reduce = in->reduceOnSender != 0;
-  // Flagged lines (EP_LL_LINES) for a reduced, non-hooked combine among NVLink
-  // peers; per-expert rows and hooked calls keep the release protocol.
-  p.lines = p.reduce && !in->hook && epLlLines(comm);
+  // Flagged lines (EP_LL_LINES) for a reduced combine among NVLink peers,
+  // hooked or not; per-expert rows keep the release protocol.
+  p.lines = p.reduce && epLlLines(comm);
   p.coop = epLlCoop();
   p.out = static_cast<uint16_t*>(out->out);
   p.hSrcT = handle->srcT;

@@ -40,12 +40,17 @@ namespace ll {
 namespace {
 
 constexpr int kBatch = 4;  // rows loaded before they are summed (latency hiding)
-// The info word a combine sender stores at every rank: its block count, and
-// this bit when it sends flagged lines. A release-protocol receiver that sees
-// it reports an LL mode mismatch (EP_LL_LINES differs across ranks) instead
-// of waiting for flags never set; a lines receiver facing a release sender
-// times out (epTimeout).
-constexpr uint32_t kCombineLinesTag = 1u << 16;
+// The info word a combine sender stores at every rank: its block count and
+// its mode (kModeReduce: rows reduced on the sender; kModeLines: flagged
+// lines). A release-protocol receiver compares the mode with its own and
+// reports an LL mode mismatch (reduceOnSender or EP_LL_LINES differing across
+// ranks) instead of reading rows of another layout or waiting for flags never
+// set; a lines receiver facing a release sender times out (epTimeout).
+constexpr uint32_t kCombineModeReduce = 1u, kCombineModeLines = 4u;  // core/async_error.cc prints them
+constexpr int kCombineModeShift = 16;
+__device__ __forceinline__ uint32_t combine_mode(const CombineParams& p, bool lines) {
+  return (p.reduce ? kCombineModeReduce : 0u) | (lines ? kCombineModeLines : 0u);
+}
 
 // Channels of a 512-channel chunk that a lane owns: 8 at chA = c*512 + 8*lane
 // and 8 at chA + 256. Each 16-byte access instruction of the warp then covers
@@ -376,7 +381,7 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
     if (!sFail && blockIdx.x == gridDim.x - 1)
       for (int d = tid; d < R; d += nt)
         st_relaxed_sys_u64(sa.ps.ptr<uint64_t>(d, sa.infoOff + (size_t)me * sa.infoStride),
-                           tagged(sendEpoch, gridDim.x | (kLines ? kCombineLinesTag : 0u)));
+                           tagged(sendEpoch, gridDim.x | (combine_mode(p, kLines) << kCombineModeShift)));
     if (!sFail) send_rows<kLines>(p, sSrcT, preFlat, preW, sendEpoch);
     prof.mark(2);
     if constexpr (!kLines) {
@@ -405,12 +410,14 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
       uint32_t g = 0;
       const uint64_t* pw = sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)d * sa.infoStride);
       if (!sFail && !wait_tag(pw, recvEpoch, sa, kWaitMeta, d, &g)) sFail = 1;
-      if (!sFail && (g & kCombineLinesTag)) {  // that rank sent flagged lines (EP_LL_LINES differs)
-        // value: mine 0 (release), theirs 4 (lines), bit 16: a combine (core/async_error.cc).
-        dev::record_error(sa.status, kFamilyLL, EP_DEVERR_LL_MODE_MISMATCH, me, d, (long long)((4u << 8) | (1u << 16)));
+      const uint32_t mine = combine_mode(p, false), theirs = g >> kCombineModeShift;
+      if (!sFail && theirs != mine) {
+        // value: mine | theirs << 8, bit 16: a combine (core/async_error.cc).
+        dev::record_error(sa.status, kFamilyLL, EP_DEVERR_LL_MODE_MISMATCH, me, d,
+                          (long long)(mine | (theirs << 8) | (1u << 16)));
         sFail = 1;
       }
-      sG[d] = (int)(g & ~kCombineLinesTag);
+      sG[d] = (int)(g & ((1u << kCombineModeShift) - 1));
     }
     __syncthreads();
     prof.mark(4);

@@ -82,10 +82,10 @@ unsigned long long* epLlTimelineSlot(epComm* comm, int kind, int phases, int T);
 bool epLlFused();
 /* EP_LL_RECV_SPLIT (default 4, 1..8): warps that copy one received dispatch message. */
 int epLlRecvSplit();
-/* EP_LL_LINES (default 1): a non-hooked FP8 dedup dispatch and a non-hooked
- * combine reduced on the sender use the flagged-line protocol
- * (ll_dispatch_lines.cuh, ll_combine.cu) when every peer is an NVLink peer and
- * there are at most kLlLinesMaxRanks ranks; otherwise the release protocol. */
+/* EP_LL_LINES (default 1): an FP8 dedup dispatch and a combine reduced on the
+ * sender, hooked or not, use the flagged-line protocol (ll_dispatch_lines.cuh,
+ * ll_combine.cu) when every peer is an NVLink peer and there are at most
+ * kLlLinesMaxRanks ranks; otherwise the release protocol. */
 constexpr int kLlLinesMaxRanks = 16;
 bool epLlLines(const epComm* comm);
 /* EP_LL_SEND_SMS (default 40): blocks of a fused lines dispatch that send; the others receive. */

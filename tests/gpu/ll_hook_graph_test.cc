@@ -332,20 +332,23 @@ TEST(LlFault, ModeMismatchReportedThenClean) {
   llResetFaultComm();
 }
 
-// A combine whose protocol differs across ranks: rank 0 makes it hooked (the
-// release protocol), the others not (flagged lines, with EP_LL_LINES on).
-// Rank 0 reports the mode mismatch (epInvalidUsage naming the combine), the
-// others time out waiting for rank 0's lines (epTimeout); no hang, and
-// epLowLatencyClean makes the comm usable again. With the lines off
-// (EP_LL_LINES=0, or peers on other nodes), both make the same release
-// protocol and the combine must be correct on every rank.
-TEST(LlFault, CombineProtocolMismatchReportedThenClean) {
+// A combine whose mode differs across ranks: rank 0 sends per-expert rows
+// (reduceOnSender = 0: the release protocol), the others reduced rows (flagged
+// lines with EP_LL_LINES on, else the release protocol too). Rank 0 reports
+// the mode mismatch (epInvalidUsage naming the combine); the others time out
+// waiting for rank 0's lines (epTimeout), or with the lines off report the
+// mismatch too. No hang, nothing taken from the mismatched peer, and
+// epLowLatencyClean makes the comm usable again.
+TEST(LlFault, CombineModeMismatchReportedThenClean) {
   EP_LL_REQUIRE_GPU();
   LlEnv& env = llEnv();
-  if (env.nranks < 2) GTEST_SKIP() << "needs >= 2 ranks (a peer with another protocol)";
-  const char* lines = getenv("EP_LL_LINES");
+  if (env.nranks < 2) GTEST_SKIP() << "needs >= 2 ranks (a peer with another mode)";
   const char* nodes = getenv("EP_EMULATE_NODES");
-  const bool linesOn = !(lines && atoi(lines) == 0) && !(nodes && atoi(nodes) > 1);
+  if (nodes && atoi(nodes) > 1)
+    GTEST_SKIP() << "peers on other nodes: the proxy path ships a combine's rows without its mode word, so a "
+                    "mismatch there is not detected (documented in docs/env.md, EP_LL_LINES)";
+  const char* lines = getenv("EP_LL_LINES");
+  const bool linesOn = !(lines && atoi(lines) == 0);
   std::string err;
   epComm_t fc = llFaultComm(1500, &err);
   ASSERT_NE(nullptr, fc) << err;
@@ -362,20 +365,16 @@ TEST(LlFault, CombineProtocolMismatchReportedThenClean) {
   epLlCombineOutput_t cout;
   llFillCombineArgs(env, plan, &cin, &cout);
   ASSERT_EQ(cudaSuccess, env.out.poison(0xFF, env.stream));
-  cin.hook = env.rank == 0 ? 1 : 0;
-  epLlHook_t hook;
-  LL_ASSERT_OK(epLowLatencyCombine(fc, &cin, &cout, fh, &hook, env.stream), fc);
-  if (env.rank == 0) LL_ASSERT_OK(epLowLatencyRecv(fc, hook, env.stream), fc);
+  cin.reduceOnSender = env.rank == 0 ? 0 : 1;
+  LL_ASSERT_OK(epLowLatencyCombine(fc, &cin, &cout, fh, nullptr, env.stream), fc);
   ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
   epResult_t async = epSuccess;
   ASSERT_EQ(epSuccess, epCommGetAsyncError(fc, &async));
   const std::string text = epTestErrText(async, fc);
-  if (!linesOn) {
-    EXPECT_EQ(epSuccess, async) << text;
-    EXPECT_TRUE(llCheckCombine(env, plan, env.out.p));
-  } else if (env.rank == 0) {
+  if (env.rank == 0 || !linesOn) {
     EXPECT_EQ(epInvalidUsage, async) << text;
     EXPECT_NE(std::string::npos, text.find("combine")) << text;
+    EXPECT_NE(std::string::npos, text.find("reduceOnSender=")) << text;
   } else {
     EXPECT_EQ(epTimeout, async) << text;
   }
