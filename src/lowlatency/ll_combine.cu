@@ -371,6 +371,9 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
   if (blockIdx.x == 0) publish_acks<!kLines>(sa, R);  // lines: NVLink peers only
   if (doSend)
     for (int d = tid; d < R; d += nt) sSrcT[d] = p.hSrcT[d];
+  // The receive's routing (top-k ids -> expert ranks) is staged now, its loads
+  // in flight with the acks': nothing it reads depends on the send.
+  if (doRecv) stage_routing(p, sIds);
 
   if (doSend) {
     if (!wait_acks<!kLines>(sa, R, sendEpoch, ackPre)) sFail = 1;
@@ -399,27 +402,33 @@ __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
   }
 
   if (doRecv) {
-    __syncthreads();
-    stage_routing(p, sIds);
-    for (int d = tid; d < R && !kLines; d += nt) {
-      if (rm_remote(sa, d)) {  // another node: its rows landed once DATA reaches the epoch (ll_remote.cuh)
-        if (!sFail && !rm_wait(sa, kRemoteData, d, recvEpoch, kWaitData)) sFail = 1;
-        sG[d] = 0;  // no per-block waits for it (its blkDone flags are not shipped)
-        continue;
+    if constexpr (kLines) {
+      // After this kernel's send, each warp goes on to its chunks as soon as
+      // its own sends are issued (sIds and sFail were set before the send's
+      // barrier); a receive-only launch orders the staged routing first.
+      if (!doSend) __syncthreads();
+    } else {
+      __syncthreads();
+      for (int d = tid; d < R; d += nt) {
+        if (rm_remote(sa, d)) {  // another node: its rows landed once DATA reaches the epoch (ll_remote.cuh)
+          if (!sFail && !rm_wait(sa, kRemoteData, d, recvEpoch, kWaitData)) sFail = 1;
+          sG[d] = 0;  // no per-block waits for it (its blkDone flags are not shipped)
+          continue;
+        }
+        uint32_t g = 0;
+        const uint64_t* pw = sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)d * sa.infoStride);
+        if (!sFail && !wait_tag(pw, recvEpoch, sa, kWaitMeta, d, &g)) sFail = 1;
+        const uint32_t mine = combine_mode(p, false), theirs = g >> kCombineModeShift;
+        if (!sFail && theirs != mine) {
+          // value: mine | theirs << 8, bit 16: a combine (core/async_error.cc).
+          dev::record_error(sa.status, kFamilyLL, EP_DEVERR_LL_MODE_MISMATCH, me, d,
+                            (long long)(mine | (theirs << 8) | (1u << 16)));
+          sFail = 1;
+        }
+        sG[d] = (int)(g & ((1u << kCombineModeShift) - 1));
       }
-      uint32_t g = 0;
-      const uint64_t* pw = sa.ps.local_ptr<uint64_t>(sa.infoOff + (size_t)d * sa.infoStride);
-      if (!sFail && !wait_tag(pw, recvEpoch, sa, kWaitMeta, d, &g)) sFail = 1;
-      const uint32_t mine = combine_mode(p, false), theirs = g >> kCombineModeShift;
-      if (!sFail && theirs != mine) {
-        // value: mine | theirs << 8, bit 16: a combine (core/async_error.cc).
-        dev::record_error(sa.status, kFamilyLL, EP_DEVERR_LL_MODE_MISMATCH, me, d,
-                          (long long)(mine | (theirs << 8) | (1u << 16)));
-        sFail = 1;
-      }
-      sG[d] = (int)(g & ((1u << kCombineModeShift) - 1));
+      __syncthreads();
     }
-    __syncthreads();
     prof.mark(4);
     if (!sFail) {
       if constexpr (kLines) reduce_lines(p, sIds, recvEpoch);
