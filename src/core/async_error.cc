@@ -60,31 +60,23 @@ epResult_t epDeviceStatusDescribe(const epDeviceStatus& s, char* msg, size_t n) 
                "small); the row was skipped", fam, s.a, s.b, s.value);
       return epInvalidUsage;
     case EP_DEVERR_LL_MODE_MISMATCH: {
-      // Mode bits of ll_dispatch_common.cuh: 1 FP8, 2 dedup, 4 flagged lines.
-      auto mode = [](long long m, char* b, size_t bn) {
-        snprintf(b, bn, "fp8=%d dedup=%d protocol=%s", (int)(m & 1), (int)((m >> 1) & 1),
-                 (m & 4) ? "lines (non-hooked)" : "release");
+      // Mode bits (mine in value & 0xff, theirs in the next byte). A dispatch
+      // (ll_dispatch_common.cuh): 1 FP8, 2 dedup, 4 flagged lines; a combine
+      // (bit 16 set, ll_combine.cu): 1 reduceOnSender, 4 flagged lines.
+      const bool combine = (s.value >> 16) & 1;
+      auto mode = [combine](long long m, char* b, size_t bn) {
+        const char* proto = (m & 4) ? "lines" : "release";
+        if (combine) snprintf(b, bn, "reduceOnSender=%d protocol=%s", (int)(m & 1), proto);
+        else snprintf(b, bn, "fp8=%d dedup=%d protocol=%s", (int)(m & 1), (int)((m >> 1) & 1), proto);
       };
-      if ((s.value >> 16) & 1) {  // a combine (ll_combine.cu): mode bits 1 reduceOnSender, 4 flagged lines
-        auto cmode = [](long long m, char* b, size_t bn) {
-          snprintf(b, bn, "reduceOnSender=%d protocol=%s", (int)(m & 1), (m & 4) ? "lines" : "release");
-        };
-        char mine[64], theirs[64];
-        cmode(s.value & 0xff, mine, sizeof(mine));
-        cmode((s.value >> 8) & 0xff, theirs, sizeof(theirs));
-        snprintf(msg, n,
-                 "%s: rank %d made this combine with %s but rank %d with %s; nothing was received from it. HINT: "
-                 "every rank must pass the same reduceOnSender flag, call by call, and set the same EP_LL_LINES",
-                 fam, s.a, mine, s.b, theirs);
-        return epInvalidUsage;
-      }
       char mine[64], theirs[64];
       mode(s.value & 0xff, mine, sizeof(mine));
       mode((s.value >> 8) & 0xff, theirs, sizeof(theirs));
       snprintf(msg, n,
-               "%s: rank %d made this dispatch with %s but rank %d with %s; nothing was received from it. HINT: every "
-               "rank must pass the same useFp8, dedup and hook flags, call by call, and set the same EP_LL_LINES",
-               fam, s.a, mine, s.b, theirs);
+               "%s: rank %d made this %s with %s but rank %d with %s; nothing was received from it. HINT: every "
+               "rank must pass the same %s, call by call, and set the same EP_LL_LINES",
+               fam, s.a, combine ? "combine" : "dispatch", mine, s.b, theirs,
+               combine ? "reduceOnSender flag" : "useFp8 and dedup flags");
       return epInvalidUsage;
     }
     default:

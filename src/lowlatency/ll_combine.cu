@@ -225,8 +225,7 @@ __device__ void reduce_tokens(const CombineParams& p, const int* sIds, const int
     bool valid = dest >= 0;
     unsigned kmask;
     float w = 0.f;
-    const unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
-    const bool firstOfRank = valid && (__ffs(peers) - 1 == lane);
+    const bool firstOfRank = first_lane_of_rank(dest);
     if (p.reduce) {
       kmask = __ballot_sync(0xffffffffu, firstOfRank);
     } else {
@@ -305,9 +304,7 @@ __device__ void reduce_lines(const CombineParams& p, const int* sIds, uint32_t e
   for (int u = vb * nw + warp; u < p.T * C; u += gridDim.x * nw) {
     const int t = u / C, c = u - t * C;
     const int dest = lane < K ? sIds[t * K + lane] : -1;
-    const bool valid = dest >= 0;
-    const unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
-    const unsigned kmask = __ballot_sync(0xffffffffu, valid && (__ffs(peers) - 1 == lane));
+    const unsigned kmask = __ballot_sync(0xffffffffu, first_lane_of_rank(dest));
     const Lane2 ln(c, lane, H, true);
     const int lb = c * kCombineLinesPerChunk;
     float acc[16];

@@ -176,6 +176,16 @@ __device__ __forceinline__ void publish_acks_record(const SetArgs& sa) {
     sa.ctl->published[threadIdx.x] = *(volatile uint32_t*)&sa.ctl->ep[(size_t)(2 + threadIdx.x) * sa.nb + blockIdx.x];
 }
 
+// Every lane of the warp: true on the lowest lane holding each distinct rank
+// among the lanes' `dest` (-1: none). The per-rank dedup of a token's top-k
+// slots (dispatch sends, combine reductions).
+__device__ __forceinline__ bool first_lane_of_rank(int dest) {
+  const int lane = threadIdx.x & 31;
+  const bool valid = dest >= 0;
+  const unsigned peers = __match_any_sync(0xffffffffu, valid ? dest : (0x40000000 | lane));
+  return valid && (__ffs(peers) - 1 == lane);
+}
+
 // This block's virtual index for work maps: block 0 is the last one, since it
 // starts with the ack release (publish_acks) and so takes the last tasks and units.
 __device__ __forceinline__ int vblock() { return blockIdx.x == 0 ? gridDim.x - 1 : blockIdx.x - 1; }

@@ -180,11 +180,8 @@ __device__ __forceinline__ int token_expert(const DispatchParams& p, int t) {
 // Destinations of a token whose top-k slot `lane` holds expert e (-1: none):
 // each lane's rank, and one lane per distinct rank (dedup).
 __device__ __forceinline__ unsigned dest_lanes(int e, int L, int* dest) {
-  const int lane = threadIdx.x & 31;
-  const bool valid = e >= 0;
-  *dest = valid ? e / L : -1;
-  const unsigned peers = __match_any_sync(0xffffffffu, valid ? *dest : (0x40000000 | lane));
-  return __ballot_sync(0xffffffffu, valid && (__ffs(peers) - 1 == lane));
+  *dest = e >= 0 ? e / L : -1;
+  return __ballot_sync(0xffffffffu, first_lane_of_rank(*dest));
 }
 
 // Casts chunk c of token t (this lane's 16 channels in v0/v1) and stores its

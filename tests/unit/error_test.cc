@@ -66,6 +66,19 @@ TEST(AsyncErrors, DeviceStatusMessagesNameTheCulprit) {
   EXPECT_NE(std::string(msg).find("token 9"), std::string::npos) << msg;
   s = {EP_DEVERR_BAD_HANDLE, 0, 0, 0, 1};
   EXPECT_EQ(epDeviceStatusDescribe(s, msg, sizeof(msg)), epInvalidUsage);
+  // LL mode mismatch, a dispatch: mine FP8 + dedup + lines (7), theirs BF16 + dedup, release (2).
+  s = {EP_DEVERR_LL_MODE_MISMATCH, 1, 3, 7 | (2 << 8), 2};
+  EXPECT_EQ(epDeviceStatusDescribe(s, msg, sizeof(msg)), epInvalidUsage);
+  EXPECT_NE(std::string(msg).find("rank 1 made this dispatch with fp8=1 dedup=1 protocol=lines"), std::string::npos)
+      << msg;
+  EXPECT_NE(std::string(msg).find("rank 3 with fp8=0 dedup=1 protocol=release"), std::string::npos) << msg;
+  // ... a combine (bit 16): mine per-expert rows, release (0); theirs reduced, lines (5).
+  s = {EP_DEVERR_LL_MODE_MISMATCH, 0, 2, 0 | (5 << 8) | (1 << 16), 2};
+  EXPECT_EQ(epDeviceStatusDescribe(s, msg, sizeof(msg)), epInvalidUsage);
+  EXPECT_NE(std::string(msg).find("rank 0 made this combine with reduceOnSender=0 protocol=release"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(std::string(msg).find("rank 2 with reduceOnSender=1 protocol=lines"), std::string::npos) << msg;
   s = {EP_DEVERR_NONE, 0, 0, 0, 0};
   EXPECT_EQ(epDeviceStatusDescribe(s, msg, sizeof(msg)), epSuccess);
   s = {77, 0, 0, 0, 0};
