@@ -48,11 +48,13 @@
  * overwrites them: they are the caller's buffers, not the library's.
  *
  * Every rank must make the same sequence of LL calls with the same useFp8,
- * dedup and hook flags (and the same EP_LL_* protocol knobs): a non-hooked
- * FP8 dedup dispatch among NVLink peers moves its rows as flagged 128-byte
- * lines (EP_LL_LINES, docs/env.md), the other calls with release-ordered
- * stores, and a peer on the other protocol or format is detected and reported
- * (epInvalidUsage) instead of waiting for data it never sends.
+ * dedup, reduceOnSender and hook flags (and the same EP_LL_* protocol knobs):
+ * an FP8 dedup dispatch and a combine reduced on the sender, among NVLink
+ * peers, move their rows as flagged 128-byte lines (EP_LL_LINES, docs/env.md),
+ * the other calls with release-ordered stores. A dispatch peer on the other
+ * protocol or format is detected and reported (epInvalidUsage) instead of
+ * waiting for data it never sends; in a combine, the rank on the release
+ * protocol reports it and a rank waiting for lines ends with epTimeout.
  *
  * Errors detected on the device (expert id out of range: reported, and that
  * slot treated as masked; a peer that does not answer within
