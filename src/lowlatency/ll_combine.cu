@@ -19,7 +19,7 @@
  * out[t] = sum of the partial rows (reduced) or sum_k w[t][k] * row[t][k]
  * (plain), in fp32, in a fixed order (deterministic), stored as BF16. Chunks
  * are reduced while the senders' later blocks are still sending.
- * Lines (kLines: reduced on the sender, NVLink peers, not hooked; EP_LL_LINES):
+ * Lines (kLines: reduced on the sender, NVLink peers, hooked or not; EP_LL_LINES):
  * the same units over 448-channel chunks, each sent as 8 flagged 128-byte
  * lines (ll_lines.cuh) into the line slot [me][t] of the token's rank; its
  * receiver reduces a chunk once every expert rank's lines of it show the
@@ -344,7 +344,7 @@ __device__ void reduce_lines(const CombineParams& p, const int* sIds, uint32_t e
 }
 
 // kLines: the flagged-line protocol (reduced on the sender, NVLink peers,
-// fused or split calls without a hook); otherwise the release protocol.
+// fused, split or hooked calls); otherwise the release protocol.
 template <bool kLines>
 __global__ void __launch_bounds__(kThreads, 1) combineKernel(CombineParams p) {
   const unsigned long long tEntry = dev::globaltimer_ns();  // EP_LL_PROFILE: before any parameter

@@ -94,7 +94,7 @@ struct CombineParams {
   int topk64;
   const float* weights;
   int reduce;
-  int lines;  // flagged-line protocol (ll_combine.cu): reduced on the sender, NVLink peers, no hook
+  int lines;  // flagged-line protocol (ll_combine.cu): reduced on the sender, NVLink peers
   int phases;
   int coop;
   uint16_t* out;

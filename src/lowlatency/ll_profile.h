@@ -34,7 +34,8 @@ static inline size_t profBytes(int M) { return sizeof(unsigned long long) * prof
 
 // EP_LL_PROFILE=2 adds a per-block timeline of dispatch calls (sel 0: fused,
 // release protocol; 1: fused, lines; 2: the release protocol's receive phase
-// alone, i.e. epLowLatencyRecv of a hooked dispatch), one bucket per T, after
+// alone, i.e. epLowLatencyRecv of a hooked dedup dispatch in BF16 or with
+// EP_LL_LINES=0: hooked FP8 calls use lines), one bucket per T, after
 // the phase sums. Why:
 // block 0's stamps and the span do not say which blocks end late or when each
 // source's routing lands. Per block, summed over calls, relative to the

@@ -229,7 +229,7 @@ unsigned long long* epLlTimelineSlot(epComm* comm, int kind, int phases, int T) 
   if (st->prof == nullptr || epParamLlProfile() < 2) return nullptr;
   int sel = -1;
   if (phases == 3 && (kind == 0 || kind == 4)) sel = kind == 4 ? 1 : 0;
-  if (phases == 2 && kind == 0) sel = 2;  // a hooked dedup dispatch's receive (release protocol)
+  if (phases == 2 && kind == 0) sel = 2;  // a release-protocol dedup dispatch's receive phase alone
   return sel < 0 ? nullptr : st->prof + ep::ll::tlBucket(sel, T, st->layout.M);
 }
 
