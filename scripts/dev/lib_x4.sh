@@ -28,3 +28,28 @@ res() {
   grep -aE "^\[  (PASSED|FAILED)|LlLinesStress \]|ERROR SUMMARY|RACECHECK SUMMARY" "$1" | sort | uniq -c | cut -c1-220
   grep -a -A5 "Failure" "$1" | head -12
 }
+
+# The LL GPU checks the runners share (LL_FILTER from scripts/gpu_filters.sh), each logged in $O and summarised:
+# ll_suite LOGNAME NRANKS [KNOBS joined with '+']: the LL suite;
+# ll_sanitizers: compute-sanitizer memcheck and racecheck on LlSmall.* at 2 ranks (san_TOOL.log);
+# ll_virtual_nodes LOGNAME NRANKS: the LL suite over 2 virtual nodes (emulated RDMA).
+. scripts/gpu_filters.sh
+ll_suite() {
+  local envs=(); [ -n "${3:-}" ] && envs=(-x ${3//+/ -x })
+  timeout 90 "${MPI[@]}" -np "$2" "${envs[@]}" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no > "$O/$1.log" 2>&1
+  echo "== LL suite np$2 ${3:-} rc=$? ($(el))"; res "$O/$1.log"
+}
+ll_sanitizers() {
+  local san tool
+  san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
+  for tool in memcheck racecheck; do
+    EP_TIMEOUT_MS=60000 timeout 120 "${MPI[@]}" -np 2 "$san" --tool $tool --error-exitcode 9 build/test/ep_gpu_tests \
+      --gtest_filter='LlSmall.*' --gtest_color=no > "$O/san_$tool.log" 2>&1
+    echo "== $tool rc=$? ($(el))"; res "$O/san_$tool.log"
+  done
+}
+ll_virtual_nodes() {
+  timeout 90 "${MPI[@]}" -x EP_EMULATE_NODES=2 -x EP_NET=emulated -x EP_INTERNODE_MAX_HIDDEN=8192 \
+    -x CUDA_MODULE_LOADING=EAGER -np "$2" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no > "$O/$1.log" 2>&1
+  echo "== LL suite over 2 virtual nodes np$2 rc=$? ($(el))"; res "$O/$1.log"
+}

@@ -8,31 +8,18 @@
 # (Was ll_validate_x4.sh, the final call of sessions 4 and 5; session 6 ran it with NP=2 and NP=4.)
 set -u
 cd "$(dirname "$0")/../.." || exit 1
-. scripts/gpu_filters.sh
 . scripts/dev/lib_x4.sh
 NP=${NP:-4}
-suite() {  # suite LOGNAME NRANKS [KNOBS]
-  local envs=(); [ -n "${3:-}" ] && envs=(-x ${3//+/ -x })
-  timeout 90 "${MPI[@]}" -np "$2" "${envs[@]}" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no > "$O/$1.log" 2>&1
-  echo "== LL suite np$2 ${3:-} rc=$? ($(el))"; res "$O/$1.log"
-}
 if [ "${SKIP_STRESS:-0}" != 1 ]; then
   timeout 60 build/test/ep_gpu_tests --gtest_filter="$LL_STRESS_FILTER" --gtest_color=no > "$O/stress.log" 2>&1
   echo "== stress rc=$? ($(el))"; res "$O/stress.log"
 fi
-suite ll_np$NP "$NP"
-[ "$NP" -gt 2 ] && suite ll_np2 2
+ll_suite ll_np$NP "$NP"
+[ "$NP" -gt 2 ] && ll_suite ll_np2 2
 n=0
-for X in ${SUITE_SET:-} EP_LL_LINES=0; do n=$((n + 1)); suite ll_knobs$n "$NP" "$X"; done
-SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
-for tool in memcheck racecheck; do
-  EP_TIMEOUT_MS=60000 timeout 120 "${MPI[@]}" -np 2 "$SAN" --tool $tool --error-exitcode 9 build/test/ep_gpu_tests \
-    --gtest_filter='LlSmall.*' --gtest_color=no > "$O/san_$tool.log" 2>&1
-  echo "== $tool rc=$? ($(el))"; res "$O/san_$tool.log"
-done
-timeout 90 "${MPI[@]}" -x EP_EMULATE_NODES=2 -x EP_NET=emulated -x EP_INTERNODE_MAX_HIDDEN=8192 -x CUDA_MODULE_LOADING=EAGER \
-  -np "$NP" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no > "$O/ll_internode.log" 2>&1
-echo "== LL suite over 2 virtual nodes np$NP rc=$? ($(el))"; res "$O/ll_internode.log"
+for X in ${SUITE_SET:-} EP_LL_LINES=0; do n=$((n + 1)); ll_suite ll_knobs$n "$NP" "$X"; done
+ll_sanitizers
+ll_virtual_nodes ll_internode "$NP"
 timeout 90 "${MPI[@]}" -np "$NP" build/bin/ep_ll_perf --tokens 1,8,32,64,128 --iters 50 --warmup 20 > "$O/perf.log" 2>&1
 echo "== sweep rc=$? ($(el))"
 n=0

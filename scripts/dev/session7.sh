@@ -6,29 +6,13 @@
 # hook send, hook recv; AB_ENV: knobs joined with '+' for every A/B run); VN=1: the LL suite over 2 virtual nodes; SAN=1: compute-sanitizer memcheck + racecheck on LlSmall.* first; then EP_LL_PROFILE=2 with build-var/prof (the receive timeline) when PROF=1.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
-. scripts/gpu_filters.sh
 . scripts/dev/lib_x4.sh
 NP=${NP:-2}
 if [ "${SKIP_SUITE:-0}" != 1 ]; then
-  for X in "" ${SUITE_SET:-EP_LL_LINES=0}; do
-    envs=(); [ -n "$X" ] && envs=(-x ${X//+/ -x })
-    timeout 120 "${MPI[@]}" -np "$NP" "${envs[@]}" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no > "$O/suite_${X//=/_}.log" 2>&1
-    echo "== LL suite np$NP ${X:-default} rc=$? ($(el))"; res "$O/suite_${X//=/_}.log"
-  done
+  for X in "" ${SUITE_SET:-EP_LL_LINES=0}; do ll_suite "suite_${X//=/_}" "$NP" "$X"; done
 fi
-if [ "${VN:-0}" = 1 ]; then  # the LL suite over 2 virtual nodes (emulated RDMA: the release protocol)
-  timeout 120 "${MPI[@]}" -x EP_EMULATE_NODES=2 -x EP_NET=emulated -x EP_INTERNODE_MAX_HIDDEN=8192 -x CUDA_MODULE_LOADING=EAGER \
-    -np "$NP" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no > "$O/suite_vn.log" 2>&1
-  echo "== LL suite over 2 virtual nodes np$NP rc=$? ($(el))"; res "$O/suite_vn.log"
-fi
-if [ "${SAN:-0}" = 1 ]; then
-  SANB=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
-  for tool in memcheck racecheck; do
-    EP_TIMEOUT_MS=60000 timeout 150 "${MPI[@]}" -np 2 "$SANB" --tool $tool --error-exitcode 9 build/test/ep_gpu_tests \
-      --gtest_filter='LlSmall.*' --gtest_color=no > "$O/san_$tool.log" 2>&1
-    echo "== $tool rc=$? ($(el))"; res "$O/san_$tool.log"
-  done
-fi
+[ "${VN:-0}" = 1 ] && ll_virtual_nodes suite_vn "$NP"  # emulated RDMA: the release protocol
+[ "${SAN:-0}" = 1 ] && ll_sanitizers
 for round in 1 2; do
   for V in ${AB:-cur}; do
     bin=build-var/$V/ep_ll_perf; [ "$V" = cur ] && bin=build/bin/ep_ll_perf

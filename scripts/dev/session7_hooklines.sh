@@ -2,11 +2,9 @@
 # session7_hooklines.sh: EP_LL_LINES=2 (hooked calls on flagged lines too) against the default, NP ranks
 # (default 2): the LL suite with EP_LL_LINES=2, then dispatch/combine hook phases at T=1,32,128, alternating.
 cd "$(dirname "$0")/../.." || exit 1
-. scripts/gpu_filters.sh
 . scripts/dev/lib_x4.sh
 NP=${NP:-2}
-timeout 120 "${MPI[@]}" -np "$NP" -x EP_LL_LINES=2 build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no > "$O/suite_l2.log" 2>&1
-echo "== LL suite np$NP EP_LL_LINES=2 rc=$? ($(el))"; res "$O/suite_l2.log"
+ll_suite suite_l2 "$NP" EP_LL_LINES=2
 for r in 1 2; do
   for X in 1 2; do
     timeout 60 "${MPI[@]}" -np "$NP" -x EP_LL_LINES=$X build/bin/ep_ll_perf --tokens 1,32,128 --iters 40 --warmup 10 --no-nccl --dedup 1 --reduce 1 > $O/h$X.log 2>&1

@@ -6,11 +6,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . scripts/dev/lib_x4.sh
 NP=${NP:-4}
 SET=${SET:-"- EP_LL_PUBLISH_SMS=4 EP_LL_PUBLISH_SMS=16 EP_LL_POLL_NS=0 EP_LL_POLL_NS=400 EP_LL_RECV_SPLIT=2 EP_LL_RECV_SPLIT=8"}
-if [ "${SUITE:-0}" = 1 ]; then
-  . scripts/gpu_filters.sh
-  timeout 60 "${MPI[@]}" -np "$NP" build/test/ep_gpu_tests --gtest_filter="$LL_FILTER" --gtest_color=no > "$O/suite.log" 2>&1
-  echo "== LL suite np$NP rc=$? ($(el))"; res "$O/suite.log"
-fi
+[ "${SUITE:-0}" = 1 ] && ll_suite suite "$NP"
 for r in 1 2; do
   for X in $SET; do
     envs=(); [ "$X" != "-" ] && envs=(-x ${X//+/ -x })
