@@ -88,7 +88,7 @@ int epLlRecvSplit();
  * kLlLinesMaxRanks ranks; otherwise the release protocol. */
 constexpr int kLlLinesMaxRanks = 16;
 bool epLlLines(const epComm* comm);
-/* EP_LL_SEND_SMS (default 40): blocks of a fused lines dispatch that send; the others receive. */
+/* EP_LL_SEND_SMS (default 64): blocks of a fused lines dispatch that send (at most half the grid); the others receive. */
 int epLlSendSms();
 /* EP_LL_PUBLISH_SMS (default 8): receiving blocks of a fused lines dispatch that publish the routing (0: the sending blocks). */
 int epLlPublishSms();
