@@ -77,6 +77,22 @@ struct Lane2 {
     b = !flagLane && chB < H;
   }
 };
+
+// acc += w * the lane's 16 channels (v[0], v[1]: 8 BF16 each), one fused
+// multiply-add per channel (w = 1 for a plain sum: the same bits as an add).
+__device__ __forceinline__ void fma_chunk(float w, const int4 (&v)[2], float (&acc)[16]) {
+  float f[16];
+  unpack8(v[0], f);
+  unpack8(v[1], f + 8);
+#pragma unroll
+  for (int i = 0; i < 16; i++) acc[i] = fmaf(w, f[i], acc[i]);
+}
+// The lane's 16 summed channels into token t's output row.
+__device__ __forceinline__ void store_out_chunk(const CombineParams& p, int t, const Lane2& ln, const float (&acc)[16]) {
+  uint16_t* dst = p.out + (size_t)t * p.H;
+  if (ln.a) *reinterpret_cast<int4*>(dst + ln.chA) = pack8(acc);
+  if (ln.b) *reinterpret_cast<int4*>(dst + ln.chB) = pack8(acc + 8);
+}
 // Send units per row: 512-channel chunks, or 448-channel line chunks.
 template <bool kLines>
 __device__ __forceinline__ int row_chunks(int H) {
@@ -167,13 +183,7 @@ __device__ void send_rows(const CombineParams& p, const int* sSrcT, int preFlat,
       while (m) {
         load_batch(p.x, H, ln, flat, w, &m, v, wk, kk);
 #pragma unroll
-        for (int b = 0; b < kBatch; b++) {
-          float f[16];
-          unpack8(v[b][0], f);
-          unpack8(v[b][1], f + 8);
-#pragma unroll
-          for (int i = 0; i < 16; i++) acc[i] = fmaf(wk[b], f[i], acc[i]);
-        }
+        for (int b = 0; b < kBatch; b++) fma_chunk(wk[b], v[b], acc);
       }
       if constexpr (kLines) {
         // Whole lines, flags included, in two store instructions (ll_lines.cuh).
@@ -269,22 +279,9 @@ __device__ void reduce_tokens(const CombineParams& p, const int* sIds, const int
         }
       }
 #pragma unroll
-      for (int b = 0; b < kBatch; b++) {
-        float f[16];
-        unpack8(v[b][0], f);
-        unpack8(v[b][1], f + 8);
-        if (p.reduce) {
-#pragma unroll
-          for (int i = 0; i < 16; i++) acc[i] += f[i];
-        } else {
-#pragma unroll
-          for (int i = 0; i < 16; i++) acc[i] = fmaf(wk[b], f[i], acc[i]);
-        }
-      }
+      for (int b = 0; b < kBatch; b++) fma_chunk(wk[b], v[b], acc);  // wk = 1 for reduced rows
     }
-    uint16_t* dst = p.out + (size_t)t * H;
-    if (ln.a) *reinterpret_cast<int4*>(dst + ln.chA) = pack8(acc);
-    if (ln.b) *reinterpret_cast<int4*>(dst + ln.chB) = pack8(acc + 8);
+    store_out_chunk(p, t, ln, acc);
   }
 }
 
@@ -330,16 +327,10 @@ __device__ void reduce_lines(const CombineParams& p, const int* sIds, uint32_t e
         if (d[b] < 0) continue;
         const int4* slot = sa.ps.local_ptr<int4>(sa.lineOff + combineLineRel(M, sa.lineStride, d[b], t, 0));
         if (!wait_lines(sa, slot, lb, epoch, d[b], v[b], need[b], nullptr)) return;  // timed out (recorded)
-        float f[16];
-        unpack8(v[b][0], f);
-        unpack8(v[b][1], f + 8);
-#pragma unroll
-        for (int i = 0; i < 16; i++) acc[i] += f[i];
+        fma_chunk(1.f, v[b], acc);
       }
     }
-    uint16_t* dst = p.out + (size_t)t * H;
-    if (ln.a) *reinterpret_cast<int4*>(dst + ln.chA) = pack8(acc);
-    if (ln.b) *reinterpret_cast<int4*>(dst + ln.chB) = pack8(acc + 8);
+    store_out_chunk(p, t, ln, acc);
   }
 }
 
