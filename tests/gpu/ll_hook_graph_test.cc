@@ -45,6 +45,30 @@ void expectUsableAgain(LlEnv& env, epComm_t fc, epLlHandle_t fh, const LlPlan& p
   ASSERT_TRUE(llCheckDispatch(env, plan));
 }
 
+// The LlFault cases' own comm (short wait timeout), its handle, and case c's
+// inputs uploaded. ASSERTs inside: the caller returns on HasFatalFailure().
+struct FaultSetup {
+  epComm_t fc = nullptr;
+  epLlHandle_t fh = nullptr;
+  LlPlan plan;
+};
+void openFault(LlEnv& env, int timeoutMs, const LlCase& c, FaultSetup* f) {
+  std::string err;
+  f->fc = llFaultComm(timeoutMs, &err);
+  ASSERT_NE(nullptr, f->fc) << err;
+  LL_ASSERT_OK(epLowLatencyHandleCreate(f->fc, &f->fh), f->fc);
+  f->plan = llMakePlan(c, env.nranks);
+  ASSERT_TRUE(llUploadInputs(env, f->plan));
+}
+// After the fault and epLowLatencyClean: the comm works again; then the
+// handle and the fault comm are released.
+void closeFault(LlEnv& env, const FaultSetup& f) {
+  expectUsableAgain(env, f.fc, f.fh, f.plan);
+  if (::testing::Test::HasFatalFailure()) return;
+  LL_ASSERT_OK(epLowLatencyHandleDestroy(f.fh), f.fc);
+  llResetFaultComm();
+}
+
 }  // namespace
 
 // Two micro-batches: send A, send B, then receive A and B (the overlap of
@@ -267,29 +291,22 @@ TEST(LlFault, TimeoutThenClean) {
   EP_LL_REQUIRE_GPU();
   LlEnv& env = llEnv();
   if (env.nranks < 2) GTEST_SKIP() << "needs >= 2 ranks (a missing peer)";
-  std::string err;
-  epComm_t fc = llFaultComm(1500, &err);
-  ASSERT_NE(nullptr, fc) << err;
-  epLlHandle_t fh = nullptr;
-  LL_ASSERT_OK(epLowLatencyHandleCreate(fc, &fh), fc);
   LlCase c = caseOf(16, 512, 800);
-  LlPlan plan = llMakePlan(c, env.nranks);
-  ASSERT_TRUE(llUploadInputs(env, plan));
+  FaultSetup f;
+  openFault(env, 1500, c, &f);
+  if (HasFatalFailure()) return;
   epLlDispatchInput_t in;
   epLlDispatchOutput_t out;
-  llFillDispatchArgs(env, plan, &in, &out);
+  llFillDispatchArgs(env, f.plan, &in, &out);
   if (env.rank == 0) {
-    LL_ASSERT_OK(epLowLatencyDispatch(fc, &in, &out, fh, nullptr, env.stream), fc);
+    LL_ASSERT_OK(epLowLatencyDispatch(f.fc, &in, &out, f.fh, nullptr, env.stream), f.fc);
     ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
     epResult_t async = epSuccess;
-    ASSERT_EQ(epSuccess, epCommGetAsyncError(fc, &async));
-    EXPECT_EQ(epTimeout, async) << epTestErrText(async, fc);
+    ASSERT_EQ(epSuccess, epCommGetAsyncError(f.fc, &async));
+    EXPECT_EQ(epTimeout, async) << epTestErrText(async, f.fc);
   }
-  LL_ASSERT_OK(epLowLatencyClean(fc, env.stream), fc);
-  expectUsableAgain(env, fc, fh, plan);
-  if (HasFatalFailure()) return;
-  LL_ASSERT_OK(epLowLatencyHandleDestroy(fh), fc);
-  llResetFaultComm();
+  LL_ASSERT_OK(epLowLatencyClean(f.fc, env.stream), f.fc);
+  closeFault(env, f);
 }
 
 // Ranks that make the same dispatch with different modes: every rank ends
@@ -302,34 +319,27 @@ TEST(LlFault, ModeMismatchReportedThenClean) {
   EP_LL_REQUIRE_GPU();
   LlEnv& env = llEnv();
   if (env.nranks < 2) GTEST_SKIP() << "needs >= 2 ranks (a peer with another mode)";
-  std::string err;
-  epComm_t fc = llFaultComm(3000, &err);
-  ASSERT_NE(nullptr, fc) << err;
-  epLlHandle_t fh = nullptr;
-  LL_ASSERT_OK(epLowLatencyHandleCreate(fc, &fh), fc);
   LlCase c = caseOf(16, 512, 810);
-  LlPlan plan = llMakePlan(c, env.nranks);
-  ASSERT_TRUE(llUploadInputs(env, plan));
+  FaultSetup f;
+  openFault(env, 3000, c, &f);
+  if (HasFatalFailure()) return;
   for (int variant = 0; variant < 2; variant++) {
     SCOPED_TRACE(variant == 0 ? "fp8 on rank 0 only" : "per-expert on rank 0 only");
     epLlDispatchInput_t in;
     epLlDispatchOutput_t out;
-    llFillDispatchArgs(env, plan, &in, &out);
+    llFillDispatchArgs(env, f.plan, &in, &out);
     if (variant == 0 && env.rank != 0) in.useFp8 = 0;
     if (variant == 1 && env.rank == 0) in.dedup = 0;
-    LL_ASSERT_OK(epLowLatencyDispatch(fc, &in, &out, fh, nullptr, env.stream), fc);
+    LL_ASSERT_OK(epLowLatencyDispatch(f.fc, &in, &out, f.fh, nullptr, env.stream), f.fc);
     ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
     epResult_t async = epSuccess;
-    ASSERT_EQ(epSuccess, epCommGetAsyncError(fc, &async));
-    const std::string text = epTestErrText(async, fc);
+    ASSERT_EQ(epSuccess, epCommGetAsyncError(f.fc, &async));
+    const std::string text = epTestErrText(async, f.fc);
     EXPECT_EQ(epInvalidUsage, async) << text;
     EXPECT_NE(std::string::npos, text.find(variant == 0 ? "fp8=" : "dedup=")) << text;
-    LL_ASSERT_OK(epLowLatencyClean(fc, env.stream), fc);
+    LL_ASSERT_OK(epLowLatencyClean(f.fc, env.stream), f.fc);
   }
-  expectUsableAgain(env, fc, fh, plan);
-  if (HasFatalFailure()) return;
-  LL_ASSERT_OK(epLowLatencyHandleDestroy(fh), fc);
-  llResetFaultComm();
+  closeFault(env, f);
 }
 
 // A combine whose mode differs across ranks: rank 0 sends per-expert rows
@@ -349,28 +359,24 @@ TEST(LlFault, CombineModeMismatchReportedThenClean) {
                     "mismatch there is not detected (documented in docs/env.md, EP_LL_LINES)";
   const char* lines = getenv("EP_LL_LINES");
   const bool linesOn = !(lines && atoi(lines) == 0);
-  std::string err;
-  epComm_t fc = llFaultComm(1500, &err);
-  ASSERT_NE(nullptr, fc) << err;
-  epLlHandle_t fh = nullptr;
-  LL_ASSERT_OK(epLowLatencyHandleCreate(fc, &fh), fc);
   LlCase c = caseOf(16, 1024, 820);
   c.reduce = 1;
-  LlPlan plan = llMakePlan(c, env.nranks);
-  ASSERT_TRUE(llUploadInputs(env, plan));
-  expectUsableAgain(env, fc, fh, plan);  // the dispatch itself matches on every rank
+  FaultSetup f;
+  openFault(env, 1500, c, &f);
   if (HasFatalFailure()) return;
-  ASSERT_TRUE(llUploadExpertOutputs(env, plan, env.y.p));
+  expectUsableAgain(env, f.fc, f.fh, f.plan);  // the dispatch itself matches on every rank
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(llUploadExpertOutputs(env, f.plan, env.y.p));
   epLlCombineInput_t cin;
   epLlCombineOutput_t cout;
-  llFillCombineArgs(env, plan, &cin, &cout);
+  llFillCombineArgs(env, f.plan, &cin, &cout);
   ASSERT_EQ(cudaSuccess, env.out.poison(0xFF, env.stream));
   cin.reduceOnSender = env.rank == 0 ? 0 : 1;
-  LL_ASSERT_OK(epLowLatencyCombine(fc, &cin, &cout, fh, nullptr, env.stream), fc);
+  LL_ASSERT_OK(epLowLatencyCombine(f.fc, &cin, &cout, f.fh, nullptr, env.stream), f.fc);
   ASSERT_EQ(cudaSuccess, cudaStreamSynchronize(env.stream));
   epResult_t async = epSuccess;
-  ASSERT_EQ(epSuccess, epCommGetAsyncError(fc, &async));
-  const std::string text = epTestErrText(async, fc);
+  ASSERT_EQ(epSuccess, epCommGetAsyncError(f.fc, &async));
+  const std::string text = epTestErrText(async, f.fc);
   if (env.rank == 0 || !linesOn) {
     EXPECT_EQ(epInvalidUsage, async) << text;
     EXPECT_NE(std::string::npos, text.find("combine")) << text;
@@ -378,9 +384,6 @@ TEST(LlFault, CombineModeMismatchReportedThenClean) {
   } else {
     EXPECT_EQ(epTimeout, async) << text;
   }
-  LL_ASSERT_OK(epLowLatencyClean(fc, env.stream), fc);
-  expectUsableAgain(env, fc, fh, plan);
-  if (HasFatalFailure()) return;
-  LL_ASSERT_OK(epLowLatencyHandleDestroy(fh), fc);
-  llResetFaultComm();
+  LL_ASSERT_OK(epLowLatencyClean(f.fc, env.stream), f.fc);
+  closeFault(env, f);
 }
